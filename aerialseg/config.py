@@ -1,0 +1,174 @@
+"""Typed, validated parameters.
+
+``params.yaml`` is parsed once per stage into these models. An unknown key or a wrong type is
+refused with a message that names the key (``train.epochs: Input should be a valid integer``),
+so a typo in ``dvc exp run -S`` fails at once instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aerialseg.palette import Palette
+
+ENCODERS = ("none", "resnet50", "mobilenetv2", "efficientnetb0", "vgg16")
+
+
+class ParamsError(ValueError):
+    """params.yaml is not valid; the message names each bad key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RemoteFile(Strict):
+    url: str
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class SyntheticSource(Strict):
+    tiles: int = Field(ge=3, description="at least one tile each for train, val and test")
+    size: int = Field(ge=64)
+    seed: int = 0
+
+
+class UrlSource(Strict):
+    files: list[RemoteFile] = []
+
+
+class LocalSource(Strict):
+    paths: list[Path] = []
+
+
+class DataParams(Strict):
+    source: Literal["synthetic", "url", "local"] = "synthetic"
+    ignore_unknown_colours: bool = False
+    synthetic: SyntheticSource
+    url: UrlSource = UrlSource()
+    local: LocalSource = LocalSource()
+
+
+class ResizeParams(Strict):
+    scale: Optional[float] = Field(default=1.0, gt=0)
+    size: Optional[tuple[int, int]] = None
+
+    @model_validator(mode="after")
+    def _one_of_scale_or_size(self):
+        if self.size is not None and any(side < 1 for side in self.size):
+            raise ValueError("size must be two positive integers [height, width]")
+        if self.size is None and self.scale is None:
+            raise ValueError("set scale or size")
+        return self
+
+
+class SplitParams(Strict):
+    train: list[str] = []
+    val: list[str] = []
+    test: list[str] = []
+    val_fraction: float = Field(default=0.2, ge=0, lt=1)
+    test_fraction: float = Field(default=0.2, ge=0, lt=1)
+    seed: int = 0
+
+
+class PatchParams(Strict):
+    patch_size: int = Field(ge=16, multiple_of=16, description="the U-Net halves it four times")
+    step: int = Field(ge=1)
+    edge: Literal["crop", "reflect"] = "reflect"
+    split: SplitParams = SplitParams()
+
+
+class TrainParams(Strict):
+    model: Literal["unet"] = "unet"
+    encoder: Literal[ENCODERS] = "none"
+    encoder_weights: str = "none"
+    freeze_encoder_epochs: int = Field(default=0, ge=0)
+    base_filters: int = Field(default=16, ge=1)
+    batch_norm: bool = True
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    loss: Literal["dice_focal", "crossentropy"] = "dice_focal"
+    class_weights: bool = False
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    augment: bool = True
+    seed: int = 0
+    snapshot_every: int = Field(ge=1)
+    mixed_precision: bool = False
+
+    @model_validator(mode="after")
+    def _snapshot_within_training(self):
+        if self.snapshot_every > self.epochs:
+            raise ValueError(f"snapshot_every ({self.snapshot_every}) is larger than epochs ({self.epochs}): "
+                             "no snapshot would ever be taken")
+        return self
+
+
+class MlflowParams(Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "aerialseg"
+
+
+class PredictParams(Strict):
+    subdivisions: int = Field(default=2, ge=1)
+    window_function: Literal["spline", "hann"] = "spline"
+    tta: Literal["none", "flips", "d4"] = "d4"
+    batch_size: int = Field(default=16, ge=1)
+
+
+class EvaluateParams(Strict):
+    erode_radius: int = Field(default=0, ge=0)
+
+
+class ReportParams(Strict):
+    video_fps: float = Field(default=2, gt=0)
+
+
+class Params(Strict):
+    classes: dict[str, tuple[int, int, int]]
+    data: DataParams
+    resize: ResizeParams
+    patches: PatchParams
+    train: TrainParams
+    mlflow: MlflowParams = MlflowParams()
+    predict: PredictParams = PredictParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
+
+    @field_validator("classes")
+    @classmethod
+    def _colours_are_bytes(cls, classes):
+        for name, colour in classes.items():
+            if not all(0 <= c <= 255 for c in colour):
+                raise ValueError(f"{name}: colour components must be 0..255, got {colour}")
+        return classes
+
+    @property
+    def palette(self) -> Palette:
+        return Palette(tuple(self.classes), tuple(self.classes.values()))
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Validate a params dictionary; every problem is reported with its dotted key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        problems = "\n".join(
+            f"  {'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ParamsError(f"{source}: invalid parameters\n{problems}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such file")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return parse_params(raw, str(path))
