@@ -8,6 +8,7 @@ name first and is renamed into place, so a failed stage never leaves half a file
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -100,7 +101,7 @@ def atomic_file(path: str | Path):
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -126,3 +127,9 @@ def atomic_dir(path: str | Path):
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write ``data`` as indented JSON, atomically (metrics files are read by DVC at any time)."""
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
