@@ -101,7 +101,9 @@ class TrainParams(Strict):
     mixed_precision: bool = False
 
     @model_validator(mode="after")
-    def _snapshot_within_training(self):
+    def _consistent(self):
+        if self.freeze_encoder_epochs and self.encoder == "none":
+            raise ValueError("freeze_encoder_epochs needs a pretrained encoder (encoder is 'none')")
         if self.snapshot_every > self.epochs:
             raise ValueError(f"snapshot_every ({self.snapshot_every}) is larger than epochs ({self.epochs}): "
                              "no snapshot would ever be taken")

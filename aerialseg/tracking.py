@@ -1,0 +1,85 @@
+"""MLflow tracking: one run per training, resumed when the training resumes.
+
+The default store is a SQLite file at the repository root, resolved to an absolute path so that
+`dvc exp run --temp` workspaces (which live under .dvc/tmp/exps/) log into the same store as the
+main workspace and every experiment shows up side by side in `mlflow ui`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+
+
+def repo_root(start: str | Path = ".") -> Path:
+    """The main workspace, also when called from a DVC temporary experiment workspace."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if folder.name == "exps" and folder.parent.name == "tmp" and folder.parent.parent.name == ".dvc":
+            return folder.parent.parent.parent
+    return start
+
+
+def resolve_tracking_uri(uri: str, root: str | Path = ".") -> str:
+    """MLFLOW_TRACKING_URI wins; a relative sqlite:/// or file path becomes absolute under ``root``."""
+    uri = os.environ.get(ENV_URI) or uri
+    root = repo_root(root)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{root / uri[len('sqlite:///'):]}"
+    if "://" not in uri and not Path(uri).is_absolute():
+        return str(root / uri)
+    return uri
+
+
+def start_run(tracking_uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None):
+    """Start a new run, or continue ``run_id`` if it still exists in the store."""
+    mlflow.set_tracking_uri(tracking_uri)
+    if run_id and _run_exists(run_id):
+        return mlflow.start_run(run_id=run_id)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        artifacts = repo_root() / "mlartifacts"
+        local = tracking_uri.startswith("sqlite:") or "://" not in tracking_uri
+        mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri() if local else None)
+    mlflow.set_experiment(experiment)
+    return mlflow.start_run(run_name=run_name)
+
+
+def _run_exists(run_id: str) -> bool:
+    try:
+        MlflowClient().get_run(run_id)
+        return True
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
+def git_commit(root: str | Path = ".") -> str | None:
+    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested params as MLflow's flat key/value pairs: {'train': {'epochs': 5}} -> {'train.epochs': '5'}."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def logged_steps(run_id: str, metric: str) -> set[int]:
+    return {m.step for m in MlflowClient().get_metric_history(run_id, metric)}
+
+
+def log_map(image: np.ndarray, key: str, epoch: int) -> None:
+    """Log a colour map picture under ``key``, stepped by epoch (shown on MLflow's image slider)."""
+    mlflow.log_image(image, key=key, step=epoch)

@@ -1,0 +1,175 @@
+"""train stage: fit the U-Net on the patches, log every epoch to MLflow, snapshot, resume.
+
+Outputs: models/model.keras (written only when training finished, so a failed run keeps the last
+good model), models/snapshots/ (weights and predicted maps every `snapshot_every` epochs),
+models/checkpoint/ (the last finished epoch, for resuming), metrics/train_history.csv and
+metrics/train.json.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+
+from aerialseg import tracking
+from aerialseg.blending import predict_map
+from aerialseg.checkpoint import Checkpoint, TrainingState, fingerprint
+from aerialseg.config import load_params
+from aerialseg.dataset import PatchSequence, open_patches
+from aerialseg.losses import class_weights_from_counts, make_loss
+from aerialseg.metrics import training_metrics
+from aerialseg.model import build_unet, set_encoder_trainable
+from aerialseg.tiles import atomic_file, photo_name, read_image, write_image, write_json
+
+PATCHES = Path("data/patches")
+RESIZED = Path("data/resized")
+MODELS = Path("models")
+MODEL_PATH = MODELS / "model.keras"
+SNAPSHOTS = MODELS / "snapshots"
+CHECKPOINT = MODELS / "checkpoint"
+RUN_FILE = MODELS / "mlflow_run.json"
+HISTORY = Path("metrics/train_history.csv")
+SUMMARY = Path("metrics/train.json")
+DISTRIBUTION = Path("metrics/class_distribution.json")
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """After each epoch: snapshot if due, save the checkpoint, then log to MLflow (in that order,
+    so a kill in between never logs an epoch that a resumed run would train again)."""
+
+    def __init__(self, state: TrainingState, checkpoint: Checkpoint, snapshot, snapshot_every: int, patches: int):
+        super().__init__()
+        self.state, self.checkpoint, self.snapshot = state, checkpoint, snapshot
+        self.snapshot_every, self.patches = snapshot_every, patches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        patches_per_s = self.patches / (time.perf_counter() - self.started)
+        row = {"epoch": number, **{k: float(v) for k, v in logs.items()}, "patches_per_s": patches_per_s}
+        if number % self.snapshot_every == 0:
+            self.snapshot(self.model, number)
+        self.state.epoch, self.state.history = number, self.state.history + [row]
+        self.checkpoint.save(self.model, self.state)
+        mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=number)
+        print(f"epoch {number}: {patches_per_s:.1f} patches/s")
+
+
+def snapshot_writer(params, val_photo: np.ndarray):
+    """Save the weights and the predicted map of a fixed validation tile, plain and smooth."""
+    def snapshot(model, epoch):
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        with atomic_file(SNAPSHOTS / f"epoch_{epoch:03d}.weights.h5") as tmp:
+            model.save_weights(tmp)
+        for mode in ("plain", "smooth"):
+            index = predict_map(model, val_photo, params.patches.patch_size, params.palette.num_classes, mode,
+                                **params.predict.model_dump())
+            colours = params.palette.index_to_rgb(index)
+            write_image(SNAPSHOTS / f"epoch_{epoch:03d}_{mode}.png", colours)
+            tracking.log_map(colours, f"val_map_{mode}", epoch)
+    return snapshot
+
+
+def compile_model(model, cfg, num_classes: int, class_weights) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=make_loss(cfg.loss, num_classes, class_weights),
+                  metrics=training_metrics(num_classes))
+
+
+def fresh_model(params, class_weights):
+    cfg = params.train
+    model = build_unet(params.palette.num_classes, cfg.encoder, cfg.encoder_weights, cfg.base_filters,
+                       cfg.batch_norm, cfg.dropout)
+    compile_model(model, cfg, params.palette.num_classes, class_weights)
+    return model
+
+
+def fit(model, train, val, state, callbacks, cfg, num_classes, class_weights) -> None:
+    """Train from the last finished epoch; an encoder stays frozen for the first epochs if asked."""
+    frozen_until = cfg.freeze_encoder_epochs if cfg.encoder != "none" else 0
+    if state.epoch < frozen_until:
+        set_encoder_trainable(model, False)
+        compile_model(model, cfg, num_classes, class_weights)
+        model.fit(train, validation_data=val, initial_epoch=state.epoch, epochs=frozen_until, callbacks=callbacks)
+        set_encoder_trainable(model, True)
+        compile_model(model, cfg, num_classes, class_weights)
+    if state.epoch < cfg.epochs:
+        model.fit(train, validation_data=val, initial_epoch=state.epoch, epochs=cfg.epochs, callbacks=callbacks)
+
+
+def write_outputs(model, state: TrainingState, run_id: str, tracking_uri: str) -> None:
+    history = pd.DataFrame(state.history)
+    with atomic_file(HISTORY) as tmp:
+        history.to_csv(tmp, index=False)
+    write_json(SUMMARY, final_summary(history))
+    write_json(RUN_FILE, {"tracking_uri": tracking_uri, "run_id": run_id})
+    with atomic_file(MODEL_PATH) as tmp:
+        model.save(tmp)
+
+
+def final_summary(history: pd.DataFrame) -> dict:
+    last = history.iloc[-1]
+    summary = {key: float(last[key]) for key in history.columns if key not in ("epoch", "patches_per_s")}
+    summary.update(epochs=int(last["epoch"]), patches_per_s=float(history["patches_per_s"].median()))
+    return summary
+
+
+def main() -> None:
+    params = load_params()
+    cfg, num_classes = params.train, params.palette.num_classes
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    train_x, train_y = open_patches(PATCHES / "train_images.npy", PATCHES / "train_labels.npy", num_classes)
+    val_x, val_y = open_patches(PATCHES / "val_images.npy", PATCHES / "val_labels.npy", num_classes)
+    class_weights = None
+    if cfg.class_weights:
+        counts = json.loads(DISTRIBUTION.read_text())["train"]
+        class_weights = class_weights_from_counts([counts[name] for name in params.palette.names])
+
+    checkpoint = Checkpoint(CHECKPOINT, fingerprint(params.model_dump(exclude={"mlflow", "evaluate", "report"}),
+                                                    train_x.shape, val_x.shape))
+    resumed = checkpoint.load()
+    if resumed:
+        model, state = resumed
+        print(f"resuming after epoch {state.epoch}")
+    else:
+        model, state = fresh_model(params, class_weights), TrainingState()
+        for old in SNAPSHOTS.glob("epoch_*"):
+            old.unlink()
+
+    tracking_uri = tracking.resolve_tracking_uri(params.mlflow.tracking_uri)
+    with tracking.start_run(tracking_uri, params.mlflow.experiment, state.run_id) as run:
+        state.run_id = run.info.run_id
+        if not resumed:
+            mlflow.log_params(tracking.flatten(params.model_dump()))
+            mlflow.set_tag("git_commit", tracking.git_commit())
+        relog_missing_epochs(state)
+        splits = json.loads((PATCHES / "splits.json").read_text())
+        val_photo = read_image(RESIZED / "images" / photo_name(splits["val"][0]))[..., :3]
+        train = PatchSequence(train_x, train_y, cfg.batch_size, shuffle=True, augment=cfg.augment,
+                              seed=cfg.seed, first_epoch=state.epoch)
+        val = PatchSequence(val_x, val_y, cfg.batch_size)
+        callbacks = [EpochEnd(state, checkpoint, snapshot_writer(params, val_photo), cfg.snapshot_every, len(train_x))]
+        fit(model, train, val, state, callbacks, cfg, num_classes, class_weights)
+        write_outputs(model, state, run.info.run_id, tracking_uri)
+        mlflow.keras.log_model(model, name="model")
+    print(json.dumps(final_summary(pd.DataFrame(state.history)), indent=2))
+
+
+def relog_missing_epochs(state: TrainingState) -> None:
+    """Log epochs that finished but were not logged before a kill, so MLflow misses none."""
+    logged = tracking.logged_steps(state.run_id, "loss")
+    for row in state.history:
+        if row["epoch"] not in logged:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aerialseg.config import ParamsError, load_params, parse_params
+
+REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load(REPO_PARAMS.read_text())
+
+
+def test_repository_params_are_valid():
+    params = load_params(REPO_PARAMS)
+    assert params.palette.names[1] == "building"
+    assert params.palette.colours[1] == (0, 0, 255)
+
+
+@pytest.mark.parametrize("section, key, value, fragment", [
+    ("train", "epochs", "many", "train.epochs"),
+    ("train", "epocs", 3, "train.epocs"),
+    ("patches", "patch_size", 100, "patches.patch_size"),
+    ("data", "source", "ftp", "data.source"),
+    ("predict", "tta", "all", "predict.tta"),
+    ("train", "encoder", "resnet18", "train.encoder"),
+])
+def test_bad_param_names_the_key(raw, section, key, value, fragment):
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=fragment.replace(".", r"\.")):
+        parse_params(raw)
+
+
+def test_unknown_section_is_refused(raw):
+    raw["trian"] = {"epochs": 3}
+    with pytest.raises(ParamsError, match="trian"):
+        parse_params(raw)
+
+
+def test_snapshot_interval_larger_than_epochs(raw):
+    raw["train"].update(epochs=3, snapshot_every=5)
+    with pytest.raises(ParamsError, match=r"snapshot_every \(5\) is larger than epochs \(3\)"):
+        parse_params(raw)
+
+
+def test_freezing_needs_an_encoder(raw):
+    raw["train"].update(encoder="none", freeze_encoder_epochs=2)
+    with pytest.raises(ParamsError, match="freeze_encoder_epochs"):
+        parse_params(raw)
+
+
+def test_bad_colour_and_missing_file(raw, tmp_path):
+    raw["classes"]["car"] = [300, 0, 0]
+    with pytest.raises(ParamsError, match="classes"):
+        parse_params(raw)
+    with pytest.raises(ParamsError, match="no such file"):
+        load_params(tmp_path / "params.yaml")

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from aerialseg.tiling import SplitError, class_pixel_counts, count_patches, extract_patches, split_tiles
+
+TILES = [f"2_{i}" for i in range(10, 20)]
+
+
+def test_fraction_split_is_by_tile_seeded_and_complete():
+    splits = split_tiles(TILES, [], [], [], 0.2, 0.2, seed=3)
+    assert sorted(sum(splits.values(), [])) == sorted(TILES)
+    assert len(splits["val"]) == 2 and len(splits["test"]) == 2
+    assert splits == split_tiles(TILES, [], [], [], 0.2, 0.2, seed=3)
+    assert splits != split_tiles(TILES, [], [], [], 0.2, 0.2, seed=4)
+
+
+def test_listed_split():
+    splits = split_tiles(TILES, ["2_10", "2_11"], ["2_12"], ["2_13"], 0.2, 0.2, 0)
+    assert splits == {"train": ["2_10", "2_11"], "val": ["2_12"], "test": ["2_13"]}
+    with pytest.raises(SplitError, match="2_99"):
+        split_tiles(TILES, ["2_99"], ["2_12"], ["2_13"], 0.2, 0.2, 0)
+    with pytest.raises(SplitError, match="more than one split"):
+        split_tiles(TILES, ["2_10"], ["2_10"], ["2_13"], 0.2, 0.2, 0)
+
+
+@pytest.mark.parametrize("lists, fractions", [((["2_10"], [], ["2_11"]), (0.2, 0.2)), (([], [], []), (0.0, 0.2))])
+def test_empty_split_is_an_error(lists, fractions):
+    with pytest.raises(SplitError, match="'val'"):
+        split_tiles(TILES, *lists, *fractions, 0)
+
+
+@pytest.mark.parametrize("height, width, size, step", [(100, 70, 32, 32), (64, 64, 32, 16), (97, 131, 48, 40)])
+def test_reflect_covers_every_pixel_and_crop_drops_the_edge(height, width, size, step):
+    image = np.arange(height * width).reshape(height, width)
+    reflected = extract_patches(image, size, step, "reflect")
+    cropped = extract_patches(image, size, step, "crop")
+    assert reflected.shape[1:] == cropped.shape[1:] == (size, size)
+    assert len(reflected) == count_patches(height, width, size, step, "reflect")
+    assert len(cropped) == count_patches(height, width, size, step, "crop")
+    assert set(np.unique(reflected)) == set(image.ravel())  # nothing lost at the edge
+    assert image.max() not in cropped or (height - size) % step == 0 == (width - size) % step
+    np.testing.assert_array_equal(reflected[0], image[:size, :size])
+
+
+def test_photo_and_label_patches_stay_aligned():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 6, (90, 90)).astype(np.uint8)
+    photo = np.stack([label * 40] * 3, axis=-1)
+    photo_patches = extract_patches(photo, 32, 24, "reflect")
+    label_patches = extract_patches(label, 32, 24, "reflect")
+    np.testing.assert_array_equal(photo_patches[..., 0], label_patches * 40)
+
+
+def test_patch_larger_than_tile_names_the_tile():
+    with pytest.raises(ValueError, match=r"tile 2_10: patch size 128 is larger than the tile \(100x200\)"):
+        extract_patches(np.zeros((100, 200, 3), np.uint8), 128, 128, "crop", source="tile 2_10")
+
+
+def test_class_pixel_counts_skip_ignored():
+    label = np.array([[0, 1, 1], [255, 5, 5]], np.uint8)
+    assert class_pixel_counts(label, 6).tolist() == [1, 2, 0, 0, 0, 2]
