@@ -1,0 +1,134 @@
+"""Shared fixtures: a real HTTP file server on 127.0.0.1 and small Potsdam-layout data sets."""
+
+from __future__ import annotations
+
+import re
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aerialseg.palette import Palette
+from aerialseg.tiles import label_name, photo_name, write_image
+
+POTSDAM_PALETTE = Palette(
+    ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"),
+    ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)),
+)
+
+
+class FileServer:
+    """Serves in-memory files over HTTP with Range support; can cut responses off halfway.
+
+    ``requests`` records (path, Range header) of every GET, so tests see whether a resume happened.
+    """
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        self.cut_next = 0  # how many coming responses send only half their body, then close
+        self.honour_range = True
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def add(self, name: str, data: bytes) -> str:
+        self.files[f"/{name}"] = data
+        return f"http://127.0.0.1:{self._httpd.server_port}/{name}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _handler_for(server: FileServer):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            wanted = self.headers.get("Range")
+            server.requests.append((self.path, wanted))
+            data = server.files.get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            start = int(re.fullmatch(r"bytes=(\d+)-", wanted)[1]) if wanted and server.honour_range else 0
+            if start >= len(data) > 0:
+                self.send_error(416)
+                return
+            body = data[start:]
+            self.send_response(206 if wanted and server.honour_range else 200)
+            if wanted and server.honour_range:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if server.cut_next:
+                server.cut_next -= 1
+                body = body[: len(body) // 2]
+                self.close_connection = True
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def file_server():
+    with FileServer() as server:
+        yield server
+
+
+def write_potsdam_tiles(root: Path, tiles: list[str], size: int = 64, seed: int = 0) -> dict[str, tuple[Path, Path]]:
+    """Write tiles the way Potsdam ships them: 2_Ortho_RGB/<photo> and 5_Labels_all/<label>.
+
+    Photos are random RGB; labels are random palette colours. Returns tile -> (photo, label).
+    """
+    rng = np.random.default_rng(seed)
+    colours = np.asarray(POTSDAM_PALETTE.colours, dtype=np.uint8)
+    written = {}
+    for tile in tiles:
+        photo = root / "2_Ortho_RGB" / photo_name(tile)
+        label = root / "5_Labels_all" / label_name(tile)
+        write_image(photo, rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        write_image(label, colours[rng.integers(0, len(colours), (size, size))])
+        written[tile] = (photo, label)
+    return written
+
+
+def zip_folder(folder: Path, archive: Path) -> Path:
+    """Zip ``folder`` with its own name as the top folder inside, as 2_Ortho_RGB.zip does."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(folder.rglob("*")):
+            zipped.write(path, path.relative_to(folder.parent))
+    return archive
+
+
+@pytest.fixture
+def palette() -> Palette:
+    return POTSDAM_PALETTE
+
+
+@pytest.fixture
+def make_potsdam_tiles():
+    return write_potsdam_tiles
+
+
+@pytest.fixture
+def make_zip():
+    return zip_folder
+
+
+@pytest.fixture
+def potsdam_archives(tmp_path):
+    """2_Ortho_RGB.zip and 5_Labels_all.zip holding tiles 2_10 and 2_11; returns (archives, tiles)."""
+    tiles = write_potsdam_tiles(tmp_path / "source", ["2_10", "2_11"])
+    archives = [zip_folder(tmp_path / "source" / name, tmp_path / f"{name}.zip")
+                for name in ("2_Ortho_RGB", "5_Labels_all")]
+    return archives, tiles

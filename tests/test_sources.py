@@ -1,0 +1,218 @@
+"""Downloading, unpacking and checking raw tiles, against a real HTTP server and real files."""
+
+import hashlib
+import re
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aerialseg.palette import UnknownColourError
+from aerialseg.sources import (
+    ArchiveError, ChecksumError, DatasetError, DownloadError, collect_local, collect_url, download,
+    extract_archives, find_tile_pairs, prepare_raw,
+)
+from aerialseg.tiles import ImageReadError, label_name, photo_name, read_image, write_image
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def payload():
+    return np.random.default_rng(1).bytes(300_000)
+
+
+# --- download -------------------------------------------------------------------------------------
+
+def test_download_fetches_and_verifies(file_server, payload, tmp_path):
+    url = file_server.add("2_Ortho_RGB.zip", payload)
+    path = download(url, tmp_path / "cache", sha(payload), chunk=4096)
+    assert path == tmp_path / "cache" / "2_Ortho_RGB.zip"
+    assert path.read_bytes() == payload
+    assert list(path.parent.iterdir()) == [path]  # no .part left behind
+
+
+def test_download_resumes_an_interrupted_transfer(file_server, payload, tmp_path):
+    url = file_server.add("big.zip", payload)
+    file_server.cut_next = 1
+    with pytest.raises(DownloadError, match=r"big\.zip.*run again to resume") as error:
+        download(url, tmp_path, sha(payload), chunk=4096)
+    part = tmp_path / "big.zip.part"
+    kept = part.stat().st_size
+    assert 0 < kept < len(payload)
+    assert str(part) in str(error.value)
+    path = download(url, tmp_path, sha(payload), chunk=4096)
+    assert path.read_bytes() == payload
+    assert file_server.requests[-1] == ("/big.zip", f"bytes={kept}-")
+    assert not part.exists()
+
+
+def test_download_starts_over_when_the_server_ignores_range(file_server, payload, tmp_path):
+    url = file_server.add("big.zip", payload)
+    (tmp_path / "big.zip.part").write_bytes(b"stale bytes from another file")
+    file_server.honour_range = False
+    path = download(url, tmp_path, sha(payload))
+    assert file_server.requests == [("/big.zip", "bytes=29-")]
+    assert path.read_bytes() == payload
+
+
+def test_download_deletes_a_file_with_the_wrong_checksum(file_server, payload, tmp_path):
+    url = file_server.add("big.zip", payload)
+    wrong = "0" * 64
+    with pytest.raises(ChecksumError) as error:
+        download(url, tmp_path, wrong)
+    message = str(error.value)
+    assert url in message and wrong in message and sha(payload) in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_skips_a_verified_file(file_server, payload, tmp_path):
+    url = file_server.add("big.zip", payload)
+    download(url, tmp_path, sha(payload))
+    download(url, tmp_path, sha(payload))
+    assert len(file_server.requests) == 1
+
+
+def test_download_names_the_url_on_http_errors(file_server, tmp_path):
+    url = file_server.add("present.zip", b"x")
+    missing = url.replace("present", "absent")
+    with pytest.raises(DownloadError, match=re.escape(missing) + ".*404"):
+        download(missing, tmp_path, sha(b"x"))
+
+
+# --- archives and pairing -------------------------------------------------------------------------
+
+def test_collect_local_pairs_tiles_from_archives(potsdam_archives, tmp_path):
+    archives, tiles = potsdam_archives
+    pairs = collect_local(archives, tmp_path / "work")
+    assert list(pairs) == ["2_10", "2_11"]
+    for tile, (photo, label) in pairs.items():
+        assert photo.name == photo_name(tile) and photo.read_bytes() == tiles[tile][0].read_bytes()
+        assert label.name == label_name(tile) and label.read_bytes() == tiles[tile][1].read_bytes()
+
+
+def test_collect_local_unpacks_nested_archives(potsdam_archives, tmp_path):
+    archives, tiles = potsdam_archives
+    outer = tmp_path / "Potsdam.zip"
+    with zipfile.ZipFile(outer, "w") as zipped:
+        for archive in archives:
+            zipped.write(archive, f"Potsdam/{archive.name}")
+    pairs = collect_local([outer], tmp_path / "work")
+    assert list(pairs) == ["2_10", "2_11"]
+    assert pairs["2_10"][0].read_bytes() == tiles["2_10"][0].read_bytes()
+    assert not list((tmp_path / "work").rglob("*.zip"))
+
+
+def test_collect_local_reads_extracted_folders(make_potsdam_tiles, tmp_path):
+    tiles = make_potsdam_tiles(tmp_path / "Potsdam", ["2_10", "3_9", "2_9"])
+    pairs = collect_local([tmp_path / "Potsdam"], tmp_path / "work")
+    assert pairs == {tile: tiles[tile] for tile in ["2_9", "2_10", "3_9"]}
+    assert not (tmp_path / "work").exists()  # folders are read where they are
+
+
+def test_collect_local_names_a_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nowhere.zip"))):
+        collect_local([tmp_path / "nowhere.zip"], tmp_path / "work")
+
+
+def test_collect_url_needs_files(tmp_path):
+    with pytest.raises(DatasetError, match="data.url.files is empty"):
+        collect_url([], tmp_path / "cache", tmp_path / "work")
+
+
+@pytest.mark.parametrize("content", [b"not a zip at all", "truncated"])
+def test_a_corrupt_archive_is_named(potsdam_archives, tmp_path, content):
+    archives, _ = potsdam_archives
+    broken = tmp_path / "broken.zip"
+    data = archives[0].read_bytes()
+    broken.write_bytes(data[: len(data) // 2] if content == "truncated" else content)
+    with pytest.raises(ArchiveError, match=re.escape(str(broken))):
+        extract_archives([broken], tmp_path / "work")
+
+
+def test_unpaired_tiles_are_listed(make_potsdam_tiles, tmp_path):
+    tiles = make_potsdam_tiles(tmp_path, ["2_10", "2_11"])
+    tiles["2_10"][1].unlink()  # photo without label
+    tiles["2_11"][0].unlink()  # label without photo
+    with pytest.raises(DatasetError) as error:
+        find_tile_pairs([tmp_path])
+    message = str(error.value)
+    assert f"photo without a label: tile 2_10 ({tiles['2_10'][0]})" in message
+    assert f"label without a photo: tile 2_11 ({tiles['2_11'][1]})" in message
+
+
+def test_a_tile_found_twice_is_an_error(make_potsdam_tiles, tmp_path):
+    make_potsdam_tiles(tmp_path / "a", ["2_10"])
+    make_potsdam_tiles(tmp_path / "b", ["2_10"])
+    with pytest.raises(DatasetError, match="tile 2_10 found more than once"):
+        find_tile_pairs([tmp_path / "a", tmp_path / "b"])
+
+
+def test_no_tiles_at_all_is_an_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("nothing here")
+    with pytest.raises(DatasetError, match="no Potsdam tiles"):
+        find_tile_pairs([tmp_path])
+
+
+# --- prepare_raw ----------------------------------------------------------------------------------
+
+def test_prepare_raw_stores_tiles_and_manifest(make_potsdam_tiles, palette, tmp_path):
+    tiles = make_potsdam_tiles(tmp_path / "in", ["2_10", "2_11"], size=64)
+    manifest = prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette, source="local")
+    for tile, (photo, label) in tiles.items():
+        assert (tmp_path / "raw" / "images" / photo_name(tile)).read_bytes() == photo.read_bytes()
+        assert (tmp_path / "raw" / "labels" / label_name(tile)).read_bytes() == label.read_bytes()
+    on_disk = pd.read_csv(tmp_path / "raw" / "manifest.csv", dtype={"tile": str})
+    expected = pd.DataFrame({"tile": ["2_10", "2_11"], "height": 64, "width": 64, "source": "local"})
+    pd.testing.assert_frame_equal(on_disk, expected)
+    pd.testing.assert_frame_equal(manifest, expected)
+
+
+def test_prepare_raw_converts_png_and_rgba_to_rgb_tiff(palette, tmp_path):
+    rng = np.random.default_rng(2)
+    photo = rng.integers(0, 256, (32, 48, 4), dtype=np.uint8)
+    label = np.asarray(palette.colours, dtype=np.uint8)[rng.integers(0, 6, (32, 48))]
+    write_image(tmp_path / "in" / "top_potsdam_7_7_RGB.tif", photo)
+    write_image(tmp_path / "in" / "top_potsdam_7_7_label.png", label)
+    prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette)
+    np.testing.assert_array_equal(read_image(tmp_path / "raw" / "images" / photo_name("7_7")), photo[..., :3])
+    np.testing.assert_array_equal(read_image(tmp_path / "raw" / "labels" / label_name("7_7")), label)
+
+
+def test_prepare_raw_names_a_truncated_tif(make_potsdam_tiles, palette, tmp_path):
+    tiles = make_potsdam_tiles(tmp_path / "in", ["2_10"])
+    photo = tiles["2_10"][0]
+    photo.write_bytes(photo.read_bytes()[:5000])
+    with pytest.raises(ImageReadError, match=re.escape(str(photo))):
+        prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette)
+
+
+def test_prepare_raw_names_both_files_when_sizes_differ(make_potsdam_tiles, palette, tmp_path):
+    tiles = make_potsdam_tiles(tmp_path / "in", ["2_10"], size=64)
+    photo, label = tiles["2_10"]
+    write_image(label, read_image(label)[:48])
+    with pytest.raises(DatasetError) as error:
+        prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette)
+    assert f"photo {photo} is 64x64 px but label {label} is 64x48 px" in str(error.value)
+
+
+def test_prepare_raw_reports_unknown_label_colours(make_potsdam_tiles, palette, tmp_path):
+    tiles = make_potsdam_tiles(tmp_path / "in", ["2_10"])
+    label = tiles["2_10"][1]
+    colours = read_image(label)
+    colours[:2, :5] = (10, 20, 30)
+    colours[10, 10] = (1, 2, 3)
+    write_image(label, colours)
+    pairs = find_tile_pairs([tmp_path / "in"])
+    with pytest.raises(UnknownColourError) as error:
+        prepare_raw(pairs, tmp_path / "raw", palette)
+    message = str(error.value)
+    assert str(label) in message
+    assert "(10, 20, 30): 10 px" in message and "(1, 2, 3): 1 px" in message
+
+    manifest = prepare_raw(pairs, tmp_path / "raw", palette, ignore_unknown=True)
+    assert list(manifest["tile"]) == ["2_10"]
+    assert (tmp_path / "raw" / "labels" / label_name("2_10")).read_bytes() == label.read_bytes()
