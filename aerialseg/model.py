@@ -1,0 +1,259 @@
+"""U-Net models for semantic segmentation of aerial photos (Keras 3, any backend).
+
+Every model takes float RGB in 0..255, shape (N, H, W, 3), and returns softmax probabilities
+(N, H, W, K). The input scaling lives inside the model, so training, prediction and a reloaded
+``model.keras`` always agree on it.
+
+Two families:
+
+* ``encoder="none"``: the classic U-Net (Ronneberger et al. 2015) built only from stock Keras
+  layers, so its ``.keras`` file loads anywhere without custom objects. H and W must be
+  multiples of 16 (four 2x2 poolings).
+* ``encoder="resnet50" | "mobilenetv2" | "efficientnetb0" | "vgg16"``: a U-Net decoder on a
+  ``keras.applications`` backbone (transfer learning). The backbone is the sub-model named
+  ``"encoder"`` (freeze it with :func:`set_encoder_trainable`); the backbone's own ImageNet
+  preprocessing is the :class:`ImagenetPreprocessing` layer, registered so that
+  ``keras.saving.load_model`` restores it once ``aerialseg.model`` is imported. H and W must be
+  multiples of 32 (the backbone's total stride).
+
+``input_shape=(None, None, 3)`` (the default) accepts any such size: the models are fully
+convolutional.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+from keras import layers
+
+ENCODER_SUBMODEL = "encoder"
+SERIALIZATION_PACKAGE = "aerialseg"
+
+
+class EncoderWeightsError(ValueError):
+    """Pretrained encoder weights could not be obtained or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How one ``keras.applications`` network serves as a U-Net encoder."""
+
+    constructor: Callable[..., keras.Model]
+    preprocess_input: Callable
+    skip_layers: tuple[str, ...]  # outputs at strides 2, 4, 8 and 16 (bridged to the decoder)
+    bottleneck_layer: str  # output at stride 32
+    imagenet_file: str  # name under which Keras caches the ImageNet weights without the top
+
+
+BACKBONES = {
+    "resnet50": Backbone(
+        keras.applications.ResNet50,
+        keras.applications.resnet50.preprocess_input,
+        ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out"),
+        "conv5_block3_out",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "mobilenetv2": Backbone(
+        keras.applications.MobileNetV2,
+        keras.applications.mobilenet_v2.preprocess_input,
+        ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu", "block_13_expand_relu"),
+        "out_relu",
+        # The backbone is built for any input size, for which Keras picks its 224 px weights.
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    ),
+    "efficientnetb0": Backbone(
+        keras.applications.EfficientNetB0,
+        keras.applications.efficientnet.preprocess_input,
+        ("block2a_expand_activation", "block3a_expand_activation", "block4a_expand_activation",
+         "block6a_expand_activation"),
+        "top_activation",
+        "efficientnetb0_notop.h5",
+    ),
+    "vgg16": Backbone(
+        keras.applications.VGG16,
+        keras.applications.vgg16.preprocess_input,
+        ("block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3"),
+        "block5_pool",
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+}
+ENCODERS = ("none", *BACKBONES)
+CLASSIC_DEPTH = 4  # poolings of the classic U-Net
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class ImagenetPreprocessing(layers.Layer):
+    """The ImageNet input preprocessing a pretrained backbone expects, as a saveable layer.
+
+    Calls the backbone's own ``keras.applications.<net>.preprocess_input`` (``caffe``: RGB->BGR
+    and mean subtraction for ResNet50/VGG16, ``tf``: x/127.5-1 for MobileNetV2, identity for
+    EfficientNet, which rescales inside itself). A layer, not a ``Lambda``, so the model also
+    loads with ``safe_mode=True``.
+    """
+
+    def __init__(self, encoder: str, **kwargs):
+        super().__init__(**kwargs)
+        _check_choice("encoder", encoder, tuple(BACKBONES))
+        self.encoder = encoder
+
+    def call(self, inputs):
+        return BACKBONES[self.encoder].preprocess_input(keras.ops.cast(inputs, self.compute_dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "encoder": self.encoder}
+
+
+def build_unet(num_classes: int, encoder: str = "none", encoder_weights: str = "none",
+               base_filters: int = 16, batch_norm: bool = True, dropout: float = 0.0,
+               input_shape: tuple = (None, None, 3)) -> keras.Model:
+    """Build a U-Net returning per-pixel softmax probabilities over ``num_classes`` classes.
+
+    ``encoder_weights`` only applies to a pretrained encoder: ``"imagenet"`` (Keras downloads
+    and caches them), ``"none"`` (random initialisation) or the path of a weights file
+    (``.weights.h5`` saved from the encoder, or a ``keras.applications`` ``.h5`` file).
+    """
+    _check_choice("encoder", encoder, ENCODERS)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    stride = 2 ** CLASSIC_DEPTH if encoder == "none" else 32
+    _check_input_shape(input_shape, stride)
+    block = _ConvBlocks(batch_norm, dropout)
+    inputs = keras.Input(shape=input_shape, name="rgb")
+    if encoder == "none":
+        features = _classic_unet_body(inputs, base_filters, block)
+    else:
+        features = _backbone_unet_body(inputs, encoder, encoder_weights, base_filters, block)
+    # float32 softmax keeps the probabilities exact under a mixed-precision policy
+    outputs = layers.Conv2D(num_classes, 1, activation="softmax", dtype="float32", name="probabilities")(features)
+    name = "unet" if encoder == "none" else f"unet_{encoder}"
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_model(name: str, num_classes: int, **options) -> keras.Model:
+    """Build the model called ``name`` (the ``train.model`` parameter) with its ``options``."""
+    _check_choice("model", name, tuple(MODELS))
+    return MODELS[name](num_classes, **options)
+
+
+def set_encoder_trainable(model: keras.Model, trainable: bool) -> None:
+    """Freeze (``False``) or unfreeze the pretrained encoder; recompile the model afterwards.
+
+    Frozen BatchNormalization layers also switch to inference mode, as fine-tuning needs.
+    """
+    try:
+        encoder = model.get_layer(ENCODER_SUBMODEL)
+    except ValueError:
+        raise ValueError(f"model {model.name!r} has no pretrained encoder (a sub-model named "
+                         f"{ENCODER_SUBMODEL!r}); only U-Nets built with an encoder other than "
+                         "'none' can be frozen") from None
+    encoder.trainable = trainable
+
+
+class _ConvBlocks:
+    """The layer patterns shared by the U-Net's contracting and expanding paths."""
+
+    def __init__(self, batch_norm: bool, dropout: float):
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+
+    def double_conv(self, x, filters: int):
+        """Two 3x3 convolutions (+ BatchNorm) + ReLU, with spatial dropout between them."""
+        x = self._conv(x, filters)
+        if self.dropout > 0:
+            x = layers.SpatialDropout2D(self.dropout)(x)
+        return self._conv(x, filters)
+
+    def up(self, x, skip, filters: int):
+        """Double the resolution, join the encoder features of that resolution, convolve."""
+        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
+        if skip is not None:
+            x = layers.Concatenate()([x, skip])
+        return self.double_conv(x, filters)
+
+    def _conv(self, x, filters: int):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not self.batch_norm,
+                          kernel_initializer="he_normal")(x)
+        if self.batch_norm:
+            x = layers.BatchNormalization()(x)
+        return layers.Activation("relu")(x)
+
+
+def _classic_unet_body(inputs, base_filters: int, block: _ConvBlocks):
+    x = layers.Rescaling(1 / 255, name="scale_0_1")(inputs)
+    skips = []
+    for level in range(CLASSIC_DEPTH):
+        x = block.double_conv(x, base_filters * 2 ** level)
+        skips.append(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = block.double_conv(x, base_filters * 2 ** CLASSIC_DEPTH)
+    for level in reversed(range(CLASSIC_DEPTH)):
+        x = block.up(x, skips[level], base_filters * 2 ** level)
+    return x
+
+
+def _backbone_unet_body(inputs, encoder: str, encoder_weights: str, base_filters: int, block: _ConvBlocks):
+    x = ImagenetPreprocessing(encoder, name="preprocessing")(inputs)
+    *skips, x = _build_encoder(encoder, encoder_weights)(x)
+    # Decoder filters 16b, 8b, 4b, 2b: the segmentation_models defaults (256 .. 32) for b = 16.
+    for level, skip in zip(range(len(skips), 0, -1), reversed(skips)):
+        x = block.up(x, skip, base_filters * 2 ** level)
+    return block.up(x, None, base_filters)  # stride 2 -> full resolution, no encoder features there
+
+
+def _build_encoder(encoder: str, encoder_weights: str) -> keras.Model:
+    """The backbone as a sub-model whose outputs are the four skips and the bottleneck."""
+    backbone = BACKBONES[encoder]
+    base = _load_backbone(encoder, backbone, encoder_weights)
+    outputs = [base.get_layer(name).output for name in (*backbone.skip_layers, backbone.bottleneck_layer)]
+    return keras.Model(base.input, outputs, name=ENCODER_SUBMODEL)
+
+
+def _load_backbone(encoder: str, backbone: Backbone, encoder_weights: str) -> keras.Model:
+    def construct(weights):
+        return backbone.constructor(include_top=False, weights=weights, input_shape=(None, None, 3))
+
+    if encoder_weights == "none":
+        return construct(None)
+    if encoder_weights == "imagenet":
+        try:
+            return construct("imagenet")
+        except Exception as error:  # Keras' downloader raises a bare Exception when offline
+            folder = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+            raise EncoderWeightsError(
+                f"could not get the ImageNet weights of {encoder} ({error}). Without internet, "
+                f"download that file elsewhere and put {backbone.imagenet_file} into the folder "
+                f"{folder} (Keras' cache), or set encoder_weights to the path of a local weights file") from error
+    path = Path(encoder_weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: encoder weights file not found (encoder_weights must be "
+                                "'imagenet', 'none' or the path of a weights file)")
+    try:
+        return construct(str(path))
+    except Exception as error:  # h5py, Keras' format dispatch and shape checks all raise differently
+        detail = " ".join(str(error).split())[:300]  # Keras lists every mismatched layer
+        raise EncoderWeightsError(f"{path}: cannot load {encoder} weights from this file "
+                                  f"({type(error).__name__}: {detail})") from error
+
+
+MODELS = {"unet": build_unet}
+
+
+def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def _check_input_shape(input_shape: tuple, stride: int) -> None:
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3) for RGB, got {input_shape}")
+    for side in input_shape[:2]:
+        if side is not None and side % stride:
+            raise ValueError(f"input_shape {input_shape}: height and width must be multiples of {stride} "
+                             "for this model")
