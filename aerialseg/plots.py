@@ -100,8 +100,12 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], title: str = ""
     return figure
 
 
-def class_distribution_figure(counts: dict[str, dict[str, int]]) -> Figure:
-    """Grouped bars: each class's share of the labelled pixels, one bar per split."""
+def class_distribution_figure(counts: dict[str, dict[str, int]], palette: Palette | None = None) -> Figure:
+    """Grouped bars: each class's share of the labelled pixels, one bar per split.
+
+    With a ``palette``, each class name on the axis sits on its map colour, so the chart reads
+    against the predicted maps.
+    """
     table = pd.DataFrame(counts).fillna(0)  # rows = classes, columns = splits
     shares = 100 * table / table.sum(axis=0).replace(0, np.nan)
     figure, axis = plt.subplots(figsize=(2 + 1.2 * len(table), 4.5))
@@ -110,13 +114,15 @@ def class_distribution_figure(counts: dict[str, dict[str, int]]) -> Figure:
     axis.legend(title="split", labels=[f"{split} ({int(table[split].sum()):,} px)" for split in table.columns])
     axis.grid(axis="y", alpha=0.3)
     plt.setp(axis.get_xticklabels(), ha="right")
+    if palette is not None:
+        _colour_class_labels(axis.get_xticklabels(), palette)
     figure.tight_layout()
     return figure
 
 
-def class_distribution_chart(counts: dict[str, dict[str, int]], path: str | Path) -> None:
+def class_distribution_chart(counts: dict[str, dict[str, int]], path: str | Path, palette: Palette | None = None) -> None:
     """Save the class-distribution bar chart of ``counts`` ({split: {class: pixels}}) to ``path``."""
-    save_figure(class_distribution_figure(counts), path)
+    save_figure(class_distribution_figure(counts, palette), path)
 
 
 def progress_frames(truth: np.ndarray, maps: Sequence[tuple[int, np.ndarray]], max_side: int = 480) -> list[np.ndarray]:
@@ -161,6 +167,15 @@ def _add_legend(figure: Figure, palette: Palette) -> None:
     handles = [Patch(facecolor=np.asarray(colour) / 255, edgecolor="black", label=name)
                for name, colour in zip(palette.names, palette.colours)]
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
+
+
+def _colour_class_labels(labels, palette: Palette) -> None:
+    colours = dict(zip(palette.names, palette.colours))
+    for label in labels:
+        colour = np.asarray(colours.get(label.get_text(), (255, 255, 255))) / 255
+        dark = colour @ (0.299, 0.587, 0.114) < 0.5
+        label.set_bbox(dict(facecolor=colour, edgecolor="black", boxstyle="round,pad=0.25"))
+        label.set_color("white" if dark else "black")
 
 
 def _shrink(picture: np.ndarray, max_side: int, shape: tuple[int, int] | None = None) -> np.ndarray:
