@@ -1,0 +1,231 @@
+"""U-Net models: real Keras models built, run, frozen, saved and reloaded at tiny sizes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from aerialseg.model import (BACKBONES, ENCODERS, EncoderWeightsError, ImagenetPreprocessing, build_model,
+                             build_unet, set_encoder_trainable)
+
+NUM_CLASSES = 6
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def random_rgb(*shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (*shape, 3)).astype("float32")
+
+
+def layers_of(model, layer_type):
+    return [layer for layer in model.layers if type(layer) is layer_type]
+
+
+@pytest.fixture(scope="module")
+def classic_unet():
+    return build_unet(NUM_CLASSES, base_filters=4, dropout=0.1)
+
+
+@pytest.mark.parametrize("height, width", [(64, 64), (64, 96)])
+def test_classic_unet_returns_class_probabilities_at_input_resolution(classic_unet, height, width):
+    probabilities = classic_unet.predict(random_rgb(2, height, width), verbose=0)
+
+    assert probabilities.shape == (2, height, width, NUM_CLASSES)
+    assert probabilities.min() >= 0
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_classic_unet_has_four_levels_and_the_requested_filters(classic_unet):
+    convolutions = layers_of(classic_unet, keras.layers.Conv2D)
+
+    assert len(layers_of(classic_unet, keras.layers.MaxPooling2D)) == 4
+    assert len(layers_of(classic_unet, keras.layers.Conv2DTranspose)) == 4
+    assert len(convolutions) == 4 * 2 + 2 + 4 * 2 + 1  # encoder, bridge, decoder, 1x1 head
+    assert [conv.filters for conv in convolutions[:10:2]] == [4, 8, 16, 32, 64]
+    assert convolutions[-1].filters == NUM_CLASSES
+    assert len(layers_of(classic_unet, keras.layers.SpatialDropout2D)) == 9
+    assert len(layers_of(classic_unet, keras.layers.BatchNormalization)) == 18
+
+
+def test_batch_norm_and_dropout_can_be_left_out():
+    model = build_unet(NUM_CLASSES, base_filters=2, batch_norm=False, dropout=0.0)
+
+    assert not layers_of(model, keras.layers.BatchNormalization)
+    assert not layers_of(model, keras.layers.SpatialDropout2D)
+
+
+def test_classic_unet_reloads_from_keras_file_with_identical_predictions(classic_unet, tmp_path):
+    path = tmp_path / "model.keras"
+    classic_unet.save(path)
+    images = random_rgb(1, 32, 48)
+
+    reloaded = keras.saving.load_model(path)
+
+    np.testing.assert_array_equal(reloaded.predict(images, verbose=0), classic_unet.predict(images, verbose=0))
+
+
+def test_classic_unet_uses_only_stock_keras_layers(classic_unet):
+    """So its model.keras loads anywhere, without aerialseg's custom objects."""
+    assert {type(layer).__module__.split(".")[0] for layer in classic_unet.layers} == {"keras"}
+
+
+def test_input_sizes_that_cannot_be_halved_enough_are_refused():
+    with pytest.raises(ValueError, match="multiples of 16"):
+        build_unet(NUM_CLASSES, input_shape=(72, 64, 3))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_unet(NUM_CLASSES, encoder="vgg16", input_shape=(48, 48, 3))
+
+
+@pytest.fixture(scope="module", params=list(BACKBONES))
+def encoder_unet(request):
+    """One U-Net per pretrained encoder, randomly initialised; built once per module."""
+    return request.param, build_unet(NUM_CLASSES, encoder=request.param, base_filters=4)
+
+
+def test_encoder_unet_returns_probabilities_at_full_resolution(encoder_unet):
+    _, model = encoder_unet
+
+    probabilities = model.predict(random_rgb(1, 64, 64), verbose=0)
+
+    assert probabilities.shape == (1, 64, 64, NUM_CLASSES)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_freezing_the_encoder_leaves_only_the_decoder_trainable(encoder_unet):
+    _, model = encoder_unet
+    encoder_weights = len(model.get_layer("encoder").trainable_weights)
+    all_weights = len(model.trainable_weights)
+
+    set_encoder_trainable(model, False)
+    frozen = len(model.trainable_weights)
+    set_encoder_trainable(model, True)
+
+    assert encoder_weights > 0
+    assert frozen == all_weights - encoder_weights
+    assert len(model.trainable_weights) == all_weights
+
+
+def test_encoder_weights_load_from_a_weights_file(encoder_unet, tmp_path):
+    name, model = encoder_unet
+    path = tmp_path / f"{name}.weights.h5"
+    model.get_layer("encoder").save_weights(path)
+
+    loaded = build_unet(NUM_CLASSES, encoder=name, encoder_weights=str(path), base_filters=4)
+
+    saved_weights = model.get_layer("encoder").get_weights()
+    loaded_weights = loaded.get_layer("encoder").get_weights()
+    assert len(loaded_weights) == len(saved_weights)
+    for saved, restored in zip(saved_weights, loaded_weights):
+        np.testing.assert_array_equal(restored, saved)
+
+
+def test_encoder_weights_load_from_a_keras_applications_h5_file(tmp_path):
+    """The legacy .h5 layout of the ImageNet files Keras downloads."""
+    path = tmp_path / "vgg16_notop.h5"
+    vgg = keras.applications.VGG16(include_top=False, weights=None)
+    vgg.save(path)
+
+    loaded = build_unet(NUM_CLASSES, encoder="vgg16", encoder_weights=str(path), base_filters=2)
+
+    for saved, restored in zip(vgg.get_weights(), loaded.get_layer("encoder").get_weights()):
+        np.testing.assert_array_equal(restored, saved)
+
+
+def test_missing_encoder_weights_file_is_named(tmp_path):
+    missing = tmp_path / "nowhere" / "resnet50.weights.h5"
+
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        build_unet(NUM_CLASSES, encoder="resnet50", encoder_weights=str(missing))
+
+
+def test_corrupt_encoder_weights_file_is_named(tmp_path):
+    corrupt = tmp_path / "mobilenetv2.weights.h5"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+
+    with pytest.raises(EncoderWeightsError, match=str(corrupt)):
+        build_unet(NUM_CLASSES, encoder="mobilenetv2", encoder_weights=str(corrupt), base_filters=2)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras' per-layer notes on the mismatch
+def test_weights_of_another_encoder_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "vgg16.weights.h5"
+    build_unet(NUM_CLASSES, encoder="vgg16", base_filters=2).get_layer("encoder").save_weights(path)
+
+    with pytest.raises(EncoderWeightsError, match=f"{path}: cannot load mobilenetv2 weights"):
+        build_unet(NUM_CLASSES, encoder="mobilenetv2", encoder_weights=str(path), base_filters=2)
+
+
+def test_imagenet_weights_offline_say_which_file_goes_into_which_folder(tmp_path):
+    """Runs in a subprocess: Keras fixes its cache folder ($KERAS_HOME) when it is imported."""
+    code = textwrap.dedent("""
+        from aerialseg.model import EncoderWeightsError, build_unet
+        try:
+            build_unet(6, encoder="mobilenetv2", encoder_weights="imagenet", base_filters=2)
+            print("DOWNLOADED")
+        except EncoderWeightsError as error:
+            print("ERROR:", error)
+    """)
+    env = {**os.environ, "KERAS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=120)
+
+    assert run.returncode == 0, run.stderr
+    file_name = BACKBONES["mobilenetv2"].imagenet_file
+    if "DOWNLOADED" in run.stdout:  # a machine with internet: Keras cached the file in that folder
+        assert (tmp_path / "models" / file_name).is_file()
+    else:
+        assert f"put {file_name} into the folder {tmp_path / 'models'}" in run.stdout
+
+
+def test_encoder_unet_reloads_with_its_preprocessing_layer(tmp_path):
+    model = build_unet(NUM_CLASSES, encoder="mobilenetv2", base_filters=2)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    images = random_rgb(1, 32, 64)
+
+    reloaded = keras.saving.load_model(path)  # safe mode: no Lambda layers
+
+    assert isinstance(reloaded.get_layer("preprocessing"), ImagenetPreprocessing)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder, expected", [
+    ("resnet50", [0 - 103.939, 0 - 116.779, 255 - 123.68]),  # caffe: BGR, ImageNet mean removed
+    ("vgg16", [0 - 103.939, 0 - 116.779, 255 - 123.68]),
+    ("mobilenetv2", [1.0, -1.0, -1.0]),  # tf: -1..1
+    ("efficientnetb0", [255.0, 0.0, 0.0]),  # rescales inside the network
+])
+def test_preprocessing_matches_what_each_encoder_was_trained_with(encoder, expected):
+    red = np.array([[[[255.0, 0.0, 0.0]]]], dtype="float32")
+
+    out = keras.ops.convert_to_numpy(ImagenetPreprocessing(encoder)(red))
+
+    np.testing.assert_allclose(out[0, 0, 0], expected, rtol=1e-5)
+
+
+def test_set_encoder_trainable_refuses_a_model_without_encoder(classic_unet):
+    with pytest.raises(ValueError, match="no pretrained encoder"):
+        set_encoder_trainable(classic_unet, False)
+
+
+def test_unknown_encoder_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown encoder 'resnet18'; valid: " + ", ".join(ENCODERS)):
+        build_unet(NUM_CLASSES, encoder="resnet18")
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown model 'segnet'; valid: unet"):
+        build_model("segnet", NUM_CLASSES)
+
+
+def test_build_model_passes_its_options_to_the_unet():
+    model = build_model("unet", 3, base_filters=2)
+
+    assert model.output_shape == (None, None, None, 3)
+    assert layers_of(model, keras.layers.Conv2D)[0].filters == 2
