@@ -1,0 +1,47 @@
+"""predict stage: map every whole test tile with the trained model, plainly and smooth-blended.
+
+Outputs data/predictions/{plain,smooth}/top_potsdam_<tile>_pred.png (colour map) and
+..._pred.tif (class indices, with the photo's GeoTIFF tags). The folder is built aside and
+swapped in only when every tile is done, so a failure keeps the previous predictions.
+"""
+
+import json
+from pathlib import Path
+
+import keras
+from tqdm import tqdm
+
+import aerialseg.losses  # noqa: F401  registers the custom losses needed to load the model
+import aerialseg.model  # noqa: F401  registers the custom layers needed to load the model
+from aerialseg.blending import keras_predictor, write_tile_predictions
+from aerialseg.config import load_params
+from aerialseg.tiles import atomic_dir, photo_name
+
+MODEL_PATH = Path("models/model.keras")
+SPLITS = Path("data/patches/splits.json")
+PHOTOS = Path("data/resized/images")
+OUT = Path("data/predictions")
+
+
+def read_test_tiles(path: Path = SPLITS) -> list[str]:
+    """The test tile ids of splits.json, with an error naming the file when they are missing."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; run the patches stage first")
+    tiles = json.loads(path.read_text()).get("test")
+    if not tiles:
+        raise ValueError(f"{path}: no test tiles listed under \"test\"")
+    return tiles
+
+
+def main() -> None:
+    params = load_params()
+    tiles = read_test_tiles()
+    predictor = keras_predictor(keras.saving.load_model(MODEL_PATH), params.palette.num_classes)
+    with atomic_dir(OUT) as out_dir:
+        for tile in tqdm(tiles, desc="predict", unit="tile"):
+            write_tile_predictions(PHOTOS / photo_name(tile), tile, predictor, params.palette, out_dir,
+                                   window=params.patches.patch_size, **params.predict.model_dump())
+
+
+if __name__ == "__main__":
+    main()

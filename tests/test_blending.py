@@ -1,0 +1,236 @@
+"""Whole-tile prediction: exact reconstruction, window layout, weights, streaming, Keras models."""
+
+import tracemalloc
+
+import keras
+import numpy as np
+import pytest
+
+from aerialseg.blending import (TTA_CHOICES, keras_predictor, plan_grid, predict_map,
+                                predict_probabilities, probabilities_to_index, weight_map, window_weights)
+
+CLASSES = 6
+WINDOW = 32
+SIZES = [(1, 1), (5, 7), (64, 64), (100, 37), (300, 513)]
+
+
+def channel_argmax_one_hot(batch: np.ndarray) -> np.ndarray:
+    """Per pixel: one-hot of the brightest channel. A per-pixel function commutes with every
+    flip and rotation, so correctly undone TTA and correctly placed windows reproduce it exactly."""
+    return np.eye(CLASSES, dtype=np.float32)[batch.argmax(axis=-1)]
+
+
+def random_image(shape, channels=3, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape + (channels,), dtype=np.uint8)
+
+
+def tiny_keras_model(channels=3, classes=CLASSES) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((None, None, channels)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(classes, 1, activation="softmax")])
+
+
+@pytest.mark.parametrize("shape", SIZES)
+@pytest.mark.parametrize("mode, tta", [("plain", "none")] + [("smooth", tta) for tta in TTA_CHOICES])
+def test_per_pixel_predictor_is_reconstructed_exactly(shape, mode, tta):
+    image = random_image(shape)
+    probabilities = predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, mode=mode, tta=tta)
+    assert probabilities.shape == shape + (CLASSES,)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities, channel_argmax_one_hot(image.astype(np.float32)), atol=1e-5)
+
+
+def test_hann_window_reconstructs_exactly_too():
+    image = random_image((70, 45))
+    probabilities = predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, window_function="hann",
+                                          subdivisions=4)
+    np.testing.assert_allclose(probabilities, channel_argmax_one_hot(image.astype(np.float32)), atol=1e-5)
+
+
+def test_asymmetric_value_map_lands_where_it_came_from():
+    """A value channel whose classes form an asymmetric pattern: any wrongly undone rotation or flip
+    would move classes to other pixels."""
+    rows, cols = np.mgrid[0:90, 0:61]
+    image = ((rows * 7 + cols * 3 + rows * cols) % CLASSES)[..., None].astype(np.uint8)
+
+    def one_hot_of_value(batch):
+        return np.eye(CLASSES, dtype=np.float32)[batch[..., 0].astype(int)]
+
+    index = predict_map(one_hot_of_value, image, WINDOW, CLASSES, mode="smooth", tta="d4")
+    np.testing.assert_array_equal(index, image[..., 0])
+
+
+def top_half_of_window(batch: np.ndarray) -> np.ndarray:
+    """Class 0 in the top half of each window, class 1 below: depends on position, not on pixels."""
+    window = batch.shape[1]
+    rows = np.arange(window)[:, None] < window // 2
+    classes = np.broadcast_to(np.where(rows, 0, 1), batch.shape[:3])
+    return np.eye(CLASSES, dtype=np.float32)[classes]
+
+
+def test_plain_windows_start_at_the_image_corner_and_do_not_overlap():
+    index = predict_map(top_half_of_window, random_image((100, 37)), WINDOW, CLASSES, mode="plain")
+    expected_rows = np.where(np.arange(100) % WINDOW < WINDOW // 2, 0, 1)
+    np.testing.assert_array_equal(index, np.broadcast_to(expected_rows[:, None], (100, 37)))
+
+
+@pytest.mark.parametrize("tta", ["flips", "d4"])
+def test_tta_averages_every_transform_after_undoing_it(tta):
+    """Undone flips map a window's top half onto its bottom half, so averaging them gives exactly
+    1/2 for each class at every pixel; without TTA it does not."""
+    image = random_image((80, 48))
+    averaged = predict_probabilities(image, top_half_of_window, WINDOW, CLASSES, tta=tta)
+    np.testing.assert_allclose(averaged[..., :2], 0.5, atol=1e-5)
+    single = predict_probabilities(image, top_half_of_window, WINDOW, CLASSES, tta="none")
+    assert np.abs(single[..., 0] - 0.5).max() > 0.1
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (100, 37), (129, 64)])
+@pytest.mark.parametrize("subdivisions", [1, 2, 3, 4])
+@pytest.mark.parametrize("function", ["spline", "hann"])
+def test_weight_map_is_positive_and_covers_each_pixel_with_a_full_set_of_windows(shape, subdivisions, function):
+    grid = plan_grid(*shape, WINDOW, subdivisions)
+    assert (weight_map(grid, window_weights(WINDOW, function)) > 0).all()
+    coverage = grid.crop(weight_map(grid, np.ones((WINDOW, WINDOW), np.float32)))
+    assert coverage.shape == shape
+    step = WINDOW // subdivisions  # 32 / 3 is not whole: then some pixels lie in 4 windows per axis
+    assert coverage.min() >= subdivisions ** 2 and coverage.max() <= (-(-WINDOW // step)) ** 2
+    if WINDOW % subdivisions == 0:
+        np.testing.assert_array_equal(coverage, subdivisions ** 2)
+
+
+def test_spline_windows_half_a_window_apart_sum_to_a_constant():
+    profile = window_weights(WINDOW)[WINDOW // 2]
+    halves = profile[: WINDOW // 2] + profile[WINDOW // 2:]
+    np.testing.assert_allclose(halves, halves[0], rtol=1e-5)
+    assert profile.min() > 0 and profile.argmax() in (WINDOW // 2 - 1, WINDOW // 2)
+
+
+def test_window_weights_are_unchanged_by_flips_and_rotations():
+    weights = window_weights(WINDOW)
+    for turned in (np.rot90(weights), weights[::-1], weights[:, ::-1]):
+        np.testing.assert_array_equal(turned, weights)
+
+
+def test_blended_probabilities_sum_to_one_everywhere():
+    rng = np.random.default_rng(1)
+
+    def random_softmax(batch):
+        logits = rng.normal(size=batch.shape[:3] + (CLASSES,)).astype(np.float32)
+        return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+
+    probabilities = predict_probabilities(random_image((77, 130)), random_softmax, WINDOW, CLASSES)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1, atol=1e-5)
+
+
+class CountingPredictor:
+    def __init__(self):
+        self.calls, self.windows, self.largest_batch = 0, 0, 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        self.windows += len(batch)
+        self.largest_batch = max(self.largest_batch, len(batch))
+        return channel_argmax_one_hot(batch)
+
+
+@pytest.mark.parametrize("mode, tta, expected_windows", [
+    ("plain", "d4", 4 * 2),  # ceil(100 / 32) x ceil(37 / 32); plain ignores TTA
+    # step 16, border 16: 132 px -> 8 rows (last ends at 144), 69 px -> 4 columns (last ends at 80)
+    ("smooth", "none", 8 * 4),
+    ("smooth", "flips", 8 * 4 * 4),
+    ("smooth", "d4", 8 * 4 * 8),
+])
+def test_forward_passes_are_one_per_window_and_transform(mode, tta, expected_windows):
+    predictor = CountingPredictor()
+    predict_probabilities(random_image((100, 37)), predictor, WINDOW, CLASSES, mode=mode, tta=tta, batch_size=16)
+    assert predictor.windows == expected_windows
+    assert predictor.calls == -(-expected_windows // 16)
+
+
+def test_predictor_never_gets_more_than_batch_size_windows():
+    predictor = CountingPredictor()
+    predict_probabilities(random_image((150, 90)), predictor, WINDOW, CLASSES, batch_size=5)
+    assert predictor.largest_batch == 5
+
+
+def test_memory_peak_is_the_accumulator_plus_one_batch_not_all_windows():
+    image = random_image((600, 600))
+    grid = plan_grid(600, 600, WINDOW, 2)
+    accumulator = grid.padded_shape[0] * grid.padded_shape[1] * CLASSES * 4
+    all_windows = grid.count() * 8 * WINDOW * WINDOW * CLASSES * 4  # what holding every prediction costs
+    tracemalloc.start()
+    predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, tta="d4", batch_size=16)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 * accumulator < all_windows / 10
+
+
+def test_keras_model_runs_through_keras_predictor():
+    model = tiny_keras_model()
+    image = random_image((70, 45))
+    probabilities = predict_probabilities(image, keras_predictor(model, CLASSES), WINDOW, CLASSES, tta="flips")
+    # a 1 x 1 convolution is per pixel, so blending must give the model's own whole-image answer
+    whole = keras.ops.convert_to_numpy(model(image[None].astype(np.float32), training=False))[0]
+    np.testing.assert_allclose(probabilities, whole, atol=1e-5)
+    np.testing.assert_array_equal(predict_map(model, image, WINDOW, CLASSES, mode="plain"), whole.argmax(-1))
+
+
+def test_model_with_the_wrong_number_of_classes_is_refused():
+    with pytest.raises(ValueError, match="outputs 5 classes per pixel, but 6 classes are expected"):
+        keras_predictor(tiny_keras_model(classes=5), CLASSES)
+
+
+@pytest.mark.parametrize("model_channels, image_channels", [(3, 2), (3, 1), (4, 5)])
+def test_image_channels_the_model_cannot_take_are_refused(model_channels, image_channels):
+    predictor = keras_predictor(tiny_keras_model(channels=model_channels), CLASSES)
+    with pytest.raises(ValueError, match=f"has {image_channels} channel\\(s\\) but the model takes {model_channels}"):
+        predict_probabilities(random_image((40, 40), image_channels), predictor, WINDOW, CLASSES)
+
+
+def test_rgba_and_rgbir_images_are_predicted_from_their_rgb_bands():
+    model = tiny_keras_model()
+    rgb = random_image((50, 40))
+    extra_band = random_image((50, 40), channels=1, seed=7)
+    four_bands = np.concatenate([rgb, extra_band], axis=-1)  # RGBA, or Potsdam's RGBIR (infrared last)
+    from_rgb = predict_probabilities(rgb, keras_predictor(model, CLASSES), WINDOW, CLASSES, tta="none")
+    from_four = predict_probabilities(four_bands, keras_predictor(model, CLASSES), WINDOW, CLASSES, tta="none")
+    np.testing.assert_array_equal(from_four, from_rgb)
+
+
+def test_predictor_returning_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"predictor returned shape \(\d+, 32, 32, 5\)"):
+        predict_probabilities(random_image((40, 40)), lambda batch: np.zeros(batch.shape[:3] + (5,)),
+                              WINDOW, CLASSES)
+
+
+@pytest.mark.parametrize("argument, message", [
+    ({"mode": "blurry"}, "unknown prediction mode 'blurry'"),
+    ({"tta": "d8"}, "unknown test-time augmentation 'd8'"),
+    ({"window_function": "gauss"}, "unknown window function 'gauss'"),
+    ({"subdivisions": 0}, "subdivisions must be between 1 and the window size 32"),
+    ({"batch_size": 0}, "must be positive"),
+])
+def test_bad_arguments_are_refused(argument, message):
+    with pytest.raises(ValueError, match=message):
+        predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, **argument)
+
+
+def test_a_two_dimensional_array_is_refused():
+    with pytest.raises(ValueError, match=r"expected an H x W x C image, got an array of shape \(40, 40\)"):
+        predict_probabilities(np.zeros((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES)
+
+
+def test_probabilities_to_index_picks_the_most_probable_class():
+    probabilities = np.zeros((2, 3, CLASSES), np.float32)
+    probabilities[..., 4] = 0.6
+    probabilities[1, 2, 1] = 0.9
+    index = probabilities_to_index(probabilities)
+    assert index.dtype == np.uint8
+    np.testing.assert_array_equal(index, [[4, 4, 4], [4, 4, 1]])
+
+
+def test_progress_bar_counts_windows(capsys):
+    predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, mode="plain",
+                          progress=True)
+    assert "plain windows" in capsys.readouterr().err
