@@ -1,0 +1,144 @@
+"""The predict stage on real files: a saved Keras model, resized photos, splits.json, params.yaml."""
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tifffile
+import yaml
+
+from aerialseg.config import load_params
+from aerialseg.tiles import photo_name, read_geotags, read_image, write_image
+from stages import predict
+
+REPO = Path(__file__).parents[1]
+PIXEL_SCALE = (0.05, 0.05, 0.0)  # GeoTIFF ModelPixelScaleTag of a 5 cm ground sampling distance
+
+
+def save_model(path: Path, classes: int = 6) -> keras.Model:
+    """A per-pixel (1 x 1 convolution) softmax model, so the right maps are known exactly."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(classes, 1, activation="softmax")])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model
+
+
+def write_photo(path: Path, pixels: np.ndarray, geotagged: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extratags = [(33550, "d", 3, PIXEL_SCALE, True)] if geotagged else []
+    tifffile.imwrite(path, pixels, photometric="rgb" if pixels.shape[-1] >= 3 else "minisblack", planarconfig="contig",
+                     extratags=extratags)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A working folder with params.yaml (32 px windows), splits.json and three resized photos."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["patches"]["patch_size"] = params["patches"]["step"] = 32
+    params["predict"]["tta"] = "flips"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(0)
+    for tile, shape, geotagged in [("2_10", (70, 45), True), ("2_11", (40, 40), False), ("2_12", (64, 64), False)]:
+        write_photo(tmp_path / "data/resized/images" / photo_name(tile),
+                    rng.integers(0, 256, shape + (3,), dtype=np.uint8), geotagged)
+    write_splits(tmp_path, test=["2_10", "2_11"])
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_splits(root: Path, test: list[str]) -> None:
+    splits = root / "data/patches/splits.json"
+    splits.parent.mkdir(parents=True, exist_ok=True)
+    splits.write_text(json.dumps({"train": ["2_12"], "val": [], "test": test}))
+
+
+def test_stage_writes_plain_and_smooth_maps_of_every_test_tile(project):
+    model = save_model(project / "models/model.keras")
+    palette = load_params().palette
+    predict.main()
+
+    out = project / "data/predictions"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        f"{mode}/top_potsdam_{tile}_pred.{kind}" for mode in ("plain", "smooth") for tile in ("2_10", "2_11")
+        for kind in ("png", "tif")]
+    for tile in ("2_10", "2_11"):
+        photo = project / "data/resized/images" / photo_name(tile)
+        pixels = read_image(photo).astype(np.float32)
+        expected = keras.ops.convert_to_numpy(model(pixels[None], training=False))[0].argmax(-1)
+        for mode in ("plain", "smooth"):
+            index = tifffile.imread(out / mode / f"top_potsdam_{tile}_pred.tif")
+            colours = read_image(out / mode / f"top_potsdam_{tile}_pred.png")
+            assert index.dtype == np.uint8
+            np.testing.assert_array_equal(index, expected)  # a per-pixel model must be reproduced exactly
+            np.testing.assert_array_equal(palette.rgb_to_index(colours), index)  # palette colours only
+            assert read_geotags(out / mode / f"top_potsdam_{tile}_pred.tif") == read_geotags(photo)
+
+    geotags = read_geotags(out / "smooth/top_potsdam_2_10_pred.tif")
+    assert [(code, value) for code, _, _, value, _ in geotags] == [(33550, PIXEL_SCALE)]
+
+
+def test_missing_splits_file_is_named(project):
+    save_model(project / "models/model.keras")
+    (project / "data/patches/splits.json").unlink()
+    with pytest.raises(FileNotFoundError, match="data/patches/splits.json: no such file"):
+        predict.main()
+
+
+def test_splits_without_test_tiles_are_refused(project):
+    save_model(project / "models/model.keras")
+    write_splits(project, test=[])
+    with pytest.raises(ValueError, match="data/patches/splits.json: no test tiles"):
+        predict.main()
+
+
+def keep_old_predictions(project: Path) -> Path:
+    old = project / "data/predictions/smooth/top_potsdam_2_10_pred.png"
+    write_image(old, np.zeros((4, 4, 3), np.uint8))
+    return old
+
+
+def test_a_missing_photo_is_named_and_old_predictions_are_kept(project):
+    save_model(project / "models/model.keras")
+    old = keep_old_predictions(project)
+    write_splits(project, test=["2_10", "9_99"])
+    with pytest.raises(FileNotFoundError, match="top_potsdam_9_99_RGB.tif: no such file"):
+        predict.main()
+    assert sorted(p.name for p in (project / "data/predictions").rglob("*")) == ["smooth", old.name]
+
+
+def test_a_photo_with_too_few_channels_is_named(project):
+    save_model(project / "models/model.keras")
+    old = keep_old_predictions(project)
+    write_photo(project / "data/resized/images" / photo_name("2_11"), np.zeros((40, 40, 2), np.uint8), False)
+    with pytest.raises(ValueError, match="top_potsdam_2_11_RGB.tif: has 2 channel\\(s\\) but the model takes 3"):
+        predict.main()
+    assert old.is_file()
+
+
+def test_a_model_with_other_classes_than_params_is_refused(project):
+    save_model(project / "models/model.keras", classes=4)
+    with pytest.raises(ValueError, match="outputs 4 classes per pixel, but 6 classes are expected"):
+        predict.main()
+    assert not (project / "data/predictions").exists()
+
+
+def test_a_missing_model_is_named(project):
+    with pytest.raises(ValueError, match="models/model.keras"):
+        predict.main()
+
+
+def test_rgbir_photos_are_predicted_from_their_rgb_bands(project):
+    model = save_model(project / "models/model.keras")
+    photo = project / "data/resized/images" / photo_name("2_11")
+    rgb = read_image(photo)
+    infrared = np.random.default_rng(3).integers(0, 256, rgb.shape[:2] + (1,), dtype=np.uint8)
+    shutil.move(photo, photo.with_suffix(".rgb.tif"))
+    write_photo(photo, np.concatenate([rgb, infrared], axis=-1), False)
+    predict.main()
+    expected = keras.ops.convert_to_numpy(model(rgb[None].astype(np.float32), training=False))[0].argmax(-1)
+    np.testing.assert_array_equal(tifffile.imread("data/predictions/smooth/top_potsdam_2_11_pred.tif"), expected)
