@@ -3,7 +3,8 @@
 Each ``*_figure`` function builds a matplotlib Figure (so a stage can save it or hand it to
 MLflow), and ``save_figure`` writes it atomically. Maps are passed as RGB pictures already
 coloured with the palette (``Palette.index_to_rgb``); the palette itself only draws the legend.
-The progress animation is written with imageio (ffmpeg for MP4, Pillow for GIF).
+The progress animation is written with imageio (ffmpeg for MP4, Pillow for GIF); tables for the
+Markdown report go through pandas (``markdown_table``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def comparison_figure(photo: np.ndarray, truth: np.ndarray, plain: np.ndarray, s
     """Photo | ground truth | plain prediction | smooth prediction, with a legend of classes."""
     panels = {"photo": photo, "ground truth": truth, "plain (tiles side by side)": plain,
               "smooth (blended windows)": smooth}
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.9))
+    aspect = photo.shape[0] / photo.shape[1]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2 * aspect + 1.2))
     for axis, (name, picture) in zip(axes, panels.items()):
         _show(axis, picture, name)
     _add_legend(figure, palette)
@@ -69,7 +71,8 @@ def comparison_figure(photo: np.ndarray, truth: np.ndarray, plain: np.ndarray, s
 def snapshot_grid_figure(truth: np.ndarray, snapshots: Sequence[tuple[int, np.ndarray, np.ndarray]],
                          palette: Palette, title: str = "") -> Figure:
     """One row per snapshot epoch: ground truth, plain and smooth map of the same tile."""
-    figure, axes = plt.subplots(len(snapshots), 3, figsize=(10, 3.3 * len(snapshots) + 0.8), squeeze=False)
+    row_height = 3.3 * truth.shape[0] / truth.shape[1] + 0.3
+    figure, axes = plt.subplots(len(snapshots), 3, figsize=(10, row_height * len(snapshots) + 0.8), squeeze=False)
     for row, (epoch, plain, smooth) in zip(axes, snapshots):
         for axis, picture, name in zip(row, (truth, plain, smooth), ("ground truth", "plain", "smooth")):
             _show(axis, picture, f"epoch {epoch}: {name}")
@@ -153,6 +156,12 @@ def write_animation(frames: Sequence[np.ndarray], path: str | Path, fps: float) 
                                        pixelformat="yuv420p", macro_block_size=_MACRO_BLOCK) as writer:
                 for frame in frames:
                     writer.append_data(frame)
+
+
+def markdown_table(table: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A table for the Markdown report; integers stay integers, missing values are empty cells."""
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=floatfmt,
+                                                                       missingval="")
 
 
 def _show(axis, picture: np.ndarray, title: str) -> None:
