@@ -12,11 +12,11 @@ Two modes:
   windows, and each window is also predicted under test-time augmentation (flips, rotations),
   undone before blending.
 
-Unlike the widely copied original, prediction streams: window positions come from a generator,
-are predicted ``batch_size`` at a time, and accumulate into one float32 (H_pad, W_pad, K)
-buffer, which is then divided by the summed weights, so every pixel is exactly normalised,
-borders included. Peak memory is that buffer plus one batch, whatever the tile size; the
-original holds every window of every rotation in float64 at once (tens of GB for a
+Unlike the widely copied original, prediction streams: windows come from a generator (the
+mirror padding is built one strip of rows at a time), are predicted ``batch_size`` at a time,
+and accumulate into one float32 (H, W, K) buffer, which is then divided by the summed weights,
+so every pixel is exactly normalised, borders included. Peak memory is that buffer plus one
+batch, whatever the tile size; the original holds every window of every rotation in float64 at once (tens of GB for a
 6000 x 6000 tile), leaves the last strip unpredicted when the size is not a multiple of the
 step, and breaks on non-square photos.
 """
@@ -59,28 +59,20 @@ def predict_probabilities(image: np.ndarray, predict_batch: PredictBatch, window
 
     ``predict_batch`` maps a float32 (N, window, window, C) batch to (N, window, window, K)
     probabilities. ``mode="plain"`` ignores ``subdivisions``, ``window_function`` and ``tta``.
-    The result is a view into the padded accumulation buffer (no copy of the largest array).
     """
     _check_arguments(image, window, num_classes, mode, subdivisions, window_function, tta, batch_size)
     smooth = mode == "smooth"
     grid = plan_grid(image.shape[0], image.shape[1], window, subdivisions if smooth else 1)
-    weights = window_weights(window, window_function) if smooth else np.ones((window, window), np.float32)
+    profile = window_profile(window, window_function) if smooth else np.ones(window, np.float32)
     transforms = TTA_TRANSFORMS[tta] if smooth else TTA_TRANSFORMS["none"]
-    padded = grid.pad(image)
-
-    total = np.zeros(grid.padded_shape + (num_classes,), dtype=np.float32)
-    jobs = ((y, x, transform) for y, x in grid.positions() for transform in transforms)
     with tqdm(total=grid.count() * len(transforms), desc=f"{mode} windows", unit="window",
               disable=not progress, leave=False) as bar:
-        for batch_jobs in _batches(jobs, batch_size):
-            predictions = _predict_windows(padded, batch_jobs, predict_batch, window, num_classes)
-            for (y, x, transform), prediction in zip(batch_jobs, predictions):
-                total[y:y + window, x:x + window] += _undo(prediction, transform) * weights[..., None]
-            bar.update(len(batch_jobs))
-
-    summed_weights = weight_map(grid, weights) * len(transforms)
-    np.divide(total, summed_weights[..., None], out=total)
-    return grid.crop(total)
+        total = _accumulate(image, grid, predict_batch, np.outer(profile, profile), transforms, num_classes,
+                            batch_size, bar)
+    row_sums, col_sums = weight_sums(grid, profile)
+    total /= (row_sums * len(transforms))[:, None, None]
+    total /= col_sums[None, :, None]
+    return total
 
 
 def probabilities_to_index(probabilities: np.ndarray) -> np.ndarray:
@@ -170,7 +162,8 @@ class Grid:
 
     ``border`` pixels are added before the image on top and left (and at least as many after it),
     so that each image pixel lies inside ``subdivisions`` windows along each axis; the bottom and
-    right are padded further so the last window ends exactly at the canvas edge.
+    right are padded further so the last window ends exactly at the canvas edge. Only the image
+    part of each window's prediction is kept, so nothing of the canvas outside the image is stored.
     """
 
     image_shape: tuple[int, int]
@@ -179,24 +172,30 @@ class Grid:
     border: int
     padded_shape: tuple[int, int]
 
+    def starts(self, axis: int) -> range:
+        """Canvas coordinates where windows start along ``axis`` (0: rows, 1: columns)."""
+        return range(0, self.padded_shape[axis] - self.window + 1, self.step)
+
     def positions(self) -> Iterator[tuple[int, int]]:
-        """Top-left corners of the windows, row by row, generated lazily."""
-        rows = range(0, self.padded_shape[0] - self.window + 1, self.step)
-        cols = range(0, self.padded_shape[1] - self.window + 1, self.step)
-        return itertools.product(rows, cols)
+        """Top-left canvas corners of the windows, row by row, generated lazily."""
+        return itertools.product(self.starts(0), self.starts(1))
 
     def count(self) -> int:
-        rows, cols = ((side - self.window) // self.step + 1 for side in self.padded_shape)
-        return rows * cols
+        return len(self.starts(0)) * len(self.starts(1))
 
-    def pad(self, image: np.ndarray) -> np.ndarray:
-        after = [padded - self.border - side for padded, side in zip(self.padded_shape, self.image_shape)]
-        padding = [(self.border, after[0]), (self.border, after[1])] + [(0, 0)] * (image.ndim - 2)
-        return np.pad(image, padding, mode="reflect")
+    def clip(self, start: int, axis: int) -> tuple[slice, slice]:
+        """(image slice, window slice) of the pixels that a window starting at ``start`` shares with the image."""
+        first = start - self.border
+        low, high = max(first, 0), min(first + self.window, self.image_shape[axis])
+        return slice(low, high), slice(low - first, high - first)
 
-    def crop(self, canvas: np.ndarray) -> np.ndarray:
-        height, width = self.image_shape
-        return canvas[self.border:self.border + height, self.border:self.border + width]
+    def padded_rows(self, image: np.ndarray, start: int) -> np.ndarray:
+        """The ``window`` canvas rows from ``start``: mirror-padded on the fly, one strip at a time,
+        so no padded copy of the whole image is ever made."""
+        rows = _reflect(np.arange(start, start + self.window) - self.border, self.image_shape[0])
+        right = self.padded_shape[1] - self.border - self.image_shape[1]
+        padding = [(0, 0), (self.border, right)] + [(0, 0)] * (image.ndim - 2)
+        return np.pad(image[rows], padding, mode="reflect")
 
 
 def plan_grid(height: int, width: int, window: int, subdivisions: int) -> Grid:
@@ -212,13 +211,21 @@ def _grid_length(length: int, window: int, step: int) -> int:
     return window + -(-max(length - window, 0) // step) * step
 
 
-def window_weights(window: int, function: str = "spline") -> np.ndarray:
-    """2-D blending weights (window, window) float32, largest at the centre, > 0 everywhere.
+def _reflect(index: np.ndarray, length: int) -> np.ndarray:
+    """Mirror indices into 0..length-1 without repeating the edge pixel (NumPy's "reflect" padding)."""
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    index = np.mod(index, period)
+    return np.where(index < length, index, period - index)
 
-    ``spline``: the original technique's squared spline, 1-D ``(2t)^2 / 2`` on the outer quarters
-    and ``1 - (2 (1 - t))^2 / 2`` in the middle half of a triangle ``t``; copies shifted by half a
-    window sum to a constant. ``hann``: a Hann window without its zero end points. The 2-D window
-    is the outer product of the 1-D one, so it is unchanged by flips and quarter turns.
+
+def window_profile(window: int, function: str = "spline") -> np.ndarray:
+    """1-D blending weights (window,) float32, largest at the centre, > 0 everywhere, mean 1.
+
+    ``spline``: the original technique's squared spline, ``(2t)^2 / 2`` on the outer quarters and
+    ``1 - (2 (1 - t))^2 / 2`` in the middle half of a triangle ``t``; copies shifted by half a
+    window sum to a constant. ``hann``: a Hann window without its zero end points.
     """
     if function == "spline":
         t = _triangle(window)
@@ -227,8 +234,14 @@ def window_weights(window: int, function: str = "spline") -> np.ndarray:
         profile = np.hanning(window + 2)[1:-1]
     else:
         raise ValueError(f"unknown window function {function!r}: use one of {WINDOW_FUNCTIONS}")
-    profile = profile / profile.mean()
-    return np.outer(profile, profile).astype(np.float32)
+    return (profile / profile.mean()).astype(np.float32)
+
+
+def window_weights(window: int, function: str = "spline") -> np.ndarray:
+    """2-D blending weights (window, window): the outer product of :func:`window_profile`, so
+    unchanged by flips and quarter turns (weighting before or after undoing TTA is the same)."""
+    profile = window_profile(window, function)
+    return np.outer(profile, profile)
 
 
 def _triangle(length: int) -> np.ndarray:
@@ -237,28 +250,59 @@ def _triangle(length: int) -> np.ndarray:
     return 1 - np.abs(2 * i - (length - 1)) / (length + length % 2)
 
 
-def weight_map(grid: Grid, weights: np.ndarray) -> np.ndarray:
-    """Sum of the window weights over all window positions, (H_pad, W_pad) float32."""
-    summed = np.zeros(grid.padded_shape, dtype=np.float32)
-    for y, x in grid.positions():
-        summed[y:y + grid.window, x:x + grid.window] += weights
-    return summed
+def weight_sums(grid: Grid, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Summed window weights per image row (H,) and column (W,).
+
+    The 2-D window is an outer product and the windows form a product grid, so the summed 2-D
+    weight at pixel (i, j) is ``rows[i] * cols[j]``: two vectors replace an (H, W) weight map.
+    """
+    return tuple(_axis_weight_sum(grid, profile, axis) for axis in (0, 1))
+
+
+def _axis_weight_sum(grid: Grid, profile: np.ndarray, axis: int) -> np.ndarray:
+    sums = np.zeros(grid.image_shape[axis], dtype=np.float32)
+    for start in grid.starts(axis):
+        inside, part = grid.clip(start, axis)
+        sums[inside] += profile[part]
+    return sums
 
 
 # --- Streaming --------------------------------------------------------------------------------
+
+def _accumulate(image: np.ndarray, grid: Grid, predict_batch: PredictBatch, weights: np.ndarray,
+                transforms: tuple[Transform, ...], num_classes: int, batch_size: int, bar: tqdm) -> np.ndarray:
+    """Sum of weighted, un-transformed window predictions over the image, (H, W, K) float32."""
+    total = np.zeros(grid.image_shape + (num_classes,), dtype=np.float32)
+    for batch in _batches(_windows(image, grid, transforms), batch_size):
+        predictions = _predict(batch, predict_batch, grid.window, num_classes)
+        for (y, x, transform, _), prediction in zip(batch, predictions):
+            (rows, window_rows), (cols, window_cols) = grid.clip(y, 0), grid.clip(x, 1)
+            part = _undo(prediction, transform)[window_rows, window_cols]
+            total[rows, cols] += part * weights[window_rows, window_cols, None]
+        bar.update(len(batch))
+    return total
+
+
+def _windows(image: np.ndarray, grid: Grid, transforms: tuple[Transform, ...]) -> Iterator[tuple]:
+    """(y, x, transform, pixels) of every window and transform, lazily, one strip of rows at a time."""
+    for y in grid.starts(0):
+        strip = grid.padded_rows(image, y)
+        for x in grid.starts(1):
+            for transform in transforms:
+                yield y, x, transform, _apply(strip[:, x:x + grid.window], transform)
+
 
 def _batches(jobs: Iterator, size: int) -> Iterator[list]:
     while batch := list(itertools.islice(jobs, size)):
         yield batch
 
 
-def _predict_windows(padded: np.ndarray, jobs: list, predict_batch: PredictBatch, window: int,
-                     num_classes: int) -> np.ndarray:
-    batch = np.stack([_apply(padded[y:y + window, x:x + window], transform) for y, x, transform in jobs])
-    predictions = np.asarray(predict_batch(batch.astype(np.float32, copy=False)), dtype=np.float32)
-    expected = (len(jobs), window, window, num_classes)
+def _predict(batch: list[tuple], predict_batch: PredictBatch, window: int, num_classes: int) -> np.ndarray:
+    pixels = np.stack([item[-1] for item in batch]).astype(np.float32, copy=False)
+    predictions = np.asarray(predict_batch(pixels), dtype=np.float32)
+    expected = (len(batch), window, window, num_classes)
     if predictions.shape != expected:
-        raise ValueError(f"predictor returned shape {predictions.shape} for a batch of shape {batch.shape}; "
+        raise ValueError(f"predictor returned shape {predictions.shape} for a batch of shape {pixels.shape}; "
                          f"expected {expected}")
     return predictions
 

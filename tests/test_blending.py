@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from aerialseg.blending import (TTA_CHOICES, keras_predictor, plan_grid, predict_map,
-                                predict_probabilities, probabilities_to_index, weight_map, window_weights)
+from aerialseg.blending import (TTA_CHOICES, keras_predictor, plan_grid, predict_map, predict_probabilities,
+                                probabilities_to_index, weight_sums, window_profile, window_weights)
 
 CLASSES = 6
 WINDOW = 32
@@ -90,17 +90,27 @@ def test_tta_averages_every_transform_after_undoing_it(tta):
 @pytest.mark.parametrize("function", ["spline", "hann"])
 def test_weight_map_is_positive_and_covers_each_pixel_with_a_full_set_of_windows(shape, subdivisions, function):
     grid = plan_grid(*shape, WINDOW, subdivisions)
-    assert (weight_map(grid, window_weights(WINDOW, function)) > 0).all()
-    coverage = grid.crop(weight_map(grid, np.ones((WINDOW, WINDOW), np.float32)))
-    assert coverage.shape == shape
+    weight_map = np.outer(*weight_sums(grid, window_profile(WINDOW, function)))
+    assert weight_map.shape == shape and (weight_map > 0).all()
+    coverage = np.outer(*weight_sums(grid, np.ones(WINDOW, np.float32)))  # windows over each pixel
     step = WINDOW // subdivisions  # 32 / 3 is not whole: then some pixels lie in 4 windows per axis
     assert coverage.min() >= subdivisions ** 2 and coverage.max() <= (-(-WINDOW // step)) ** 2
     if WINDOW % subdivisions == 0:
         np.testing.assert_array_equal(coverage, subdivisions ** 2)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (100, 37)])
+def test_strips_are_the_rows_of_the_mirror_padded_image(shape):
+    image = random_image(shape)
+    grid = plan_grid(*shape, WINDOW, 2)
+    after = [padded - grid.border - side for padded, side in zip(grid.padded_shape, shape)]
+    padded = np.pad(image, [(grid.border, after[0]), (grid.border, after[1]), (0, 0)], mode="reflect")
+    for y in grid.starts(0):
+        np.testing.assert_array_equal(grid.padded_rows(image, y), padded[y:y + WINDOW])
+
+
 def test_spline_windows_half_a_window_apart_sum_to_a_constant():
-    profile = window_weights(WINDOW)[WINDOW // 2]
+    profile = window_profile(WINDOW)
     halves = profile[: WINDOW // 2] + profile[WINDOW // 2:]
     np.testing.assert_allclose(halves, halves[0], rtol=1e-5)
     assert profile.min() > 0 and profile.argmax() in (WINDOW // 2 - 1, WINDOW // 2)
@@ -157,7 +167,7 @@ def test_predictor_never_gets_more_than_batch_size_windows():
 def test_memory_peak_is_the_accumulator_plus_one_batch_not_all_windows():
     image = random_image((600, 600))
     grid = plan_grid(600, 600, WINDOW, 2)
-    accumulator = grid.padded_shape[0] * grid.padded_shape[1] * CLASSES * 4
+    accumulator = 600 * 600 * CLASSES * 4
     all_windows = grid.count() * 8 * WINDOW * WINDOW * CLASSES * 4  # what holding every prediction costs
     tracemalloc.start()
     predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, tta="d4", batch_size=16)
