@@ -1,8 +1,8 @@
 """Segmentation scores: confusion matrices, IoU / F1 per class, ISPRS eroded labels, Keras metrics.
 
 Evaluation sums one confusion matrix per test tile, so a whole 6000 x 6000 Potsdam tile must be
-counted in well under a second: the matrix comes from a single ``np.bincount`` over packed
-(label, prediction) byte pairs. Every score is derived from the summed matrix, which is how the
+counted in well under a second: the matrix comes from ``np.bincount`` over packed
+(label, prediction) byte pairs, a million pixels at a time. Every score is derived from the summed matrix, which is how the
 ISPRS benchmark reports them (pixels of all tiles pooled, not an average of per-tile scores).
 """
 
@@ -18,6 +18,7 @@ import pandas as pd
 from aerialseg.palette import IGNORE_INDEX
 
 _BYTE_VALUES = 256
+_BLOCK = 1 << 20  # pixels counted at once: bincount's int64 copy of a block stays in cache
 
 
 def confusion_matrix(label: np.ndarray, prediction: np.ndarray, num_classes: int,
@@ -25,18 +26,24 @@ def confusion_matrix(label: np.ndarray, prediction: np.ndarray, num_classes: int
     """Count pixels per (true class, predicted class): a K x K int64 matrix, rows = truth.
 
     Pixels labelled ``ignore_index`` are not counted. Both maps hold byte values, so each pixel
-    pair packs into one 16-bit code and a single bincount over 65536 bins counts them all; a label
-    or prediction value outside 0..K-1 then shows up as counts outside the K x K corner and is
-    reported. ``source`` (e.g. the two file names) is put in every error message.
+    pair packs into one 16-bit code and bincount over 65536 bins counts them, block by block so
+    that the int64 copy bincount makes never holds a whole tile. A label or prediction value
+    outside 0..K-1 then shows up as counts outside the K x K corner and is reported. ``source``
+    (e.g. the two file names) is put in every error message.
     """
     label, prediction = np.asarray(label), np.asarray(prediction)
     if label.shape != prediction.shape:
         raise ValueError(f"{source}: label shape {label.shape} and prediction shape {prediction.shape} differ")
-    codes = (_as_bytes(label, "label", source).astype(np.uint16) << 8) | _as_bytes(prediction, "prediction", source)
-    pairs = np.bincount(codes.ravel(), minlength=_BYTE_VALUES ** 2).reshape(_BYTE_VALUES, _BYTE_VALUES)
+    label = _as_bytes(label, "label", source).ravel()
+    prediction = _as_bytes(prediction, "prediction", source).ravel()
+    pairs = np.zeros(_BYTE_VALUES ** 2, np.int64)
+    for start in range(0, label.size, _BLOCK):
+        codes = (label[start:start + _BLOCK].astype(np.uint16) << 8) | prediction[start:start + _BLOCK]
+        pairs += np.bincount(codes, minlength=_BYTE_VALUES ** 2)
+    pairs = pairs.reshape(_BYTE_VALUES, _BYTE_VALUES)
     pairs[ignore_index] = 0
     _refuse_out_of_range(pairs, num_classes, source)
-    return pairs[:num_classes, :num_classes].astype(np.int64)
+    return pairs[:num_classes, :num_classes].copy()
 
 
 def _as_bytes(values: np.ndarray, what: str, source: str) -> np.ndarray:
