@@ -118,8 +118,13 @@ def build_unet(num_classes: int, encoder: str = "none", encoder_weights: str = "
     ``encoder_weights`` only applies to a pretrained encoder: ``"imagenet"`` (Keras downloads
     and caches them), ``"none"`` (random initialisation) or the path of a weights file
     (``.weights.h5`` saved from the encoder, or a ``keras.applications`` ``.h5`` file).
+    ``dropout`` is the SpatialDropout2D rate between the two convolutions of each block (of the
+    decoder only, with a pretrained encoder).
     """
     _check_choice("encoder", encoder, ENCODERS)
+    if encoder == "none" and encoder_weights != "none":
+        raise ValueError(f"encoder_weights={encoder_weights!r} needs a pretrained encoder; "
+                         f"choose one of {', '.join(BACKBONES)} or set encoder_weights to 'none'")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     stride = 2 ** CLASSIC_DEPTH if encoder == "none" else 32

@@ -183,8 +183,9 @@ def test_imagenet_weights_offline_say_which_file_goes_into_which_folder(tmp_path
         assert f"put {file_name} into the folder {tmp_path / 'models'}" in run.stdout
 
 
-def test_encoder_unet_reloads_with_its_preprocessing_layer(tmp_path):
-    model = build_unet(NUM_CLASSES, encoder="mobilenetv2", base_filters=2)
+@pytest.mark.parametrize("encoder_unet", ["mobilenetv2"], indirect=True)
+def test_encoder_unet_reloads_with_its_preprocessing_layer(encoder_unet, tmp_path):
+    _, model = encoder_unet
     path = tmp_path / "model.keras"
     model.save(path)
     images = random_rgb(1, 32, 64)
@@ -217,6 +218,11 @@ def test_set_encoder_trainable_refuses_a_model_without_encoder(classic_unet):
 def test_unknown_encoder_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown encoder 'resnet18'; valid: " + ", ".join(ENCODERS)):
         build_unet(NUM_CLASSES, encoder="resnet18")
+
+
+def test_encoder_weights_without_a_pretrained_encoder_are_refused():
+    with pytest.raises(ValueError, match="'imagenet' needs a pretrained encoder"):
+        build_unet(NUM_CLASSES, encoder="none", encoder_weights="imagenet")
 
 
 def test_unknown_model_lists_the_valid_ones():
