@@ -110,7 +110,13 @@ def write_outputs(model, state: TrainingState, run_id: str, tracking_uri: str) -
     write_json(SUMMARY, final_summary(history))
     write_json(RUN_FILE, {"tracking_uri": tracking_uri, "run_id": run_id})
     with atomic_file(MODEL_PATH) as tmp:
-        model.save(tmp)
+        inference_model(model).save(tmp)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The trained layers without loss and optimizer, so models/model.keras loads with plain
+    keras.saving.load_model (no custom loss to import) wherever it is used for prediction."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def final_summary(history: pd.DataFrame) -> dict:
@@ -159,7 +165,7 @@ def main() -> None:
         callbacks = [EpochEnd(state, checkpoint, snapshot_writer(params, val_photo), cfg.snapshot_every, len(train_x))]
         fit(model, train, val, state, callbacks, cfg, num_classes, class_weights)
         write_outputs(model, state, run.info.run_id, tracking_uri)
-        mlflow.keras.log_model(model, name="model")
+        mlflow.keras.log_model(inference_model(model), name="model")
     print(json.dumps(final_summary(pd.DataFrame(state.history)), indent=2))
 
 

@@ -1,0 +1,65 @@
+"""Shared set-up for tests that run real stages in a throw-away copy of the repository."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).parents[1]
+PROJECT_FILES = ("aerialseg", "stages", "dvc.yaml", "params.yaml", ".gitignore")
+
+TINY = {
+    "data": {"synthetic": {"tiles": 4, "size": 256, "seed": 0}},
+    "resize": {"scale": 0.5},
+    "patches": {"patch_size": 32, "step": 32, "split": {"train": ["2_10", "2_11"], "val": ["2_12"], "test": ["2_13"]}},
+    "train": {"epochs": 2, "snapshot_every": 1, "base_filters": 4, "batch_size": 8, "dropout": 0.0},
+    "predict": {"tta": "flips", "batch_size": 32},
+}
+
+
+def environment() -> dict:
+    """The current environment with this interpreter's bin folder first (DVC runs `python -m ...`)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def deep_update(target: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            deep_update(target[key], value)
+        else:
+            target[key] = value
+    return target
+
+
+def make_project(folder: Path, changes: dict = TINY, git: bool = True) -> Path:
+    """Copy the project into ``folder`` with tiny params; optionally as a committed git + DVC repo."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, folder / name)
+    params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), changes)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if git:
+        for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+            run(command, folder)
+    return folder
+
+
+def run(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def run_stage(name: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", f"stages.{name}"], cwd)

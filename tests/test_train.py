@@ -1,0 +1,94 @@
+"""The train stage for real: a process killed mid-training resumes, MLflow keeps one run."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline_helpers import TINY, deep_update, environment, make_project, run_stage
+
+EPOCHS = 4
+CHANGES = deep_update(json.loads(json.dumps(TINY)), {
+    "data": {"synthetic": {"size": 512}},
+    "train": {"epochs": EPOCHS, "snapshot_every": 2},
+})
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    folder = make_project(tmp_path_factory.mktemp("train"), CHANGES, git=False)
+    for stage in ("download", "resize", "patches"):
+        run_stage(stage, folder)
+    return folder
+
+
+def wait_for_first_epoch(process, state_path, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state_path.is_file() and json.loads(state_path.read_text())["epoch"] >= 1:
+            return json.loads(state_path.read_text())
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+    raise TimeoutError("no epoch finished")
+
+
+def test_killed_training_resumes_without_losing_or_repeating_epochs(project):
+    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state_before_kill = wait_for_first_epoch(process, project / "models/checkpoint/state.json")
+    time.sleep(0.3)  # well inside the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (project / "models/model.keras").exists()  # only a finished training writes the model
+
+    output = run_stage("train", project).stdout
+    assert "resuming after epoch" in output
+
+    history = pd.read_csv(project / "metrics/train_history.csv")
+    assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))
+    assert {"loss", "accuracy", "jaccard", "val_loss", "val_accuracy", "val_jaccard"} <= set(history.columns)
+    run_info = json.loads((project / "models/mlflow_run.json").read_text())
+    assert run_info["run_id"] == state_before_kill["run_id"]  # the same MLflow run went on
+    client = MlflowClient(run_info["tracking_uri"])
+    for metric in ("loss", "val_jaccard"):
+        steps = sorted(m.step for m in client.get_metric_history(run_info["run_id"], metric))
+        assert steps == list(range(1, EPOCHS + 1)), metric
+    artifacts = {a.path for a in client.list_artifacts(run_info["run_id"])}
+    assert "images" in artifacts
+    assert len(client.search_runs([client.get_run(run_info["run_id"]).info.experiment_id])) == 1
+
+    snapshots = sorted(p.name for p in (project / "models/snapshots").iterdir())
+    assert snapshots == ["epoch_002.weights.h5", "epoch_002_plain.png", "epoch_002_smooth.png",
+                         "epoch_004.weights.h5", "epoch_004_plain.png", "epoch_004_smooth.png"]
+    model = keras.saving.load_model(project / "models/model.keras")
+    probabilities = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
+    assert probabilities.shape == (1, 32, 32, 6)
+    summary = json.loads((project / "metrics/train.json").read_text())
+    assert summary["epochs"] == EPOCHS and summary["patches_per_s"] > 0
+
+
+def test_failed_run_keeps_the_last_good_model(project):
+    model_path = project / "models/model.keras"
+    if not model_path.exists():
+        run_stage("train", project)
+    before = model_path.read_bytes()
+    labels = project / "data/patches/train_labels.npy"
+    saved = labels.read_bytes()
+    bad = np.load(labels)
+    bad[0, 0, 0] = 9  # class 9, while params name 6 classes
+    np.save(labels, bad)
+    try:
+        result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project, env=environment(),
+                                capture_output=True, text=True)
+    finally:
+        labels.write_bytes(saved)
+    assert result.returncode != 0
+    assert "train_labels.npy: holds class indices [9]" in result.stderr
+    assert model_path.read_bytes() == before
