@@ -1,9 +1,10 @@
 """Segmentation scores: confusion matrices, IoU / F1 per class, ISPRS eroded labels, Keras metrics.
 
 Evaluation sums one confusion matrix per test tile, so a whole 6000 x 6000 Potsdam tile must be
-counted in well under a second: the matrix comes from ``np.bincount`` over packed
-(label, prediction) byte pairs, a million pixels at a time. Every score is derived from the summed matrix, which is how the
-ISPRS benchmark reports them (pixels of all tiles pooled, not an average of per-tile scores).
+counted in well under a second: the matrix comes from ``np.bincount`` over packed (label,
+prediction) byte pairs, a million pixels at a time. Every score is derived from the summed
+matrix, which is how the ISPRS benchmark reports them (pixels of all tiles pooled, not an average
+of per-tile scores).
 """
 
 from __future__ import annotations

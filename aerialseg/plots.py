@@ -123,7 +123,8 @@ def class_distribution_figure(counts: dict[str, dict[str, int]], palette: Palett
     return figure
 
 
-def class_distribution_chart(counts: dict[str, dict[str, int]], path: str | Path, palette: Palette | None = None) -> None:
+def class_distribution_chart(counts: dict[str, dict[str, int]], path: str | Path,
+                             palette: Palette | None = None) -> None:
     """Save the class-distribution bar chart of ``counts`` ({split: {class: pixels}}) to ``path``."""
     save_figure(class_distribution_figure(counts, palette), path)
 

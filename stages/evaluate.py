@@ -47,7 +47,8 @@ HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "jaccard", "val_loss", "val_accu
 MapSource = Callable[[str, str], tuple[np.ndarray, str]]
 
 
-def load_test_labels(tiles: list[str], palette, ignore_unknown: bool, erode_radius: int) -> dict[str, tuple[np.ndarray, Path]]:
+def load_test_labels(tiles: list[str], palette, ignore_unknown: bool,
+                     erode_radius: int) -> dict[str, tuple[np.ndarray, Path]]:
     """Label map of every test tile (boundaries eroded if asked), with its file."""
     labels = {}
     for tile in tiles:
@@ -73,19 +74,22 @@ def saved_prediction(tile: str, mode: str) -> tuple[np.ndarray, str]:
     return read_image(path)[..., 0], str(path)
 
 
-def snapshot_table(labels: dict, params) -> pd.DataFrame:
-    """Test mIoU, plain and smooth, of each snapshot's weights, joined with its training epoch."""
+def snapshot_scores(labels: dict, params) -> pd.DataFrame:
+    """Test mIoU, plain and smooth, of each snapshot's weights: one row per snapshot epoch."""
     weights = sorted(SNAPSHOTS.glob("epoch_*.weights.h5"))
+    model = keras.saving.load_model(MODEL_PATH, compile=False) if weights else None  # predicting only
     rows = []
-    if weights:
-        model = keras.saving.load_model(MODEL_PATH, compile=False)  # predicting only
-        for path in weights:
-            model.load_weights(path)
-            predict = snapshot_predictor(model, params, path.name)
-            totals = pooled_confusions(labels, predict, params.palette.num_classes, desc=path.name)
-            rows.append({"epoch": int(path.name.split(".")[0].removeprefix("epoch_")),
-                         **{f"test_miou_{mode}": scores(cm, params.palette.names)["miou"] for mode, cm in totals.items()}})
-    table = pd.DataFrame(rows, columns=["epoch", "test_miou_plain", "test_miou_smooth"])
+    for path in weights:
+        model.load_weights(path)
+        totals = pooled_confusions(labels, snapshot_predictor(model, params, path.name),
+                                   params.palette.num_classes, desc=path.name)
+        rows.append({"epoch": int(path.name.split(".")[0].removeprefix("epoch_")),
+                     **{f"test_miou_{mode}": scores(cm, params.palette.names)["miou"] for mode, cm in totals.items()}})
+    return pd.DataFrame(rows, columns=["epoch", "test_miou_plain", "test_miou_smooth"])
+
+
+def with_history(table: pd.DataFrame) -> pd.DataFrame:
+    """Each snapshot row beside the training history of the same epoch."""
     history = pd.read_csv(HISTORY)[HISTORY_COLUMNS] if HISTORY.is_file() else pd.DataFrame(columns=HISTORY_COLUMNS)
     return history.astype({"epoch": int}).merge(table, on="epoch", how="right")
 
@@ -155,7 +159,7 @@ def main() -> None:
     labels = load_test_labels(tiles, params.palette, params.data.ignore_unknown_colours, params.evaluate.erode_radius)
     confusions = pooled_confusions(labels, saved_prediction, params.palette.num_classes, desc="test maps")
     results = {mode: {**scores(cm, names), "confusion_matrix": cm.tolist()} for mode, cm in confusions.items()}
-    table = snapshot_table(labels, params)
+    table = with_history(snapshot_scores(labels, params))
     write_outputs(results, confusions, table, names)
     log_to_training_run(results, confusions, names)
     for mode in MODES:

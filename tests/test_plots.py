@@ -65,7 +65,8 @@ def test_confusion_heat_map_is_row_normalised(tmp_path):
 
 
 def test_class_distribution_chart(tmp_path):
-    counts = {"train": {"road": 600, "building": 300, "clutter": 100}, "val": {"road": 50, "building": 50, "clutter": 0}}
+    counts = {"train": {"road": 600, "building": 300, "clutter": 100},
+              "val": {"road": 50, "building": 50, "clutter": 0}}
     plots.class_distribution_chart(counts, tmp_path / "distribution.png", PALETTE)
     assert read_png(tmp_path / "distribution.png").shape[1] > 300
 
