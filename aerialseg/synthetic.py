@@ -24,6 +24,8 @@ from tqdm import tqdm
 from aerialseg.palette import Palette
 from aerialseg.tiles import label_name, photo_name, write_image
 
+CLASSES = ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter")  # looked up by name
+
 # Materials decide texture; classes decide the label. Several materials share a class
 # (asphalt and paving are both impervious surfaces) and shadows change neither.
 ASPHALT, PAVING, MARKING, ROOF, LAWN, TREE, CAR, GRAVEL, SOIL, CONTAINER = range(10)
@@ -80,15 +82,14 @@ class _Scene:
     def __init__(self, size_hw: tuple[int, int], rng: np.random.Generator, palette: Palette):
         self.height, self.width = size_hw
         self.rng = rng
-        self.index = {name: palette.names.index(name) for name in
-                      ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter")}
+        self.index = {name: palette.names.index(name) for name in CLASSES}
         self.classes = np.full(size_hw, self.index["low_vegetation"], np.uint8)
         self.material = np.full(size_hw, LAWN, np.uint8)
         self.albedo = np.empty((*size_hw, 3), np.float32)
         dryness = rng.uniform(0, 0.6)  # summer lawns range from green to straw
         self.albedo[:] = _jitter(rng, (1 - dryness) * np.array([100, 138, 62]) + dryness * np.array([150, 146, 88]), 4)
         self.building_shade = np.ones(size_hw, np.float32)  # shadows cast by buildings
-        self.tree_shade = np.ones(size_hw, np.float32)  # shadows cast by trees and cars
+        self.tree_shade = np.ones(size_hw, np.float32)  # shadows of low things: trees, cars, containers
         self.unit = rng.uniform(0.85, 1.2)  # object scale of this tile: pixels per nominal pixel
         sun = rng.uniform(0, 2 * math.pi)
         self.sun = np.array([math.cos(sun), math.sin(sun)], np.float32)  # direction shadows fall
@@ -228,8 +229,7 @@ def _build(scene: _Scene, rect: _Rect, style: str, colour: np.ndarray, height: f
     """A building with its shadow; gable roofs have a sunny and a shady slope and tile rows."""
     scene.cast_shadow(scene.building_shade, rect.corners(), height)
     rng = scene.rng
-    along = np.array([math.cos(math.radians(rect.angle)), math.sin(math.radians(rect.angle))])
-    across = np.array([-along[1], along[0]])
+    across = np.array([-math.sin(math.radians(rect.angle)), math.cos(math.radians(rect.angle))])
     sunny_side = 1.0 if float(across @ scene.sun) < 0 else -1.0  # the slope facing the sun is brighter
     shady = rng.uniform(0.62, 0.8)
     period = rng.uniform(4.0, 6.0)
@@ -263,6 +263,7 @@ def _roof_boxes(scene: _Scene, roof: _Rect, colour: np.ndarray) -> None:
 
 
 def _roof(scene: _Scene) -> tuple[str, np.ndarray]:
+    """A roof style and colour; grey roofs are often flat."""
     name = scene.rng.choice(list(_ROOF_COLOURS), p=[0.35, 0.15, 0.25, 0.25])
     style = "flat" if name == "grey" and scene.rng.random() < 0.6 else "gable"
     return style, _jitter(scene.rng, _ROOF_COLOURS[name], 8) * scene.rng.uniform(0.9, 1.1)
@@ -302,7 +303,8 @@ def _find_site(scene: _Scene, area) -> _Rect | None:
     length, width = scene.n(80, 140), scene.n(55, 90)
     if min(x1 - x0, y1 - y0) < length + 12:
         return None
-    rect = _Rect(rng.uniform(x0 + length / 2 + 6, x1 - length / 2 - 6), rng.uniform(y0 + length / 2 + 6, y1 - length / 2 - 6),
+    rect = _Rect(rng.uniform(x0 + length / 2 + 6, x1 - length / 2 - 6),
+                 rng.uniform(y0 + length / 2 + 6, y1 - length / 2 - 6),
                  length, width, rng.choice([0.0, 90.0]) + rng.normal(0, 6))
     ground = ("low_vegetation",) if scene.rng.random() < 0.5 else ("low_vegetation", "impervious_surfaces")
     return rect if scene.free(_outline_points(rect), ground) else None
@@ -326,6 +328,7 @@ def _houses(scene: _Scene, block) -> None:
 
 
 def _drive(scene: _Scene, house: _Rect, block) -> None:
+    """A paved drive from the house to the nearest edge of its block (drawn before the house)."""
     x0, y0, x1, y1 = block
     to_left, to_right, to_top, to_bottom = house.cx - x0, x1 - house.cx, house.cy - y0, y1 - house.cy
     width = scene.n(12, 20)
@@ -391,10 +394,9 @@ def _paved_area(scene: _Scene, area, cars: bool) -> None:
     length, width = scene.n(40, 46), scene.n(19, 22)
     across_x = (x1 - x0) < (y1 - y0)  # cars stand across the long side of the lot
     row_step, slot = length + scene.n(18, 30), width + scene.n(5, 10)
-    rows = np.arange(y0 + length / 2 + 4, y1 - length / 2, row_step) if across_x else \
-        np.arange(x0 + length / 2 + 4, x1 - length / 2, row_step)
-    for row in rows:
-        slots = np.arange(x0 + slot / 2, x1 - slot / 2, slot) if across_x else np.arange(y0 + slot / 2, y1 - slot / 2, slot)
+    (row_start, row_end), (slot_start, slot_end) = ((y0, y1), (x0, x1)) if across_x else ((x0, x1), (y0, y1))
+    for row in np.arange(row_start + length / 2 + 4, row_end - length / 2, row_step):
+        slots = np.arange(slot_start + slot / 2, slot_end - slot / 2, slot)
         for position in slots[scene.rng.random(len(slots)) < 0.25]:
             cx, cy = (position, row) if across_x else (row, position)
             _car(scene, _Rect(cx, cy, length, width, 90.0 if across_x else 0.0))
@@ -427,10 +429,11 @@ def _park_cars(scene: _Scene, roads: list[_Road]) -> None:
     for road in roads:
         extent = scene.height if road.vertical else scene.width
         crossings = _crossings(road, roads, 25)
-        for offset, density in ((-1, rng.uniform(0, 0.22)), (1, rng.uniform(0, 0.22)), (-0.45, 0.03), (0.45, 0.03)):
-            length, width = scene.n(40, 48), scene.n(19, 22)
-            across = road.centre + offset * (road.asphalt - width / 2 - 2) if abs(offset) == 1 \
-                else road.centre + offset * road.asphalt
+        length, width = scene.n(40, 48), scene.n(19, 22)
+        kerb, lane = road.asphalt - width / 2 - 2, 0.45 * road.asphalt
+        parked = rng.uniform(0, 0.22, 2)
+        for offset, density in ((-kerb, parked[0]), (kerb, parked[1]), (-lane, 0.03), (lane, 0.03)):
+            across = road.centre + offset
             position = rng.uniform(0, 30)
             while position < extent:
                 if rng.random() < density and not any(a < position < b for a, b in crossings):
@@ -453,6 +456,7 @@ def _crown(scene: _Scene, x: float, y: float, radius: float, colour: np.ndarray)
 
 
 def _tree_clusters(scene: _Scene, area, count: int) -> None:
+    """Groups of overlapping crowns rooted on open ground; they may overhang roads and roofs."""
     x0, y0, x1, y1 = area
     rng = scene.rng
     for _ in range(count):
@@ -576,7 +580,7 @@ def generate_tile(seed: int, size: int | tuple[int, int], palette: Palette) -> t
     classes; their colours and order come from it, so the label follows params.yaml.
     """
     size_hw = (size, size) if isinstance(size, int) else tuple(size)
-    missing = {"impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"} - set(palette.names)
+    missing = set(CLASSES) - set(palette.names)
     if missing:
         raise ValueError(f"synthetic tiles need the Potsdam classes; the palette lacks {sorted(missing)}")
     scene = _Scene(size_hw, np.random.default_rng(seed), palette)
