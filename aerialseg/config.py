@@ -149,6 +149,13 @@ class Params(Strict):
                 raise ValueError(f"{name}: colour components must be 0..255, got {colour}")
         return classes
 
+    @model_validator(mode="after")
+    def _patches_fit_the_encoder(self):
+        if self.train.encoder != "none" and self.patches.patch_size % 32:
+            raise ValueError(f"patches.patch_size ({self.patches.patch_size}) must be a multiple of 32 for "
+                             f"encoder {self.train.encoder!r} (its total stride)")
+        return self
+
     @property
     def palette(self) -> Palette:
         return Palette(tuple(self.classes), tuple(self.classes.values()))

@@ -22,7 +22,7 @@ from aerialseg.config import load_params
 from aerialseg.dataset import PatchSequence, open_patches
 from aerialseg.losses import class_weights_from_counts, make_loss
 from aerialseg.metrics import training_metrics
-from aerialseg.model import build_unet, set_encoder_trainable
+from aerialseg.model import build_model, set_encoder_trainable
 from aerialseg.tiles import atomic_file, photo_name, read_image, write_image, write_json
 
 PATCHES = Path("data/patches")
@@ -84,8 +84,9 @@ def compile_model(model, cfg, num_classes: int, class_weights) -> None:
 
 def fresh_model(params, class_weights):
     cfg = params.train
-    model = build_unet(params.palette.num_classes, cfg.encoder, cfg.encoder_weights, cfg.base_filters,
-                       cfg.batch_norm, cfg.dropout)
+    model = build_model(cfg.model, params.palette.num_classes, encoder=cfg.encoder,
+                        encoder_weights=cfg.encoder_weights, base_filters=cfg.base_filters,
+                        batch_norm=cfg.batch_norm, dropout=cfg.dropout)
     compile_model(model, cfg, params.palette.num_classes, class_weights)
     return model
 

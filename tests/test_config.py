@@ -57,3 +57,10 @@ def test_bad_colour_and_missing_file(raw, tmp_path):
         parse_params(raw)
     with pytest.raises(ParamsError, match="no such file"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_encoder_needs_patches_divisible_by_its_stride(raw):
+    raw["train"]["encoder"] = "resnet50"
+    raw["patches"]["patch_size"] = 48
+    with pytest.raises(ParamsError, match=r"patches.patch_size \(48\) must be a multiple of 32"):
+        parse_params(raw)
