@@ -25,9 +25,9 @@ import requests
 from tqdm import tqdm
 
 from aerialseg.palette import Palette
-from aerialseg.tiles import TIFF_SUFFIXES, label_name, parse_tile_name, photo_name, read_geotags, read_image, write_image
+from aerialseg.tiles import (MANIFEST_COLUMNS, TIFF_SUFFIXES, label_name, parse_tile_name, photo_name, read_geotags,
+                             read_image, write_image)
 
-MANIFEST_COLUMNS = ["tile", "height", "width", "source"]
 TIMEOUT_S = 60  # seconds without a byte before a transfer counts as interrupted
 
 
@@ -238,7 +238,7 @@ def prepare_raw(pairs: dict[str, tuple[Path, Path]], out_dir: str | Path, palett
     for tile, (photo, label) in tqdm(pairs.items(), desc="check tiles", unit="tile"):
         height, width = _store_pair(tile, Path(photo), Path(label), out_dir, palette, ignore_unknown)
         rows.append({"tile": tile, "height": height, "width": width, "source": source})
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     manifest.to_csv(out_dir / "manifest.csv", index=False)
     return manifest
 

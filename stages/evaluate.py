@@ -23,8 +23,7 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from tqdm import tqdm
 
-import aerialseg.losses  # noqa: F401  (registers the custom objects a saved model may name)
-import aerialseg.model  # noqa: F401
+import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer a saved model may use
 from aerialseg import plots
 from aerialseg.blending import MODES, predict_map, prediction_name
 from aerialseg.config import load_params

@@ -11,8 +11,7 @@ from pathlib import Path
 import keras
 from tqdm import tqdm
 
-import aerialseg.losses  # noqa: F401  registers the custom losses needed to load the model
-import aerialseg.model  # noqa: F401  registers the custom layers needed to load the model
+import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer a saved model may use
 from aerialseg.blending import keras_predictor, write_tile_predictions
 from aerialseg.config import load_params
 from aerialseg.tiles import atomic_dir, photo_name
