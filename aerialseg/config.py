@@ -104,6 +104,9 @@ class TrainParams(Strict):
     def _consistent(self):
         if self.freeze_encoder_epochs and self.encoder == "none":
             raise ValueError("freeze_encoder_epochs needs a pretrained encoder (encoder is 'none')")
+        if self.freeze_encoder_epochs >= self.epochs:
+            raise ValueError(f"freeze_encoder_epochs ({self.freeze_encoder_epochs}) must be below epochs "
+                             f"({self.epochs}), or the encoder is never fine-tuned")
         if self.snapshot_every > self.epochs:
             raise ValueError(f"snapshot_every ({self.snapshot_every}) is larger than epochs ({self.epochs}): "
                              "no snapshot would ever be taken")

@@ -186,7 +186,9 @@ class _ConvBlocks:
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not self.batch_norm,
                           kernel_initializer="he_normal")(x)
         if self.batch_norm:
-            x = layers.BatchNormalization()(x)
+            # momentum 0.9, not Keras' 0.99: a run of a few hundred steps must leave moving statistics
+            # that match the weights, or validation and prediction lag far behind training
+            x = layers.BatchNormalization(momentum=0.9)(x)
         return layers.Activation("relu")(x)
 
 

@@ -7,6 +7,7 @@ metrics/train.json.
 """
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -76,30 +77,36 @@ def snapshot_writer(params, val_photo: np.ndarray):
     return snapshot
 
 
-def compile_model(model, cfg, num_classes: int, class_weights) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+def compile_model(model, cfg, num_classes: int, class_weights, epochs: int, steps_per_epoch: int) -> None:
+    """Adam with the learning rate decayed by a cosine over ``epochs``: the last epochs settle
+    instead of hopping between minima, so the model written at the end is a good one."""
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, epochs * steps_per_epoch, alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=make_loss(cfg.loss, num_classes, class_weights),
                   metrics=training_metrics(num_classes))
 
 
-def fresh_model(params, class_weights):
+def fresh_model(params, class_weights, steps_per_epoch: int):
+    """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all."""
     cfg = params.train
     model = build_model(cfg.model, params.palette.num_classes, encoder=cfg.encoder,
                         encoder_weights=cfg.encoder_weights, base_filters=cfg.base_filters,
                         batch_norm=cfg.batch_norm, dropout=cfg.dropout)
-    compile_model(model, cfg, params.palette.num_classes, class_weights)
+    if cfg.freeze_encoder_epochs:
+        set_encoder_trainable(model, False)
+    compile_model(model, cfg, params.palette.num_classes, class_weights,
+                  cfg.freeze_encoder_epochs or cfg.epochs, steps_per_epoch)
     return model
 
 
 def fit(model, train, val, state, callbacks, cfg, num_classes, class_weights) -> None:
-    """Train from the last finished epoch; an encoder stays frozen for the first epochs if asked."""
-    frozen_until = cfg.freeze_encoder_epochs if cfg.encoder != "none" else 0
-    if state.epoch < frozen_until:
-        set_encoder_trainable(model, False)
-        compile_model(model, cfg, num_classes, class_weights)
-        model.fit(train, validation_data=val, initial_epoch=state.epoch, epochs=frozen_until, callbacks=callbacks)
+    """Train from the last finished epoch. After the frozen-encoder epochs the encoder is
+    unfrozen and the model recompiled, with a fresh optimizer for the fine-tuning epochs."""
+    if state.epoch < cfg.freeze_encoder_epochs:
+        model.fit(train, validation_data=val, initial_epoch=state.epoch, epochs=cfg.freeze_encoder_epochs,
+                  callbacks=callbacks)
         set_encoder_trainable(model, True)
-        compile_model(model, cfg, num_classes, class_weights)
+        compile_model(model, cfg, num_classes, class_weights, cfg.epochs - cfg.freeze_encoder_epochs, len(train))
     if state.epoch < cfg.epochs:
         model.fit(train, validation_data=val, initial_epoch=state.epoch, epochs=cfg.epochs, callbacks=callbacks)
 
@@ -147,7 +154,7 @@ def main() -> None:
         model, state = resumed
         print(f"resuming after epoch {state.epoch}")
     else:
-        model, state = fresh_model(params, class_weights), TrainingState()
+        model, state = fresh_model(params, class_weights, math.ceil(len(train_x) / cfg.batch_size)), TrainingState()
         for old in SNAPSHOTS.glob("epoch_*"):
             old.unlink()
 

@@ -45,9 +45,12 @@ def test_snapshot_interval_larger_than_epochs(raw):
         parse_params(raw)
 
 
-def test_freezing_needs_an_encoder(raw):
+def test_freezing_needs_an_encoder_and_epochs_after_it(raw):
     raw["train"].update(encoder="none", freeze_encoder_epochs=2)
-    with pytest.raises(ParamsError, match="freeze_encoder_epochs"):
+    with pytest.raises(ParamsError, match="freeze_encoder_epochs needs a pretrained encoder"):
+        parse_params(raw)
+    raw["train"].update(encoder="mobilenetv2", freeze_encoder_epochs=raw["train"]["epochs"])
+    with pytest.raises(ParamsError, match="must be below epochs"):
         parse_params(raw)
 
 

@@ -1,6 +1,7 @@
 """The train stage for real: a process killed mid-training resumes, MLflow keeps one run."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+
+import yaml
 
 from pipeline_helpers import TINY, deep_update, environment, make_project, run_stage
 
@@ -92,3 +95,16 @@ def test_failed_run_keeps_the_last_good_model(project):
     assert result.returncode != 0
     assert "train_labels.npy: holds class indices [9]" in result.stderr
     assert model_path.read_bytes() == before
+
+
+def test_pretrained_encoder_is_frozen_first_then_fine_tuned(project, tmp_path):
+    copy = shutil.copytree(project, tmp_path / "copy", ignore=shutil.ignore_patterns("models", "mlflow.db"))
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["train"].update(encoder="mobilenetv2", freeze_encoder_epochs=1, epochs=2, snapshot_every=2)
+    (copy / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage("train", copy)
+    history = pd.read_csv(copy / "metrics/train_history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer
+    model = keras.saving.load_model(copy / "models/model.keras")
+    assert model.get_layer("encoder").trainable  # unfrozen for the fine-tuning epochs
