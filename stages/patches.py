@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from aerialseg import plots
 from aerialseg.config import load_params
-from aerialseg.tiles import atomic_dir, label_name, photo_name, read_image, read_label, write_json
+from aerialseg.tiles import atomic_dir, label_name, photo_name, read_image, read_label, read_manifest, write_json
 from aerialseg.tiling import class_pixel_counts, count_patches, extract_patches, split_tiles
 
 RESIZED = Path("data/resized")
@@ -58,7 +58,7 @@ def tile_class_counts(manifest: pd.DataFrame, palette, ignore_unknown: bool) -> 
 def main() -> None:
     params = load_params()
     palette, patch_cfg, split_cfg = params.palette, params.patches, params.patches.split
-    manifest = pd.read_csv(RESIZED / "manifest.csv", dtype={"tile": str})
+    manifest = read_manifest(RESIZED / "manifest.csv")
     splits = split_tiles(list(manifest["tile"]), split_cfg.train, split_cfg.val, split_cfg.test,
                          split_cfg.val_fraction, split_cfg.test_fraction, split_cfg.seed)
     counts = {}

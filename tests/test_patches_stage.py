@@ -1,0 +1,60 @@
+"""The patches stage on real generated tiles: memory-mappable arrays, split by tile, class counts."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from aerialseg.tiles import photo_name, read_image
+from pipeline_helpers import environment, make_project, run_stage
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    folder = make_project(tmp_path_factory.mktemp("patches"), git=False)
+    for stage in ("download", "resize", "patches"):
+        run_stage(stage, folder)
+    return folder
+
+
+def test_patches_come_from_train_and_val_tiles_only(project):
+    splits = json.loads((project / "data/patches/splits.json").read_text())
+    assert splits == {"train": ["2_10", "2_11"], "val": ["2_12"], "test": ["2_13"]}
+    images = np.load(project / "data/patches/train_images.npy", mmap_mode="r")
+    labels = np.load(project / "data/patches/train_labels.npy", mmap_mode="r")
+    assert images.shape == (2 * 16, 32, 32, 3) and labels.shape == (2 * 16, 32, 32)  # 128 px tiles, 32 px patches
+    first_tile = read_image(project / "data/resized/images" / photo_name("2_10"))
+    np.testing.assert_array_equal(images[0], first_tile[:32, :32])
+    assert np.load(project / "data/patches/val_images.npy", mmap_mode="r").shape[0] == 16
+    assert not (project / "data/patches/test_images.npy").exists()  # test tiles stay whole
+
+
+def test_class_distribution_counts_every_pixel_of_each_split(project):
+    distribution = json.loads((project / "metrics/class_distribution.json").read_text())
+    assert set(distribution) == {"train", "val", "test"}
+    assert sum(distribution["train"].values()) == 2 * 128 * 128
+    assert sum(distribution["test"].values()) == 128 * 128
+    labels = np.load(project / "data/patches/train_labels.npy")
+    assert distribution["train"]["building"] == int((labels == 1).sum())  # step == patch size: no overlap
+    assert (project / "metrics/class_distribution.png").stat().st_size > 10_000
+
+
+def test_patch_larger_than_tile_keeps_the_old_patches(project):
+    before = (project / "data/patches/train_images.npy").read_bytes()
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["patches"]["patch_size"] = 256
+    params_path.write_text(yaml.safe_dump(params))
+    try:
+        result = subprocess.run([sys.executable, "-m", "stages.patches"], cwd=project, env=environment(),
+                                capture_output=True, text=True)
+    finally:
+        params_path.write_text(original)
+    assert result.returncode != 0
+    assert "tile 2_10: patch size 256 is larger than the tile (128x128)" in result.stderr
+    assert (project / "data/patches/train_images.npy").read_bytes() == before
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["patches", "raw", "resized"]
