@@ -50,16 +50,18 @@ class EpochEnd(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
 
+    def on_train_batch_end(self, batch, logs=None):
+        self.trained = time.perf_counter()  # the epoch's training ends here; validation follows
+
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
-        patches_per_s = self.patches / (time.perf_counter() - self.started)
-        row = {"epoch": number, **{k: float(v) for k, v in logs.items()}, "patches_per_s": patches_per_s}
+        logs["patches_per_s"] = self.patches / (self.trained - self.started)  # the progress bar shows it
+        row = {"epoch": number, **{k: float(v) for k, v in logs.items()}}
         if number % self.snapshot_every == 0:
             self.snapshot(self.model, number)
         self.state.epoch, self.state.history = number, self.state.history + [row]
         self.checkpoint.save(self.model, self.state)
         mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=number)
-        print(f"epoch {number}: {patches_per_s:.1f} patches/s")
 
 
 def snapshot_writer(params, val_photo: np.ndarray):
