@@ -29,6 +29,7 @@ from aerialseg.palette import Palette
 TIFF_SUFFIXES = {".tif", ".tiff"}
 MANIFEST_COLUMNS = ("tile", "height", "width", "source")  # manifest.csv of data/raw and data/resized
 GEO_TAGS = {33550, 33922, 34264, 34735, 34736, 34737}  # pixel scale, tie points, transform, geokeys
+PARTIAL = ".partial-"  # in the names of files and folders being written (see atomic_file)
 _TILE_NAME = re.compile(r"^top_potsdam_(?P<tile>\d+_\d+)_(?P<kind>RGB|RGBIR|IRRG|label)\.(tif|tiff|png)$", re.I)
 
 
@@ -107,7 +108,9 @@ def atomic_file(path: str | Path):
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes), dir=path.parent)
+    prefix, suffix = f".{path.stem}{PARTIAL}", "".join(path.suffixes)
+    _remove_stale(path.parent, f"{prefix}*{suffix}")
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -126,7 +129,9 @@ def atomic_dir(path: str | Path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    prefix = f".{path.name}{PARTIAL}"
+    _remove_stale(path.parent, f"{prefix}*")
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
@@ -135,6 +140,12 @@ def atomic_dir(path: str | Path):
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(parent: Path, pattern: str) -> None:
+    """Delete temporaries of the same output that a killed process left behind (no cleanup ran)."""
+    for stale in parent.glob(pattern):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
 def _umask() -> int:

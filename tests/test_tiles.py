@@ -3,7 +3,7 @@ import pytest
 import tifffile
 
 from aerialseg.tiles import (ImageReadError, atomic_dir, atomic_file, parse_tile_name, read_geotags, read_image,
-                             write_image)
+                             PARTIAL, write_image)
 
 
 def test_tif_and_png_round_trip(tmp_path):
@@ -70,3 +70,18 @@ def test_potsdam_names():
     assert parse_tile_name("top_potsdam_2_10_RGB.tif") == ("2_10", "RGB")
     assert parse_tile_name("top_potsdam_7_8_label.tif") == ("7_8", "label")
     assert parse_tile_name("readme.txt") is None
+
+
+def test_leftovers_of_a_killed_writer_go_when_the_output_is_written_again(tmp_path):
+    killed_file = tmp_path / f".epoch_002.weights{PARTIAL}abc.weights.h5"  # SIGKILL: no cleanup ran
+    killed_folder = tmp_path / f".raw{PARTIAL}xyz"
+    killed_file.write_text("half")
+    killed_folder.mkdir()
+    other = tmp_path / f".epoch_003.weights{PARTIAL}def.weights.h5"
+    other.write_text("half, of another output")
+    with atomic_file(tmp_path / "epoch_002.weights.h5") as tmp:
+        assert tmp.name.endswith(".weights.h5")  # Keras insists on the suffix
+        tmp.write_text("whole")
+    with atomic_dir(tmp_path / "raw"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "epoch_002.weights.h5", "raw"])
