@@ -4,13 +4,15 @@ After every epoch the full model (weights and optimizer state) is written under 
 a small state file that points at it is swapped in atomically. A kill at any moment therefore
 leaves either the previous or the new epoch intact, never a mix, and the history never holds a
 duplicated or a missing epoch. The state carries a fingerprint of everything that shapes the
-training (params, data size); a checkpoint from other settings is ignored, not resumed.
+training (params, data size, the training code); a checkpoint from anything else is ignored, not
+resumed. A training that finishes removes its checkpoint: there is nothing left to resume.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,12 @@ STATE = "state.json"
 def fingerprint(*parts) -> str:
     """A stable hash of JSON-serialisable settings."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_digest(*paths: str | Path) -> str:
+    """A hash of the source files under ``paths``: changed code must not resume an old checkpoint."""
+    files = sorted(file for path in map(Path, paths) for file in ([path] if path.is_file() else path.rglob("*.py")))
+    return fingerprint([hashlib.sha256(file.read_bytes()).hexdigest() for file in files])
 
 
 @dataclass
@@ -60,3 +68,6 @@ class Checkpoint:
         for old in self.folder.glob("epoch_*.keras"):
             if old.name != model_name:
                 old.unlink()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

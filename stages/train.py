@@ -2,8 +2,8 @@
 
 Outputs: models/model.keras (written only when training finished, so a failed run keeps the last
 good model), models/snapshots/ (weights and predicted maps every `snapshot_every` epochs),
-models/checkpoint/ (the last finished epoch, for resuming), metrics/train_history.csv and
-metrics/train.json.
+metrics/train_history.csv and metrics/train.json. While it runs, models/checkpoint/ holds the last
+finished epoch, so a killed run resumes there (not a DVC output; removed when training finishes).
 """
 
 import json
@@ -18,7 +18,7 @@ import pandas as pd
 
 from aerialseg import tracking
 from aerialseg.blending import predict_map
-from aerialseg.checkpoint import Checkpoint, TrainingState, fingerprint
+from aerialseg.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
 from aerialseg.config import load_params
 from aerialseg.dataset import PatchSequence, open_patches
 from aerialseg.losses import class_weights_from_counts, make_loss
@@ -150,7 +150,7 @@ def main() -> None:
         class_weights = class_weights_from_counts([counts[name] for name in params.palette.names])
 
     checkpoint = Checkpoint(CHECKPOINT, fingerprint(params.model_dump(exclude={"mlflow", "evaluate", "report"}),
-                                                    train_x.shape, val_x.shape))
+                                                    train_x.shape, val_x.shape, code_digest("aerialseg", __file__)))
     resumed = checkpoint.load()
     if resumed:
         model, state = resumed
@@ -175,6 +175,7 @@ def main() -> None:
         callbacks = [EpochEnd(state, checkpoint, snapshot_writer(params, val_photo), cfg.snapshot_every, len(train_x))]
         fit(model, train, val, state, callbacks, cfg, num_classes, class_weights)
         write_outputs(model, state, run.info.run_id, tracking_uri)
+        checkpoint.remove()
         mlflow.keras.log_model(inference_model(model), name="model")
     print(json.dumps(final_summary(pd.DataFrame(state.history)), indent=2))
 

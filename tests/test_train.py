@@ -53,6 +53,7 @@ def test_killed_training_resumes_without_losing_or_repeating_epochs(project):
 
     output = run_stage("train", project).stdout
     assert "resuming after epoch" in output
+    assert not (project / "models/checkpoint").exists()  # finished: nothing left to resume
 
     history = pd.read_csv(project / "metrics/train_history.csv")
     assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))
