@@ -103,14 +103,18 @@ def fresh_model(params, class_weights, steps_per_epoch: int):
 
 def fit(model, train, val, state, callbacks, cfg, num_classes, class_weights) -> None:
     """Train from the last finished epoch. After the frozen-encoder epochs the encoder is
-    unfrozen and the model recompiled, with a fresh optimizer for the fine-tuning epochs."""
+    unfrozen and the model recompiled, with a fresh optimizer for the fine-tuning epochs.
+
+    ``shuffle=False``: PatchSequence shuffles itself, seeded by the epoch. Keras' own batch
+    shuffling draws from Python's global random state, which a resumed process does not share.
+    """
+    options = dict(validation_data=val, callbacks=callbacks, shuffle=False)
     if state.epoch < cfg.freeze_encoder_epochs:
-        model.fit(train, validation_data=val, initial_epoch=state.epoch, epochs=cfg.freeze_encoder_epochs,
-                  callbacks=callbacks)
+        model.fit(train, initial_epoch=state.epoch, epochs=cfg.freeze_encoder_epochs, **options)
         set_encoder_trainable(model, True)
         compile_model(model, cfg, num_classes, class_weights, cfg.epochs - cfg.freeze_encoder_epochs, len(train))
     if state.epoch < cfg.epochs:
-        model.fit(train, validation_data=val, initial_epoch=state.epoch, epochs=cfg.epochs, callbacks=callbacks)
+        model.fit(train, initial_epoch=state.epoch, epochs=cfg.epochs, **options)
 
 
 def write_outputs(model, state: TrainingState, run_id: str, tracking_uri: str) -> None:

@@ -109,3 +109,14 @@ def test_pretrained_encoder_is_frozen_first_then_fine_tuned(project, tmp_path):
     import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer
     model = keras.saving.load_model(copy / "models/model.keras")
     assert model.get_layer("encoder").trainable  # unfrozen for the fine-tuning epochs
+
+
+def test_training_is_reproducible_and_a_resumed_run_matches_an_uninterrupted_one(project, tmp_path):
+    resumed = project / "metrics/train_history.csv"
+    if not resumed.exists():
+        pytest.skip("needs the resume test's outputs")
+    copy = shutil.copytree(project, tmp_path / "copy", ignore=shutil.ignore_patterns("models", "mlflow.db", "metrics"))
+    run_stage("train", copy)
+    metrics = ["loss", "accuracy", "jaccard", "val_loss", "val_accuracy", "val_jaccard"]
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "metrics/train_history.csv")[metrics],
+                                  pd.read_csv(resumed)[metrics], rtol=1e-5)
