@@ -1,5 +1,6 @@
 """Shared set-up for tests that run real stages in a throw-away copy of the repository."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -55,11 +56,23 @@ def make_project(folder: Path, changes: dict = TINY, git: bool = True) -> Path:
     return folder
 
 
-def run(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    if check:
+        assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
 
-def run_stage(name: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", f"stages.{name}"], cwd)
+def run_stage(name: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", f"stages.{name}"], cwd, check)
+
+
+@contextlib.contextmanager
+def altered(path: Path, content: bytes):
+    """``path`` holds ``content`` inside the block, and its own bytes again after it."""
+    original = path.read_bytes()
+    path.write_bytes(content)
+    try:
+        yield
+    finally:
+        path.write_bytes(original)

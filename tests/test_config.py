@@ -67,3 +67,10 @@ def test_encoder_needs_patches_divisible_by_its_stride(raw):
     raw["patches"]["patch_size"] = 48
     with pytest.raises(ParamsError, match=r"patches.patch_size \(48\) must be a multiple of 32"):
         parse_params(raw)
+
+
+def test_encoder_names_match_the_models():
+    from aerialseg.config import ENCODERS
+    from aerialseg.model import ENCODERS as MODEL_ENCODERS
+
+    assert ENCODERS == MODEL_ENCODERS  # config keeps its own copy so that it imports without Keras

@@ -1,15 +1,13 @@
 """The patches stage on real generated tiles: memory-mappable arrays, split by tile, class counts."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
 from aerialseg.tiles import photo_name, read_image
-from pipeline_helpers import environment, make_project, run_stage
+from pipeline_helpers import altered, make_project, run_stage
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +43,10 @@ def test_class_distribution_counts_every_pixel_of_each_split(project):
 def test_patch_larger_than_tile_keeps_the_old_patches(project):
     before = (project / "data/patches/train_images.npy").read_bytes()
     params_path = project / "params.yaml"
-    original = params_path.read_text()
-    params = yaml.safe_load(original)
+    params = yaml.safe_load(params_path.read_text())
     params["patches"]["patch_size"] = 256
-    params_path.write_text(yaml.safe_dump(params))
-    try:
-        result = subprocess.run([sys.executable, "-m", "stages.patches"], cwd=project, env=environment(),
-                                capture_output=True, text=True)
-    finally:
-        params_path.write_text(original)
+    with altered(params_path, yaml.safe_dump(params).encode()):
+        result = run_stage("patches", project, check=False)
     assert result.returncode != 0
     assert "tile 2_10: patch size 256 is larger than the tile (128x128)" in result.stderr
     assert (project / "data/patches/train_images.npy").read_bytes() == before

@@ -1,5 +1,6 @@
 """The train stage for real: a process killed mid-training resumes, MLflow keeps one run."""
 
+import io
 import json
 import shutil
 import signal
@@ -11,11 +12,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
-import yaml
-
-from pipeline_helpers import TINY, deep_update, environment, make_project, run_stage
+import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer of saved models
+from pipeline_helpers import TINY, altered, deep_update, environment, make_project, run_stage
 
 EPOCHS = 4
 CHANGES = deep_update(json.loads(json.dumps(TINY)), {
@@ -30,6 +31,12 @@ def project(tmp_path_factory):
     for stage in ("download", "resize", "patches"):
         run_stage(stage, folder)
     return folder
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def wait_for_first_epoch(process, state_path, timeout=300):
@@ -84,15 +91,10 @@ def test_failed_run_keeps_the_last_good_model(project):
         run_stage("train", project)
     before = model_path.read_bytes()
     labels = project / "data/patches/train_labels.npy"
-    saved = labels.read_bytes()
     bad = np.load(labels)
     bad[0, 0, 0] = 9  # class 9, while params name 6 classes
-    np.save(labels, bad)
-    try:
-        result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project, env=environment(),
-                                capture_output=True, text=True)
-    finally:
-        labels.write_bytes(saved)
+    with altered(labels, npy_bytes(bad)):
+        result = run_stage("train", project, check=False)
     assert result.returncode != 0
     assert "train_labels.npy: holds class indices [9]" in result.stderr
     assert model_path.read_bytes() == before
@@ -106,7 +108,6 @@ def test_pretrained_encoder_is_frozen_first_then_fine_tuned(project, tmp_path):
     run_stage("train", copy)
     history = pd.read_csv(copy / "metrics/train_history.csv")
     assert history["epoch"].tolist() == [1, 2]
-    import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer
     model = keras.saving.load_model(copy / "models/model.keras")
     assert model.get_layer("encoder").trainable  # unfrozen for the fine-tuning epochs
 
