@@ -62,3 +62,15 @@ def test_experiment_reruns_only_training_onwards_and_logs_a_new_mlflow_run(proje
     assert sorted(m.step for m in history) == [1, 2, 3]
     images = [a.path for a in client.list_artifacts(second_run["run_id"], "images")]
     assert any("val_map_smooth" in path for path in images), images
+
+
+def test_temporary_experiment_workspace_logs_to_the_main_store(project):
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("aerialseg")
+    runs_before = len(client.search_runs([experiment.experiment_id]))
+    run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2"], project)
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    assert len(runs) == runs_before + 1
+    newest = runs[0]
+    assert newest.data.params["train.epochs"] == "2"
+    assert sorted(m.step for m in client.get_metric_history(newest.info.run_id, "loss")) == [1, 2]
