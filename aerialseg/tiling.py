@@ -6,6 +6,9 @@ would leak the test area into training and flatter every metric.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from patchify import patchify
 
@@ -34,6 +37,17 @@ def split_tiles(tiles: list[str], train: list[str], val: list[str], test: list[s
         raise SplitError(f"patches.split: split(s) {empty} would be empty with {len(tiles)} tile(s) "
                          f"{tiles}; list tile ids or raise the fractions / tile count")
     return {name: splits[name] for name in SPLITS}
+
+
+def read_split(path: str | Path, name: str) -> list[str]:
+    """The tile ids of split ``name`` in the splits.json of the patches stage (must not be empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; run the patches stage first")
+    tiles = json.loads(path.read_text()).get(name)
+    if not tiles:
+        raise SplitError(f"{path}: no {name} tiles listed under \"{name}\"")
+    return tiles
 
 
 def _check_listed_split(tiles: list[str], splits: dict[str, list[str]]) -> None:

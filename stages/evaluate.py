@@ -29,6 +29,7 @@ from aerialseg.blending import MODES, predict_map, prediction_name
 from aerialseg.config import load_params
 from aerialseg.metrics import confusion_matrix, confusion_rows, erode_boundaries, scores
 from aerialseg.tiles import atomic_file, label_name, photo_name, read_image, read_label, write_json
+from aerialseg.tiling import read_split
 
 RESIZED = Path("data/resized")
 PREDICTIONS = Path("data/predictions")
@@ -154,7 +155,7 @@ def log_to_training_run(results: dict, confusions: dict, class_names) -> None:
 def main() -> None:
     params = load_params()
     names = params.palette.names
-    tiles = json.loads(SPLITS.read_text())["test"]
+    tiles = read_split(SPLITS, "test")
     labels = load_test_labels(tiles, params.palette, params.data.ignore_unknown_colours, params.evaluate.erode_radius)
     confusions = pooled_confusions(labels, saved_prediction, params.palette.num_classes, desc="test maps")
     results = {mode: {**scores(cm, names), "confusion_matrix": cm.tolist()} for mode, cm in confusions.items()}

@@ -5,7 +5,6 @@ Outputs data/predictions/{plain,smooth}/top_potsdam_<tile>_pred.png (colour map)
 swapped in only when every tile is done, so a failure keeps the previous predictions.
 """
 
-import json
 from pathlib import Path
 
 import keras
@@ -15,6 +14,7 @@ import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer 
 from aerialseg.blending import keras_predictor, write_tile_predictions
 from aerialseg.config import load_params
 from aerialseg.tiles import atomic_dir, photo_name
+from aerialseg.tiling import read_split
 
 MODEL_PATH = Path("models/model.keras")
 SPLITS = Path("data/patches/splits.json")
@@ -22,19 +22,9 @@ PHOTOS = Path("data/resized/images")
 OUT = Path("data/predictions")
 
 
-def read_test_tiles(path: Path = SPLITS) -> list[str]:
-    """The test tile ids of splits.json, with an error naming the file when they are missing."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; run the patches stage first")
-    tiles = json.loads(path.read_text()).get("test")
-    if not tiles:
-        raise ValueError(f"{path}: no test tiles listed under \"test\"")
-    return tiles
-
-
 def main() -> None:
     params = load_params()
-    tiles = read_test_tiles()
+    tiles = read_split(SPLITS, "test")
     predictor = keras_predictor(keras.saving.load_model(MODEL_PATH), params.palette.num_classes)
     with atomic_dir(OUT) as out_dir:
         for tile in tqdm(tiles, desc="predict", unit="tile"):

@@ -16,6 +16,7 @@ from aerialseg import plots
 from aerialseg.blending import MODES, prediction_name
 from aerialseg.config import load_params
 from aerialseg.tiles import atomic_dir, atomic_file, label_name, photo_name, read_image, read_label
+from aerialseg.tiling import read_split
 
 RESIZED = Path("data/resized")
 PREDICTIONS = Path("data/predictions")
@@ -103,7 +104,7 @@ overlapping windows blended (with the test-time augmentation set in `predict.tta
 
 def main() -> None:
     params = load_params()
-    tiles = json.loads(SPLITS.read_text())
+    tiles = {name: read_split(SPLITS, name) for name in ("test", "val")}
     evaluation = json.loads(EVALUATION.read_text())
     snapshots = snapshot_maps()
     report = report_markdown(evaluation, params.palette.names, tiles, snapshots)

@@ -25,6 +25,7 @@ from aerialseg.losses import class_weights_from_counts, make_loss
 from aerialseg.metrics import training_metrics
 from aerialseg.model import build_model, set_encoder_trainable
 from aerialseg.tiles import atomic_file, photo_name, read_image, write_image, write_json
+from aerialseg.tiling import read_split
 
 PATCHES = Path("data/patches")
 RESIZED = Path("data/resized")
@@ -171,8 +172,8 @@ def main() -> None:
             mlflow.log_params(tracking.flatten(params.model_dump()))
             mlflow.set_tag("git_commit", tracking.git_commit())
         relog_missing_epochs(state)
-        splits = json.loads((PATCHES / "splits.json").read_text())
-        val_photo = read_image(RESIZED / "images" / photo_name(splits["val"][0]))[..., :3]
+        val_tile = read_split(PATCHES / "splits.json", "val")[0]
+        val_photo = read_image(RESIZED / "images" / photo_name(val_tile))[..., :3]
         train = PatchSequence(train_x, train_y, cfg.batch_size, shuffle=True, augment=cfg.augment,
                               seed=cfg.seed, first_epoch=state.epoch)
         val = PatchSequence(val_x, val_y, cfg.batch_size)

@@ -165,6 +165,7 @@ def test_snapshot_table_and_mlflow_logging(project, tmp_path):
     write_snapshots(project["palette"])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("training")  # not whichever experiment an earlier test left active
     with mlflow.start_run() as run:
         mlflow.log_metric("loss", 0.5)
     Path("models/mlflow_run.json").write_text(json.dumps({"tracking_uri": uri, "run_id": run.info.run_id}))

@@ -1,7 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
-from aerialseg.tiling import SplitError, class_pixel_counts, count_patches, extract_patches, split_tiles
+from aerialseg.tiling import SplitError, class_pixel_counts, count_patches, extract_patches, read_split, split_tiles
 
 TILES = [f"2_{i}" for i in range(10, 20)]
 
@@ -59,3 +61,13 @@ def test_patch_larger_than_tile_names_the_tile():
 def test_class_pixel_counts_skip_ignored():
     label = np.array([[0, 1, 1], [255, 5, 5]], np.uint8)
     assert class_pixel_counts(label, 6).tolist() == [1, 2, 0, 0, 0, 2]
+
+
+def test_read_split_names_the_file_and_the_empty_split(tmp_path):
+    path = tmp_path / "splits.json"
+    with pytest.raises(FileNotFoundError, match="splits.json: no such file"):
+        read_split(path, "test")
+    path.write_text(json.dumps({"train": ["2_10"], "val": ["2_11"], "test": []}))
+    with pytest.raises(SplitError, match="splits.json: no test tiles"):
+        read_split(path, "test")
+    assert read_split(path, "val") == ["2_11"]

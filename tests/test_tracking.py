@@ -9,7 +9,8 @@ def test_relative_sqlite_uri_resolves_to_the_main_workspace(tmp_path, monkeypatc
     exp_workspace = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
     exp_workspace.mkdir(parents=True)
     assert tracking.repo_root(exp_workspace) == tmp_path / "repo"
-    assert tracking.resolve_tracking_uri("sqlite:///mlflow.db", exp_workspace) == f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"
+    main_store = f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"
+    assert tracking.resolve_tracking_uri("sqlite:///mlflow.db", exp_workspace) == main_store
     assert tracking.resolve_tracking_uri("sqlite:////abs/m.db", exp_workspace) == "sqlite:////abs/m.db"
     assert tracking.resolve_tracking_uri("http://host:5000", exp_workspace) == "http://host:5000"
 
