@@ -4,6 +4,7 @@ import pytest
 from aerialseg.palette import IGNORE_INDEX, Palette, UnknownColourError
 from conftest import POTSDAM_PALETTE
 
+
 def test_round_trip_of_every_class():
     rng = np.random.default_rng(0)
     index = rng.integers(0, POTSDAM_PALETTE.num_classes, (37, 53)).astype(np.uint8)
