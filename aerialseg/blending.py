@@ -1,5 +1,8 @@
 """Whole-tile prediction: a model trained on small windows applied to a photo of any size.
 
+The algorithm only: it takes any ``predict_batch`` function (aerialseg.inference adapts a Keras
+model to it) and arrays, and knows nothing of files.
+
 Two modes:
 
 * ``plain``: non-overlapping windows; the last row and column of windows reach past the photo
@@ -25,14 +28,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
-
-from aerialseg.palette import Palette
-from aerialseg.tiles import read_geotags, read_image, write_image
 
 MODES = ("plain", "smooth")
 WINDOW_FUNCTIONS = ("spline", "hann")
@@ -78,80 +77,6 @@ def predict_probabilities(image: np.ndarray, predict_batch: PredictBatch, window
 def probabilities_to_index(probabilities: np.ndarray) -> np.ndarray:
     """The most probable class of each pixel, as a uint8 class-index map."""
     return np.argmax(probabilities, axis=-1).astype(np.uint8)
-
-
-def predict_map(model_or_predictor, image: np.ndarray, window: int, num_classes: int, mode: str = "smooth",
-                **predict_params) -> np.ndarray:
-    """Class-index map (uint8) of ``image`` from a Keras model or a ``predict_batch`` function."""
-    predictor = (keras_predictor(model_or_predictor, num_classes)
-                 if hasattr(model_or_predictor, "predict_on_batch") else model_or_predictor)
-    return probabilities_to_index(
-        predict_probabilities(image, predictor, window, num_classes, mode=mode, **predict_params))
-
-
-def prediction_name(tile: str, suffix: str) -> str:
-    """File name of a tile's predicted map: ``top_potsdam_<tile>_pred<suffix>``."""
-    return f"top_potsdam_{tile}_pred{suffix}"
-
-
-def write_tile_predictions(photo: str | Path, tile: str, predictor: KerasPredictor, palette: Palette,
-                           output_dir: str | Path, window: int, modes: tuple[str, ...] = MODES,
-                           **predict_params) -> None:
-    """Predict one photo in each mode; write ``<output_dir>/<mode>/`` colour PNG and index TIF.
-
-    The TIF keeps the photo's GeoTIFF tags, so the map lies on the photo in a GIS.
-    """
-    image = fit_channels(read_image(photo), predictor.channels, source=str(photo))
-    geotags = read_geotags(photo)
-    for mode in modes:
-        index = predict_map(predictor, image, window, palette.num_classes, mode=mode, progress=True,
-                            **predict_params)
-        folder = Path(output_dir) / mode
-        write_image(folder / prediction_name(tile, ".png"), palette.index_to_rgb(index))
-        write_image(folder / prediction_name(tile, ".tif"), index, extratags=geotags)
-
-
-# --- Keras models -----------------------------------------------------------------------------
-
-class KerasPredictor:
-    """``predict_batch`` for a Keras model, checked once against the classes it must output.
-
-    Channels: an image with more channels than the model takes is cut to the model's first
-    channels when the model takes 3, so RGBA pictures and Potsdam's 4-band RGBIR tiles (infrared
-    last) are predicted from their RGB bands. Fewer channels than the model takes, or extra
-    channels for a model that does not take 3, is an error naming both counts.
-    """
-
-    def __init__(self, model, num_classes: int):
-        input_shape, output_shape = model.input_shape, model.output_shape
-        if not isinstance(input_shape, tuple) or not isinstance(output_shape, tuple):
-            raise ValueError(f"model {model.name!r}: expected one input and one output, got input shape "
-                             f"{input_shape} and output shape {output_shape}")
-        if output_shape[-1] != num_classes:
-            raise ValueError(f"model {model.name!r} outputs {output_shape[-1]} classes per pixel, but "
-                             f"{num_classes} classes are expected (output shape {output_shape})")
-        self.model = model
-        self.channels = input_shape[-1]
-        self.num_classes = num_classes
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(fit_channels(batch, self.channels, source="batch")))
-
-
-def keras_predictor(model, num_classes: int) -> KerasPredictor:
-    """Wrap a Keras model as a ``predict_batch`` function (see :class:`KerasPredictor`)."""
-    return KerasPredictor(model, num_classes)
-
-
-def fit_channels(image: np.ndarray, channels: int, source: str = "image") -> np.ndarray:
-    """``image`` (..., C) cut to the ``channels`` a model takes: the first 3 (RGB) of RGBA or RGBIR."""
-    available = image.shape[-1]
-    if available == channels:
-        return image
-    if available > channels == 3:
-        return image[..., :3]
-    raise ValueError(f"{source}: has {available} channel(s) but the model takes {channels}"
-                     + ("" if available < channels else "; only extra channels beyond RGB are dropped"))
 
 
 # --- Window layout and weights ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from aerialseg.tiles import atomic_file
+from aerialseg.atomic import atomic_file
 
 STATE = "state.json"
 

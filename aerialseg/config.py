@@ -7,15 +7,37 @@ so a typo in ``dvc exp run -S`` fails at once instead of being silently ignored.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aerialseg.palette import Palette
 
-ENCODERS = ("none", "resnet50", "mobilenetv2", "efficientnetb0", "vgg16")
+
+def _one_of(module: str, choices: str) -> AfterValidator:
+    """Accept the names in ``module.choices``, the one list of them, kept where they are implemented.
+
+    The module is imported when params are validated, not when this one is: the Keras modules
+    take seconds to load, which the resize stage's worker processes (they import this module,
+    never validate) should not pay; and a stage's code, as dvc.yaml tracks it, stays the modules
+    it calls, not every module whose names its params are checked against.
+    """
+    def check(value: str) -> str:
+        valid = tuple(getattr(importlib.import_module(module), choices))
+        if value not in valid:
+            raise ValueError(f"{value!r} is not one of {valid}")
+        return value
+    return AfterValidator(check)
+
+
+ModelName = Annotated[str, _one_of("aerialseg.model", "MODELS")]
+EncoderName = Annotated[str, _one_of("aerialseg.model", "ENCODERS")]
+LossName = Annotated[str, _one_of("aerialseg.losses", "LOSSES")]
+WindowFunctionName = Annotated[str, _one_of("aerialseg.blending", "WINDOW_FUNCTIONS")]
+TtaName = Annotated[str, _one_of("aerialseg.blending", "TTA_CHOICES")]
 
 
 class ParamsError(ValueError):
@@ -83,14 +105,14 @@ class PatchParams(Strict):
 
 
 class TrainParams(Strict):
-    model: Literal["unet"] = "unet"
-    encoder: Literal[ENCODERS] = "none"
+    model: ModelName = "unet"
+    encoder: EncoderName = "none"
     encoder_weights: str = "none"
     freeze_encoder_epochs: int = Field(default=0, ge=0)
     base_filters: int = Field(default=16, ge=1)
     batch_norm: bool = True
     dropout: float = Field(default=0.0, ge=0, lt=1)
-    loss: Literal["dice_focal", "crossentropy"] = "dice_focal"
+    loss: LossName = "dice_focal"
     class_weights: bool = False
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -120,13 +142,14 @@ class MlflowParams(Strict):
 
 class PredictParams(Strict):
     subdivisions: int = Field(default=2, ge=1)
-    window_function: Literal["spline", "hann"] = "spline"
-    tta: Literal["none", "flips", "d4"] = "d4"
+    window_function: WindowFunctionName = "spline"
+    tta: TtaName = "d4"
     batch_size: int = Field(default=16, ge=1)
 
 
 class EvaluateParams(Strict):
     erode_radius: int = Field(default=0, ge=0)
+    without_classes: tuple[str, ...] = ("clutter",)
 
 
 class ReportParams(Strict):
@@ -151,6 +174,13 @@ class Params(Strict):
             if not all(0 <= c <= 255 for c in colour):
                 raise ValueError(f"{name}: colour components must be 0..255, got {colour}")
         return classes
+
+    @model_validator(mode="after")
+    def _scored_classes_exist(self):
+        unknown = [name for name in self.evaluate.without_classes if name not in self.classes]
+        if unknown:
+            raise ValueError(f"evaluate.without_classes: {unknown} are not among the classes {list(self.classes)}")
+        return self
 
     @model_validator(mode="after")
     def _patches_fit_the_encoder(self):

@@ -68,13 +68,13 @@ def _refuse_out_of_range(pairs: np.ndarray, num_classes: int, source: str) -> No
                          f"but there are only {num_classes} classes (0..{num_classes - 1})")
 
 
-def scores(cm: np.ndarray, class_names: Sequence[str], exclude: Sequence[str] = ("clutter",)) -> dict:
+def scores(cm: np.ndarray, class_names: Sequence[str], exclude: Sequence[str] = ()) -> dict:
     """IoU, F1, precision and recall per class, and their means, from a confusion matrix.
 
-    Keys: ``oa``, ``miou``, ``mf1`` over all classes, and ``oa_no_clutter``, ``miou_no_clutter``,
-    ``mf1_no_clutter`` without the ``exclude`` classes (the ISPRS convention: clutter is rare and
-    ill-defined; its pixels are left out of the overall accuracy, while predicting clutter for
-    another class still counts as an error). ``per_class`` maps each class name to its scores and
+    Keys: ``oa``, ``miou``, ``mf1`` over all classes, and, when ``exclude`` names classes (say
+    ``["clutter"]``), ``oa_no_clutter``, ``miou_no_clutter``, ``mf1_no_clutter`` without them (the
+    ISPRS convention: clutter is rare and ill-defined; its pixels are left out of the overall
+    accuracy, while predicting clutter for another class still counts as an error). ``per_class`` maps each class name to its scores and
     ``support`` (true pixels). A score whose denominator is zero (a class absent from both label
     and prediction) is None and left out of the means, so the result can go straight into JSON.
     """
@@ -89,21 +89,28 @@ def scores(cm: np.ndarray, class_names: Sequence[str], exclude: Sequence[str] = 
         "precision": _ratio(true_positive, predicted),
         "recall": _ratio(true_positive, truth),
     }
-    kept = np.array([name not in exclude for name in class_names])
-    summary = {
-        "oa": _ratio(true_positive.sum(), truth.sum()),
-        "miou": _nanmean(per_class["iou"]),
-        "mf1": _nanmean(per_class["f1"]),
-        "oa_no_clutter": _ratio(true_positive[kept].sum(), truth[kept].sum()),
-        "miou_no_clutter": _nanmean(per_class["iou"][kept]),
-        "mf1_no_clutter": _nanmean(per_class["f1"][kept]),
-    }
+    summary = _means(true_positive, truth, per_class, np.ones(len(class_names), bool), "")
+    if exclude:
+        kept = np.array([name not in exclude for name in class_names])
+        summary.update(_means(true_positive, truth, per_class, kept, without_suffix(exclude)))
     result = {key: _json_number(value) for key, value in summary.items()}
     result["per_class"] = {
         name: {**{key: _json_number(values[i]) for key, values in per_class.items()}, "support": int(truth[i])}
         for i, name in enumerate(class_names)
     }
     return result
+
+
+def without_suffix(exclude: Sequence[str]) -> str:
+    """How :func:`scores` names the means without ``exclude``: ``_no_clutter``."""
+    return "_no_" + "_".join(exclude)
+
+
+def _means(true_positive, truth, per_class: dict, kept: np.ndarray, suffix: str) -> dict:
+    """OA, mean IoU and mean F1 over the ``kept`` classes, under keys ending in ``suffix``."""
+    return {f"oa{suffix}": _ratio(true_positive[kept].sum(), truth[kept].sum()),
+            f"miou{suffix}": _nanmean(per_class["iou"][kept]),
+            f"mf1{suffix}": _nanmean(per_class["f1"][kept])}
 
 
 def _ratio(numerator, denominator):

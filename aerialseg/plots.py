@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from aerialseg.palette import Palette
-from aerialseg.tiles import atomic_file
+from aerialseg.atomic import atomic_file
 
 DPI = 110
 _MACRO_BLOCK = 16  # H.264 encoders want frame sides that are multiples of 16

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import zipfile
 import zlib
 from collections import defaultdict
@@ -24,9 +25,14 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
+from aerialseg.atomic import atomic_dir
+from aerialseg.config import DataParams
+from aerialseg.layout import Layout, TileFolder
+from aerialseg.manifest import write_manifest
 from aerialseg.palette import Palette
-from aerialseg.tiles import (MANIFEST_COLUMNS, TIFF_SUFFIXES, label_name, parse_tile_name, photo_name, read_geotags,
-                             read_image, write_image)
+from aerialseg.potsdam import parse_tile_name, tile_order
+from aerialseg.synthetic import write_dataset
+from aerialseg.tiles import TIFF_SUFFIXES, read_geotags, read_image, write_image
 
 TIMEOUT_S = 60  # seconds without a byte before a transfer counts as interrupted
 
@@ -178,7 +184,7 @@ def find_tile_pairs(folders: Iterable[str | Path]) -> dict[str, tuple[Path, Path
                 found[parsed[1].lower()][parsed[0]].append(path)
     photos, labels = found["rgb"], found["label"]
     _check_pairs(photos, labels, folders)
-    return {tile: (photos[tile][0], labels[tile][0]) for tile in sorted(photos, key=_tile_order)}
+    return {tile: (photos[tile][0], labels[tile][0]) for tile in sorted(photos, key=tile_order)}
 
 
 def _check_pairs(photos: dict[str, list[Path]], labels: dict[str, list[Path]], folders: list[Path]) -> None:
@@ -197,10 +203,6 @@ def _check_pairs(photos: dict[str, list[Path]], labels: dict[str, list[Path]], f
     ]
     if problems:
         raise DatasetError("the tiles do not pair up:\n  " + "\n  ".join(problems))
-
-
-def _tile_order(tile: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in tile.split("_"))
 
 
 def collect_local(paths: Iterable[str | Path], work_dir: str | Path) -> dict[str, tuple[Path, Path]]:
@@ -225,25 +227,46 @@ def collect_url(files: Iterable[tuple[str, str]], cache_dir: str | Path,
     return collect_local([download(url, cache_dir, sha256) for url, sha256 in files], work_dir)
 
 
-def prepare_raw(pairs: dict[str, tuple[Path, Path]], out_dir: str | Path, palette: Palette,
+def download_raw(layout: Layout, data: DataParams, palette: Palette) -> pd.DataFrame:
+    """The download stage: the tiles of ``data.source``, checked, into data/raw with its manifest.
+
+    Archives are unpacked into a temporary folder beside data/raw; data/raw is built aside and
+    swapped in only when every tile has passed its checks, so a failure leaves the previous one.
+    """
+    raw = layout.raw.path
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=raw.parent) as work, atomic_dir(raw) as staging:
+        pairs = collect_pairs(data, palette, layout.downloads, Path(work))
+        return prepare_raw(pairs, TileFolder(staging), palette, data.ignore_unknown_colours, data.source)
+
+
+def collect_pairs(data: DataParams, palette: Palette, downloads: Path, work: Path) -> dict[str, tuple[Path, Path]]:
+    """Photo and label file of every tile of the chosen source, unpacked or generated into ``work``."""
+    if data.source == "url":
+        return collect_url([(file.url, file.sha256) for file in data.url.files], downloads, work)
+    if data.source == "local":
+        return collect_local(data.local.paths, work)
+    synthetic = data.synthetic
+    write_dataset(work / "images", work / "labels", synthetic.tiles, synthetic.size, synthetic.seed, palette)
+    return find_tile_pairs([work])
+
+
+def prepare_raw(pairs: dict[str, tuple[Path, Path]], out: TileFolder, palette: Palette,
                 ignore_unknown: bool = False, source: str = "") -> pd.DataFrame:
     """Check every pair and store it as ``images/top_potsdam_<tile>_RGB.tif`` and
-    ``labels/top_potsdam_<tile>_label.tif`` under ``out_dir``, with ``manifest.csv``.
+    ``labels/top_potsdam_<tile>_label.tif`` under ``out``, with ``manifest.csv``.
 
     Each photo and label is decoded in full (so truncated files are caught here), their sizes must
     agree and the label may hold palette colours only (unless ``ignore_unknown``).
     """
-    out_dir = Path(out_dir)
     rows = []
     for tile, (photo, label) in tqdm(pairs.items(), desc="check tiles", unit="tile"):
-        height, width = _store_pair(tile, Path(photo), Path(label), out_dir, palette, ignore_unknown)
+        height, width = _store_pair(tile, Path(photo), Path(label), out, palette, ignore_unknown)
         rows.append({"tile": tile, "height": height, "width": width, "source": source})
-    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    manifest.to_csv(out_dir / "manifest.csv", index=False)
-    return manifest
+    return write_manifest(out.manifest, rows)
 
 
-def _store_pair(tile: str, photo: Path, label: Path, out_dir: Path, palette: Palette,
+def _store_pair(tile: str, photo: Path, label: Path, out: TileFolder, palette: Palette,
                 ignore_unknown: bool) -> tuple[int, int]:
     pixels = read_image(photo)
     colours = read_image(label)
@@ -255,8 +278,8 @@ def _store_pair(tile: str, photo: Path, label: Path, out_dir: Path, palette: Pal
             f"{colours.shape[1]}x{colours.shape[0]} px"
         )
     palette.rgb_to_index(colours, source=str(label), ignore_unknown=ignore_unknown)
-    _store(photo, pixels, out_dir / "images" / photo_name(tile))
-    _store(label, colours, out_dir / "labels" / label_name(tile))
+    _store(photo, pixels, out.photo(tile))
+    _store(label, colours, out.label(tile))
     return pixels.shape[:2]
 
 

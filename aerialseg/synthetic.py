@@ -22,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from aerialseg.palette import Palette
-from aerialseg.tiles import label_name, photo_name, write_image
+from aerialseg.potsdam import label_name, photo_name
+from aerialseg.tiles import write_image
 
 CLASSES = ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter")  # looked up by name
 

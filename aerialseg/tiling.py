@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from patchify import patchify
 
+from aerialseg.atomic import write_json
+
 SPLITS = ("train", "val", "test")
 
 
@@ -37,6 +39,11 @@ def split_tiles(tiles: list[str], train: list[str], val: list[str], test: list[s
         raise SplitError(f"patches.split: split(s) {empty} would be empty with {len(tiles)} tile(s) "
                          f"{tiles}; list tile ids or raise the fractions / tile count")
     return {name: splits[name] for name in SPLITS}
+
+
+def write_splits(path: str | Path, splits: dict[str, list[str]]) -> None:
+    """splits.json: which tile went to which split, for the stages after patches."""
+    write_json(path, splits)
 
 
 def read_split(path: str | Path, name: str) -> list[str]:

@@ -53,12 +53,12 @@ def keras_standin():
     """A small real model: 3 x 3 convolution to 6 softmax classes (edge effects at window borders)."""
     import keras
 
-    from aerialseg.blending import keras_predictor
+    from aerialseg.inference import KerasPredictor
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 255),
                               keras.layers.Conv2D(CLASSES, 3, padding="same", activation="softmax")])
-    predictor = keras_predictor(model, CLASSES)
+    predictor = KerasPredictor(model, CLASSES)
     predictor(np.zeros((BATCH, WINDOW, WINDOW, 3), np.float32))  # trace once, outside the timing
     return predictor
 

@@ -1,23 +1,16 @@
-"""resize stage: bring every tile of data/raw to the working resolution in data/resized.
-
-Photos are resampled with Lanczos, labels with exact nearest neighbour so they keep palette colours
-only. data/resized is replaced as a whole only when every tile succeeded.
-"""
-
-from pathlib import Path
+"""resize stage: every tile of data/raw at the working resolution, into data/resized."""
 
 from aerialseg.config import load_params
-from aerialseg.tiles import resize_dataset
+from aerialseg.layout import Layout
+from aerialseg.resizing import resize_dataset
 
-RAW = Path("data/raw")
-OUT = Path("data/resized")
 WORKERS = 2
 
 
 def main() -> None:
-    params = load_params()
-    resize_dataset(RAW, OUT, params.palette, params.resize.scale, params.resize.size,
-                   params.data.ignore_unknown_colours, WORKERS)
+    params, layout = load_params(), Layout()
+    resize_dataset(layout.raw, layout.resized, params.palette, scale=params.resize.scale, size=params.resize.size,
+                   ignore_unknown=params.data.ignore_unknown_colours, workers=WORKERS)
 
 
 if __name__ == "__main__":

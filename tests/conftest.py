@@ -1,4 +1,5 @@
-"""Shared fixtures: a real HTTP file server on 127.0.0.1 and small Potsdam-layout data sets."""
+"""Shared fixtures: the repository's params, a real HTTP file server on 127.0.0.1 and small
+Potsdam-layout data sets."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from aerialseg.config import Params, parse_params
 from aerialseg.palette import Palette
-from aerialseg.tiles import label_name, photo_name, write_image
+from aerialseg.potsdam import label_name, photo_name
+from aerialseg.tiles import write_image
+from pipeline_helpers import REPO, deep_update
 
-POTSDAM_PALETTE = Palette(
-    ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"),
-    ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)),
-)
+
+def repo_params(changes: dict | None = None) -> Params:
+    """The repository's params.yaml, validated, with ``changes`` merged in."""
+    return parse_params(deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), changes or {}))
+
+
+POTSDAM_PALETTE = repo_params().palette  # the classes of params.yaml, never a copy of them
 
 
 class FileServer:

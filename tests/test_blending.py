@@ -1,13 +1,12 @@
-"""Whole-tile prediction: exact reconstruction, window layout, weights, streaming, Keras models."""
+"""Whole-tile prediction: exact reconstruction, window layout, weights, streaming."""
 
 import tracemalloc
 
-import keras
 import numpy as np
 import pytest
 
-from aerialseg.blending import (TTA_CHOICES, keras_predictor, plan_grid, predict_map, predict_probabilities,
-                                probabilities_to_index, weight_sums, window_profile, window_weights)
+from aerialseg.blending import (TTA_CHOICES, plan_grid, predict_probabilities, probabilities_to_index, weight_sums,
+                                window_profile, window_weights)
 
 CLASSES = 6
 WINDOW = 32
@@ -22,12 +21,6 @@ def channel_argmax_one_hot(batch: np.ndarray) -> np.ndarray:
 
 def random_image(shape, channels=3, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape + (channels,), dtype=np.uint8)
-
-
-def tiny_keras_model(channels=3, classes=CLASSES) -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((None, None, channels)), keras.layers.Rescaling(1 / 255),
-                             keras.layers.Conv2D(classes, 1, activation="softmax")])
 
 
 @pytest.mark.parametrize("shape", SIZES)
@@ -56,7 +49,7 @@ def test_asymmetric_value_map_lands_where_it_came_from():
     def one_hot_of_value(batch):
         return np.eye(CLASSES, dtype=np.float32)[batch[..., 0].astype(int)]
 
-    index = predict_map(one_hot_of_value, image, WINDOW, CLASSES, mode="smooth", tta="d4")
+    index = probabilities_to_index(predict_probabilities(image, one_hot_of_value, WINDOW, CLASSES, tta="d4"))
     np.testing.assert_array_equal(index, image[..., 0])
 
 
@@ -69,7 +62,8 @@ def top_half_of_window(batch: np.ndarray) -> np.ndarray:
 
 
 def test_plain_windows_start_at_the_image_corner_and_do_not_overlap():
-    index = predict_map(top_half_of_window, random_image((100, 37)), WINDOW, CLASSES, mode="plain")
+    probabilities = predict_probabilities(random_image((100, 37)), top_half_of_window, WINDOW, CLASSES, mode="plain")
+    index = probabilities_to_index(probabilities)
     expected_rows = np.where(np.arange(100) % WINDOW < WINDOW // 2, 0, 1)
     np.testing.assert_array_equal(index, np.broadcast_to(expected_rows[:, None], (100, 37)))
 
@@ -174,38 +168,6 @@ def test_memory_peak_is_the_accumulator_plus_one_batch_not_all_windows():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 2 * accumulator < all_windows / 10
-
-
-def test_keras_model_runs_through_keras_predictor():
-    model = tiny_keras_model()
-    image = random_image((70, 45))
-    probabilities = predict_probabilities(image, keras_predictor(model, CLASSES), WINDOW, CLASSES, tta="flips")
-    # a 1 x 1 convolution is per pixel, so blending must give the model's own whole-image answer
-    whole = keras.ops.convert_to_numpy(model(image[None].astype(np.float32), training=False))[0]
-    np.testing.assert_allclose(probabilities, whole, atol=1e-5)
-    np.testing.assert_array_equal(predict_map(model, image, WINDOW, CLASSES, mode="plain"), whole.argmax(-1))
-
-
-def test_model_with_the_wrong_number_of_classes_is_refused():
-    with pytest.raises(ValueError, match="outputs 5 classes per pixel, but 6 classes are expected"):
-        keras_predictor(tiny_keras_model(classes=5), CLASSES)
-
-
-@pytest.mark.parametrize("model_channels, image_channels", [(3, 2), (3, 1), (4, 5)])
-def test_image_channels_the_model_cannot_take_are_refused(model_channels, image_channels):
-    predictor = keras_predictor(tiny_keras_model(channels=model_channels), CLASSES)
-    with pytest.raises(ValueError, match=f"has {image_channels} channel\\(s\\) but the model takes {model_channels}"):
-        predict_probabilities(random_image((40, 40), image_channels), predictor, WINDOW, CLASSES)
-
-
-def test_rgba_and_rgbir_images_are_predicted_from_their_rgb_bands():
-    model = tiny_keras_model()
-    rgb = random_image((50, 40))
-    extra_band = random_image((50, 40), channels=1, seed=7)
-    four_bands = np.concatenate([rgb, extra_band], axis=-1)  # RGBA, or Potsdam's RGBIR (infrared last)
-    from_rgb = predict_probabilities(rgb, keras_predictor(model, CLASSES), WINDOW, CLASSES, tta="none")
-    from_four = predict_probabilities(four_bands, keras_predictor(model, CLASSES), WINDOW, CLASSES, tta="none")
-    np.testing.assert_array_equal(from_four, from_rgb)
 
 
 def test_predictor_returning_the_wrong_shape_is_refused():

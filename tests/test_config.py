@@ -1,3 +1,4 @@
+import importlib
 from pathlib import Path
 
 import pytest
@@ -69,8 +70,26 @@ def test_encoder_needs_patches_divisible_by_its_stride(raw):
         parse_params(raw)
 
 
-def test_encoder_names_match_the_models():
-    from aerialseg.config import ENCODERS
-    from aerialseg.model import ENCODERS as MODEL_ENCODERS
+@pytest.mark.parametrize("section, key, value, module_choices", [
+    ("train", "encoder", "resnet18", "aerialseg.model.ENCODERS"),
+    ("train", "model", "segformer", "aerialseg.model.MODELS"),
+    ("train", "loss", "lovasz", "aerialseg.losses.LOSSES"),
+    ("predict", "tta", "d8", "aerialseg.blending.TTA_CHOICES"),
+    ("predict", "window_function", "gauss", "aerialseg.blending.WINDOW_FUNCTIONS"),
+])
+def test_choices_come_from_the_modules_that_implement_them(raw, section, key, value, module_choices):
+    """Each list of valid names exists once, in the module that implements the choices."""
+    module, name = module_choices.rsplit(".", 1)
+    valid = tuple(getattr(importlib.import_module(module), name))
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=rf"{section}\.{key}:") as error:
+        parse_params(raw)
+    assert all(choice in str(error.value) for choice in valid)
+    raw[section][key] = valid[-1]
+    assert getattr(getattr(parse_params(raw), section), key) == valid[-1]
 
-    assert ENCODERS == MODEL_ENCODERS  # config keeps its own copy so that it imports without Keras
+
+def test_scores_without_classes_must_name_classes(raw):
+    raw["evaluate"]["without_classes"] = ["clutter", "water"]
+    with pytest.raises(ParamsError, match=r"evaluate.without_classes: \['water'\] are not among the classes"):
+        parse_params(raw)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from aerialseg.tiles import photo_name, read_image
+from aerialseg.potsdam import photo_name
+from aerialseg.tiles import read_image
 from pipeline_helpers import altered, make_project, run_stage
 
 

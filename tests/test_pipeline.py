@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline_helpers import make_project, run
+from pipeline_helpers import altered, make_project, run
+from test_dvc_yaml import read_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,17 @@ def test_second_repro_does_nothing(project):
     output = run(["dvc", "repro"], project).stdout
     assert "Data and pipelines are up to date" in output, output
     assert "Running stage" not in output
+
+
+def test_editing_a_shared_module_makes_every_stage_that_imports_it_stale(project):
+    module = project / "aerialseg" / "tiling.py"
+    with altered(module, module.read_bytes() + b"\n# edited\n"):
+        stale = json.loads(run(["dvc", "status", "--json"], project).stdout)
+    users = {name for name, stage in read_pipeline()["stages"].items() if "aerialseg/tiling.py" in stage["deps"]}
+    assert users == {"patches", "train", "predict", "evaluate", "report"}
+    assert set(stale) == users
+    assert all({"changed deps": {"aerialseg/tiling.py": "modified"}} in stale[name] for name in users)
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}  # the old bytes are up to date again
 
 
 def test_metrics_and_plots_are_shown(project):

@@ -4,28 +4,27 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
 from conftest import POTSDAM_PALETTE
 
+from aerialseg.layout import TileFolder
+from aerialseg.manifest import read_manifest, write_manifest
 from aerialseg.palette import UnknownColourError
+from aerialseg.potsdam import label_name, photo_name
+from aerialseg.resizing import TileSizeError, resize_dataset, resize_label, resize_photo, target_size
 from aerialseg.synthetic import generate_tile
-from aerialseg.tiles import (ImageReadError, TileSizeError, label_name, photo_name, read_image, read_manifest,
-                             resize_dataset, resize_label, resize_photo, target_size, write_image)
-from stages import resize as stage
-
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+from aerialseg.tiles import ImageReadError, read_image, write_image
 
 
-def write_raw(raw: Path, tiles: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+def write_raw(raw: Path, tiles: dict[str, tuple[np.ndarray, np.ndarray]]) -> TileFolder:
     """A data/raw folder as the download stage leaves it: images/, labels/ and manifest.csv."""
+    folder = TileFolder(raw)
     for tile, (photo, label) in tiles.items():
-        write_image(raw / "images" / photo_name(tile), photo)
-        write_image(raw / "labels" / label_name(tile), label)
-    pd.DataFrame([{"tile": tile, "height": photo.shape[0], "width": photo.shape[1], "source": "test"}
-                  for tile, (photo, _) in tiles.items()]).to_csv(raw / "manifest.csv", index=False)
-    return raw
+        write_image(folder.photo(tile), photo)
+        write_image(folder.label(tile), label)
+    write_manifest(folder.manifest, [{"tile": tile, "height": photo.shape[0], "width": photo.shape[1],
+                                      "source": "test"} for tile, (photo, _) in tiles.items()])
+    return folder
 
 
 def synthetic_tiles(count: int, size) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -65,14 +64,15 @@ def test_photo_uses_lanczos_and_label_exact_nearest():
 @pytest.mark.parametrize("scale", [0.5, 0.37])
 def test_resize_dataset_keeps_palette_colours_and_writes_a_manifest(tmp_path, scale):
     tiles = synthetic_tiles(2, 256)
+    resized = TileFolder(tmp_path / "resized")
     raw = write_raw(tmp_path / "raw", tiles)
-    manifest = resize_dataset(raw, tmp_path / "resized", POTSDAM_PALETTE, scale=scale, workers=2)
+    manifest = resize_dataset(raw, resized, POTSDAM_PALETTE, scale=scale, workers=2)
     side = round(256 * scale)
     assert manifest.to_dict("records") == [{"tile": t, "height": side, "width": side, "source": "test"} for t in tiles]
-    assert read_manifest(tmp_path / "resized/manifest.csv").equals(manifest)
+    assert read_manifest(resized.manifest).equals(manifest)
     for tile, (photo, label) in tiles.items():
-        small_photo = read_image(tmp_path / "resized/images" / photo_name(tile))
-        small_label = read_image(tmp_path / "resized/labels" / label_name(tile))
+        small_photo = read_image(resized.photo(tile))
+        small_label = read_image(resized.label(tile))
         assert np.array_equal(small_photo, resize_photo(photo, (side, side)))
         colours = {tuple(c) for c in np.unique(small_label.reshape(-1, 3), axis=0)}
         original = {tuple(c) for c in np.unique(label.reshape(-1, 3), axis=0)}
@@ -80,62 +80,53 @@ def test_resize_dataset_keeps_palette_colours_and_writes_a_manifest(tmp_path, sc
 
 
 def test_size_parameter_gives_every_tile_that_size(tmp_path):
+    resized = TileFolder(tmp_path / "resized")
     raw = write_raw(tmp_path / "raw", {"2_10": generate_tile(0, (120, 90), POTSDAM_PALETTE),
                                        "3_11": generate_tile(1, 64, POTSDAM_PALETTE)})
-    manifest = resize_dataset(raw, tmp_path / "resized", POTSDAM_PALETTE, scale=0.5, size=(48, 80), workers=1)
+    manifest = resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.5, size=(48, 80), workers=1)
     assert list(zip(manifest["height"], manifest["width"])) == [(48, 80), (48, 80)]
     for tile in ("2_10", "3_11"):
-        assert read_image(tmp_path / "resized/images" / photo_name(tile)).shape == (48, 80, 3)
-        assert read_image(tmp_path / "resized/labels" / label_name(tile)).shape == (48, 80, 3)
+        assert read_image(resized.photo(tile)).shape == (48, 80, 3)
+        assert read_image(resized.label(tile)).shape == (48, 80, 3)
 
 
 def test_photo_and_label_of_different_size_are_refused_naming_both(tmp_path):
     photo, _ = generate_tile(0, 64, POTSDAM_PALETTE)
     _, label = generate_tile(0, (64, 80), POTSDAM_PALETTE)
+    resized = TileFolder(tmp_path / "resized")
     raw = write_raw(tmp_path / "raw", {"2_10": (photo, label)})
     with pytest.raises(TileSizeError) as error:
-        resize_dataset(raw, tmp_path / "resized", POTSDAM_PALETTE, scale=0.5, workers=1)
+        resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.5, workers=1)
     message = str(error.value)
     assert photo_name("2_10") in message and label_name("2_10") in message
     assert "64x64" in message and "80x64" in message
-    assert not (tmp_path / "resized").exists()
+    assert not resized.path.exists()
 
 
 def test_unknown_label_colour_is_refused_naming_the_file_unless_ignored(tmp_path):
     photo, label = generate_tile(0, 64, POTSDAM_PALETTE)
     label[:8, :8] = (12, 34, 56)
+    resized = TileFolder(tmp_path / "resized")
     raw = write_raw(tmp_path / "raw", {"2_10": (photo, label)})
     with pytest.raises(UnknownColourError, match=rf"{label_name('2_10')}.*\(12, 34, 56\)"):
-        resize_dataset(raw, tmp_path / "resized", POTSDAM_PALETTE, scale=0.5, workers=1)
-    resize_dataset(raw, tmp_path / "resized", POTSDAM_PALETTE, scale=0.5, ignore_unknown=True, workers=1)
-    assert (read_image(tmp_path / "resized/labels" / label_name("2_10"))[:4, :4] == (12, 34, 56)).all()
+        resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.5, workers=1)
+    resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.5, ignore_unknown=True, workers=1)
+    assert (read_image(resized.label("2_10"))[:4, :4] == (12, 34, 56)).all()
 
 
 def test_truncated_photo_is_named_and_old_output_is_kept(tmp_path):
+    resized = TileFolder(tmp_path / "resized")
     raw = write_raw(tmp_path / "raw", synthetic_tiles(3, 96))
-    out = tmp_path / "resized"
-    resize_dataset(raw, out, POTSDAM_PALETTE, scale=0.5, workers=2)
-    before = folder_bytes(out)
-    broken = raw / "images" / photo_name("2_11")
+    resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.5, workers=2)
+    before = folder_bytes(resized.path)
+    broken = raw.photo("2_11")
     broken.write_bytes(broken.read_bytes()[:500])
     with pytest.raises(ImageReadError, match=photo_name("2_11")):
-        resize_dataset(raw, out, POTSDAM_PALETTE, scale=0.25, workers=2)
-    assert folder_bytes(out) == before
+        resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.25, workers=2)
+    assert folder_bytes(resized.path) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
 
 
 def test_missing_manifest_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.csv"):
-        resize_dataset(tmp_path / "raw", tmp_path / "resized", POTSDAM_PALETTE, scale=0.5)
-
-
-def test_stage_reads_params_and_writes_data_resized(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    params = yaml.safe_load(REPO_PARAMS.read_text())
-    params["resize"] = {"scale": 0.25, "size": None}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    write_raw(tmp_path / "data/raw", synthetic_tiles(2, 128))
-    stage.main()
-    manifest = read_manifest(tmp_path / "data/resized/manifest.csv")
-    assert list(manifest["tile"]) == ["2_10", "2_11"] and set(manifest["height"]) == {32}
-    assert read_image(tmp_path / "data/resized/images" / photo_name("2_11")).shape == (32, 32, 3)
+        resize_dataset(TileFolder(tmp_path / "raw"), TileFolder(tmp_path / "resized"), POTSDAM_PALETTE, scale=0.5)

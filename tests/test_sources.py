@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aerialseg.layout import TileFolder
 from aerialseg.palette import UnknownColourError
 from aerialseg.sources import (
     ArchiveError, ChecksumError, DatasetError, DownloadError, collect_local, collect_url, download,
     extract_archives, find_tile_pairs, prepare_raw,
 )
-from aerialseg.tiles import ImageReadError, label_name, photo_name, read_image, write_image
+from aerialseg.potsdam import label_name, photo_name
+from aerialseg.tiles import ImageReadError, read_image, write_image
 
 
 def sha(data: bytes) -> str:
@@ -162,7 +164,7 @@ def test_no_tiles_at_all_is_an_error(tmp_path):
 
 def test_prepare_raw_stores_tiles_and_manifest(make_potsdam_tiles, palette, tmp_path):
     tiles = make_potsdam_tiles(tmp_path / "in", ["2_10", "2_11"], size=64)
-    manifest = prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette, source="local")
+    manifest = prepare_raw(find_tile_pairs([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette, source="local")
     for tile, (photo, label) in tiles.items():
         assert (tmp_path / "raw" / "images" / photo_name(tile)).read_bytes() == photo.read_bytes()
         assert (tmp_path / "raw" / "labels" / label_name(tile)).read_bytes() == label.read_bytes()
@@ -178,7 +180,7 @@ def test_prepare_raw_converts_png_and_rgba_to_rgb_tiff(palette, tmp_path):
     label = np.asarray(palette.colours, dtype=np.uint8)[rng.integers(0, 6, (32, 48))]
     write_image(tmp_path / "in" / "top_potsdam_7_7_RGB.tif", photo)
     write_image(tmp_path / "in" / "top_potsdam_7_7_label.png", label)
-    prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette)
+    prepare_raw(find_tile_pairs([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette)
     np.testing.assert_array_equal(read_image(tmp_path / "raw" / "images" / photo_name("7_7")), photo[..., :3])
     np.testing.assert_array_equal(read_image(tmp_path / "raw" / "labels" / label_name("7_7")), label)
 
@@ -188,7 +190,7 @@ def test_prepare_raw_names_a_truncated_tif(make_potsdam_tiles, palette, tmp_path
     photo = tiles["2_10"][0]
     photo.write_bytes(photo.read_bytes()[:5000])
     with pytest.raises(ImageReadError, match=re.escape(str(photo))):
-        prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette)
+        prepare_raw(find_tile_pairs([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette)
 
 
 def test_prepare_raw_names_both_files_when_sizes_differ(make_potsdam_tiles, palette, tmp_path):
@@ -196,7 +198,7 @@ def test_prepare_raw_names_both_files_when_sizes_differ(make_potsdam_tiles, pale
     photo, label = tiles["2_10"]
     write_image(label, read_image(label)[:48])
     with pytest.raises(DatasetError) as error:
-        prepare_raw(find_tile_pairs([tmp_path / "in"]), tmp_path / "raw", palette)
+        prepare_raw(find_tile_pairs([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette)
     assert f"photo {photo} is 64x64 px but label {label} is 64x48 px" in str(error.value)
 
 
@@ -209,11 +211,11 @@ def test_prepare_raw_reports_unknown_label_colours(make_potsdam_tiles, palette, 
     write_image(label, colours)
     pairs = find_tile_pairs([tmp_path / "in"])
     with pytest.raises(UnknownColourError) as error:
-        prepare_raw(pairs, tmp_path / "raw", palette)
+        prepare_raw(pairs, TileFolder(tmp_path / "raw"), palette)
     message = str(error.value)
     assert str(label) in message
     assert "(10, 20, 30): 10 px" in message and "(1, 2, 3): 1 px" in message
 
-    manifest = prepare_raw(pairs, tmp_path / "raw", palette, ignore_unknown=True)
+    manifest = prepare_raw(pairs, TileFolder(tmp_path / "raw"), palette, ignore_unknown=True)
     assert list(manifest["tile"]) == ["2_10"]
     assert (tmp_path / "raw" / "labels" / label_name("2_10")).read_bytes() == label.read_bytes()

@@ -100,18 +100,6 @@ def test_failed_run_keeps_the_last_good_model(project):
     assert model_path.read_bytes() == before
 
 
-def test_pretrained_encoder_is_frozen_first_then_fine_tuned(project, tmp_path):
-    copy = shutil.copytree(project, tmp_path / "copy", ignore=shutil.ignore_patterns("models", "mlflow.db"))
-    params = yaml.safe_load((copy / "params.yaml").read_text())
-    params["train"].update(encoder="mobilenetv2", freeze_encoder_epochs=1, epochs=2, snapshot_every=2)
-    (copy / "params.yaml").write_text(yaml.safe_dump(params))
-    run_stage("train", copy)
-    history = pd.read_csv(copy / "metrics/train_history.csv")
-    assert history["epoch"].tolist() == [1, 2]
-    model = keras.saving.load_model(copy / "models/model.keras")
-    assert model.get_layer("encoder").trainable  # unfrozen for the fine-tuning epochs
-
-
 def test_training_is_reproducible_and_a_resumed_run_matches_an_uninterrupted_one(project, tmp_path):
     resumed = project / "metrics/train_history.csv"
     if not resumed.exists():

@@ -1,31 +1,28 @@
-"""The download stage run for real in a scratch project: params.yaml in, data/raw out."""
+"""sources.download_raw, the download stage's work, for each source: params in, data/raw out."""
 
 import hashlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from aerialseg.sources import ChecksumError
-from aerialseg.tiles import label_name, photo_name, read_image
-from stages import download as stage
-
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+from aerialseg.layout import Layout
+from aerialseg.potsdam import label_name, photo_name
+from aerialseg.sources import ChecksumError, download_raw
+from aerialseg.tiles import read_image
+from conftest import repo_params
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A scratch project folder as the working directory; returns a function writing its params.data."""
-    monkeypatch.chdir(tmp_path)
+def project(tmp_path):
+    """Returns a function that runs download_raw into ``tmp_path`` with these params.data settings."""
 
-    def with_data(**data):
-        params = yaml.safe_load(REPO_PARAMS.read_text())
-        params["data"].update(data)
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    def download(**data):
+        params = repo_params({"data": data})
+        download_raw(Layout(tmp_path), params.data, params.palette)
         return tmp_path
 
-    return with_data
+    return download
 
 
 def manifest(root: Path) -> pd.DataFrame:
@@ -37,7 +34,6 @@ def test_url_source_downloads_unpacks_and_checks(project, file_server, potsdam_a
     files = [{"url": file_server.add(a.name, a.read_bytes()), "sha256": hashlib.sha256(a.read_bytes()).hexdigest()}
              for a in archives]
     root = project(source="url", url={"files": files})
-    stage.main()
     for tile, (photo, label) in tiles.items():
         assert (root / "data/raw/images" / photo_name(tile)).read_bytes() == photo.read_bytes()
         assert (root / "data/raw/labels" / label_name(tile)).read_bytes() == label.read_bytes()
@@ -49,32 +45,28 @@ def test_url_source_downloads_unpacks_and_checks(project, file_server, potsdam_a
     assert sorted(p.name for p in (root / "data").iterdir()) == ["downloads", "raw"]  # no work folder left
 
 
-def test_wrong_checksum_keeps_the_old_raw_data(project, file_server, potsdam_archives):
+def test_wrong_checksum_keeps_the_old_raw_data(project, file_server, potsdam_archives, tmp_path):
     archives, _ = potsdam_archives
     files = [{"url": file_server.add(a.name, a.read_bytes()), "sha256": "ab" * 32} for a in archives]
-    root = project(source="url", url={"files": files})
-    old = root / "data/raw/manifest.csv"
+    old = tmp_path / "data/raw/manifest.csv"
     old.parent.mkdir(parents=True)
     old.write_text("tile,height,width,source\n")
     with pytest.raises(ChecksumError, match="ab" * 32):
-        stage.main()
-    assert list((root / "data/downloads").iterdir()) == []
-    assert [p.name for p in (root / "data/raw").iterdir()] == ["manifest.csv"]
+        project(source="url", url={"files": files})
+    assert [p.name for p in (tmp_path / "data/raw").iterdir()] == ["manifest.csv"]
     assert old.read_text() == "tile,height,width,source\n"
 
 
 def test_local_source_reads_archives_and_folders(project, potsdam_archives, make_potsdam_tiles, tmp_path):
     archives, _ = potsdam_archives
     make_potsdam_tiles(tmp_path / "more", ["5_12"], size=80)
-    root = project(source="local", local={"paths": [str(a) for a in archives] + ["more"]})
-    stage.main()
+    root = project(source="local", local={"paths": [str(a) for a in archives] + [str(tmp_path / "more")]})
     assert list(manifest(root)["tile"]) == ["2_10", "2_11", "5_12"]
     assert read_image(root / "data/raw/images" / photo_name("5_12")).shape == (80, 80, 3)
 
 
 def test_synthetic_source_writes_checked_tiles(project):
     root = project(source="synthetic", synthetic={"tiles": 3, "size": 64, "seed": 0})
-    stage.main()
     table = manifest(root)
     assert len(table) == 3 and set(table["source"]) == {"synthetic"}
     assert (table[["height", "width"]] == 64).all().all()

@@ -1,4 +1,5 @@
-"""The predict stage on real files: a saved Keras model, resized photos, splits.json, params.yaml."""
+"""inference.predict_test_tiles, the predict stage's work, on real files: a saved Keras model,
+resized photos and splits.json."""
 
 import json
 import shutil
@@ -8,13 +9,17 @@ import keras
 import numpy as np
 import pytest
 import tifffile
-import yaml
 
-from aerialseg.config import load_params
-from aerialseg.tiles import photo_name, read_geotags, read_image, write_image
-from stages import predict
+from aerialseg.blending import predict_probabilities
+from aerialseg.inference import KerasPredictor, predict_map, predict_test_tiles
+from aerialseg.layout import Layout
+from aerialseg.potsdam import photo_name
+from aerialseg.tiles import read_geotags, read_image, write_image
+from conftest import repo_params
 
-REPO = Path(__file__).parents[1]
+PARAMS = repo_params({"patches": {"patch_size": 32, "step": 32}, "predict": {"tta": "flips"}})
+CLASSES = PARAMS.palette.num_classes
+WINDOW = PARAMS.patches.patch_size
 PIXEL_SCALE = (0.05, 0.05, 0.0)  # GeoTIFF ModelPixelScaleTag of a 5 cm ground sampling distance
 
 
@@ -35,19 +40,18 @@ def write_photo(path: Path, pixels: np.ndarray, geotagged: bool) -> None:
                      extratags=extratags)
 
 
+def predict(root: Path) -> None:
+    predict_test_tiles(Layout(root), PARAMS.palette, window=PARAMS.patches.patch_size, options=PARAMS.predict)
+
+
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A working folder with params.yaml (32 px windows), splits.json and three resized photos."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["patches"]["patch_size"] = params["patches"]["step"] = 32
-    params["predict"]["tta"] = "flips"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+def project(tmp_path):
+    """A project folder with splits.json and three resized photos (the model is up to each test)."""
     rng = np.random.default_rng(0)
     for tile, shape, geotagged in [("2_10", (70, 45), True), ("2_11", (40, 40), False), ("2_12", (64, 64), False)]:
         write_photo(tmp_path / "data/resized/images" / photo_name(tile),
                     rng.integers(0, 256, shape + (3,), dtype=np.uint8), geotagged)
     write_splits(tmp_path, test=["2_10", "2_11"])
-    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
@@ -59,8 +63,8 @@ def write_splits(root: Path, test: list[str]) -> None:
 
 def test_stage_writes_plain_and_smooth_maps_of_every_test_tile(project):
     model = save_model(project / "models/model.keras")
-    palette = load_params().palette
-    predict.main()
+    palette = PARAMS.palette
+    predict(project)
 
     out = project / "data/predictions"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
@@ -86,14 +90,14 @@ def test_missing_splits_file_is_named(project):
     save_model(project / "models/model.keras")
     (project / "data/patches/splits.json").unlink()
     with pytest.raises(FileNotFoundError, match="data/patches/splits.json: no such file"):
-        predict.main()
+        predict(project)
 
 
 def test_splits_without_test_tiles_are_refused(project):
     save_model(project / "models/model.keras")
     write_splits(project, test=[])
     with pytest.raises(ValueError, match="data/patches/splits.json: no test tiles"):
-        predict.main()
+        predict(project)
 
 
 def keep_old_predictions(project: Path) -> Path:
@@ -107,7 +111,7 @@ def test_a_missing_photo_is_named_and_old_predictions_are_kept(project):
     old = keep_old_predictions(project)
     write_splits(project, test=["2_10", "9_99"])
     with pytest.raises(FileNotFoundError, match="top_potsdam_9_99_RGB.tif: no such file"):
-        predict.main()
+        predict(project)
     assert sorted(p.name for p in (project / "data/predictions").rglob("*")) == ["smooth", old.name]
 
 
@@ -116,20 +120,20 @@ def test_a_photo_with_too_few_channels_is_named(project):
     old = keep_old_predictions(project)
     write_photo(project / "data/resized/images" / photo_name("2_11"), np.zeros((40, 40, 2), np.uint8), False)
     with pytest.raises(ValueError, match="top_potsdam_2_11_RGB.tif: has 2 channel\\(s\\) but the model takes 3"):
-        predict.main()
+        predict(project)
     assert old.is_file()
 
 
 def test_a_model_with_other_classes_than_params_is_refused(project):
     save_model(project / "models/model.keras", classes=4)
     with pytest.raises(ValueError, match="outputs 4 classes per pixel, but 6 classes are expected"):
-        predict.main()
+        predict(project)
     assert not (project / "data/predictions").exists()
 
 
 def test_a_missing_model_is_named(project):
     with pytest.raises(ValueError, match="models/model.keras"):
-        predict.main()
+        predict(project)
 
 
 def test_rgbir_photos_are_predicted_from_their_rgb_bands(project):
@@ -139,6 +143,49 @@ def test_rgbir_photos_are_predicted_from_their_rgb_bands(project):
     infrared = np.random.default_rng(3).integers(0, 256, rgb.shape[:2] + (1,), dtype=np.uint8)
     shutil.move(photo, photo.with_suffix(".rgb.tif"))
     write_photo(photo, np.concatenate([rgb, infrared], axis=-1), False)
-    predict.main()
+    predict(project)
     expected = keras.ops.convert_to_numpy(model(rgb[None].astype(np.float32), training=False))[0].argmax(-1)
-    np.testing.assert_array_equal(tifffile.imread("data/predictions/smooth/top_potsdam_2_11_pred.tif"), expected)
+    np.testing.assert_array_equal(tifffile.imread(project / "data/predictions/smooth/top_potsdam_2_11_pred.tif"), expected)
+
+
+def random_image(shape, channels=3, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape + (channels,), dtype=np.uint8)
+
+
+def tiny_keras_model(channels=3, classes=CLASSES) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((None, None, channels)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(classes, 1, activation="softmax")])
+
+
+def test_keras_model_runs_through_KerasPredictor():
+    model = tiny_keras_model()
+    image = random_image((70, 45))
+    probabilities = predict_probabilities(image, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="flips")
+    # a 1 x 1 convolution is per pixel, so blending must give the model's own whole-image answer
+    whole = keras.ops.convert_to_numpy(model(image[None].astype(np.float32), training=False))[0]
+    np.testing.assert_allclose(probabilities, whole, atol=1e-5)
+    plain = predict_map(KerasPredictor(model, CLASSES), image, WINDOW, "plain", PARAMS.predict)
+    np.testing.assert_array_equal(plain, whole.argmax(-1))
+
+
+def test_model_with_the_wrong_number_of_classes_is_refused():
+    with pytest.raises(ValueError, match="outputs 5 classes per pixel, but 6 classes are expected"):
+        KerasPredictor(tiny_keras_model(classes=5), CLASSES)
+
+
+@pytest.mark.parametrize("model_channels, image_channels", [(3, 2), (3, 1), (4, 5)])
+def test_image_channels_the_model_cannot_take_are_refused(model_channels, image_channels):
+    predictor = KerasPredictor(tiny_keras_model(channels=model_channels), CLASSES)
+    with pytest.raises(ValueError, match=f"has {image_channels} channel\\(s\\) but the model takes {model_channels}"):
+        predict_probabilities(random_image((40, 40), image_channels), predictor, WINDOW, CLASSES)
+
+
+def test_rgba_and_rgbir_images_are_predicted_from_their_rgb_bands():
+    model = tiny_keras_model()
+    rgb = random_image((50, 40))
+    extra_band = random_image((50, 40), channels=1, seed=7)
+    four_bands = np.concatenate([rgb, extra_band], axis=-1)  # RGBA, or Potsdam's RGBIR (infrared last)
+    from_rgb = predict_probabilities(rgb, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
+    from_four = predict_probabilities(four_bands, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
+    np.testing.assert_array_equal(from_four, from_rgb)

@@ -1,0 +1,126 @@
+"""The report stage: the pictures of a run and metrics/report.md, which ties them to the scores.
+
+metrics/figures/ (rebuilt as a whole): curves.png, <tile>_comparison.png per test tile,
+confusion_plain.png and confusion_smooth.png, and, when training took snapshots,
+snapshot_grid.png, progress.mp4 and progress.gif (the first validation tile's map per snapshot).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from aerialseg import plots
+from aerialseg.atomic import atomic_dir, read_json, write_text
+from aerialseg.blending import MODES
+from aerialseg.config import Params
+from aerialseg.layout import Layout
+from aerialseg.metrics import without_suffix
+from aerialseg.palette import Palette
+from aerialseg.tiles import read_image, read_label
+from aerialseg.tiling import read_split
+from aerialseg.history import read_history
+
+SUMMARY_LABELS = {"oa": "OA", "miou": "mIoU", "mf1": "mF1"}
+
+Snapshot = tuple[int, np.ndarray, np.ndarray]  # (epoch, plain map, smooth map)
+
+
+def write_report(layout: Layout, params: Params) -> Path:
+    """Draw the figures and write metrics/report.md; return the report's path."""
+    tiles = {name: read_split(layout.patches.splits, name) for name in ("test", "val")}
+    evaluation = read_json(layout.evaluation, written_by="evaluate")
+    snapshots = snapshot_maps(layout)
+    report = report_markdown(evaluation, params, tiles, snapshots, layout.snapshot_markdown.read_text())
+    with atomic_dir(layout.figures) as out:
+        draw_figures(out, layout, params, tiles, evaluation, snapshots)
+    write_text(layout.report, report)
+    print(f"report: {layout.report} with {len(list(layout.figures.iterdir()))} figures in {layout.figures}")
+    return layout.report
+
+
+def snapshot_maps(layout: Layout) -> list[Snapshot]:
+    """(epoch, plain map, smooth map) of each snapshot, in epoch order."""
+    snapshots = layout.snapshots
+    return [(epoch, *(read_image(snapshots.map(epoch, mode)) for mode in MODES)) for epoch in snapshots.epochs()]
+
+
+def truth_colours(layout: Layout, tile: str, params: Params) -> np.ndarray:
+    label = read_label(layout.resized.label(tile), params.palette, params.data.ignore_unknown_colours)
+    return params.palette.index_to_rgb(label)
+
+
+def tile_comparison(layout: Layout, tile: str, params: Params):
+    photo = read_image(layout.resized.photo(tile))[..., :3]
+    plain, smooth = (read_image(layout.predictions.map(mode, tile, ".png")) for mode in MODES)
+    return plots.comparison_figure(photo, truth_colours(layout, tile, params), plain, smooth, params.palette,
+                                   f"test tile {tile}")
+
+
+def draw_figures(out: Path, layout: Layout, params: Params, tiles: dict, evaluation: dict,
+                 snapshots: list[Snapshot]) -> None:
+    palette: Palette = params.palette
+    plots.save_figure(plots.training_curves_figure(read_history(layout.train_history)), out / "curves.png")
+    for mode in MODES:
+        cm = np.asarray(evaluation[mode]["confusion_matrix"])
+        plots.save_figure(plots.confusion_figure(cm, palette.names, f"Test confusion, {mode}"),
+                          out / f"confusion_{mode}.png")
+    for tile in tqdm(tiles["test"], desc="comparisons", unit="tile"):
+        plots.save_figure(tile_comparison(layout, tile, params), out / f"{tile}_comparison.png")
+    if snapshots:
+        val_tile = tiles["val"][0]
+        truth = truth_colours(layout, val_tile, params)
+        plots.save_figure(plots.snapshot_grid_figure(truth, snapshots, palette, f"Validation tile {val_tile}"),
+                          out / "snapshot_grid.png")
+        frames = plots.progress_frames(truth, [(epoch, smooth) for epoch, _, smooth in snapshots])
+        for name in ("progress.mp4", "progress.gif"):
+            plots.write_animation(frames, out / name, params.report.video_fps)
+
+
+def summary_labels(without_classes: tuple[str, ...]) -> dict[str, str]:
+    """evaluate.json keys of the summary table and their column titles."""
+    labels = dict(SUMMARY_LABELS)
+    if without_classes:
+        suffix, words = without_suffix(without_classes), " w/o " + ", ".join(without_classes)
+        labels.update({key + suffix: label + words for key, label in SUMMARY_LABELS.items()})
+    return labels
+
+
+def report_markdown(evaluation: dict, params: Params, tiles: dict, snapshots: list[Snapshot],
+                    snapshot_markdown: str) -> str:
+    """metrics/report.md: scores, then pictures, linked relative to metrics/."""
+    names = params.palette.names
+    labels = summary_labels(params.evaluate.without_classes)
+    summary = pd.DataFrame([{"mode": mode, **{label: evaluation[mode][key] for key, label in labels.items()}}
+                            for mode in MODES])
+    per_class = pd.DataFrame({"class": names, **{f"IoU {mode}": [evaluation[mode]["per_class"][name]["iou"]
+                                                                 for name in names] for mode in MODES}})
+    snapshot_part = snapshot_markdown.replace("# Snapshots", "## Snapshots", 1)
+    if snapshots:
+        snapshot_part += ("\n![Snapshot maps](figures/snapshot_grid.png)\n\n![Progress](figures/progress.gif)\n\n"
+                          "The same as a video: [progress.mp4](figures/progress.mp4)\n")
+    comparisons = "\n".join(f"![Test tile {tile}](figures/{tile}_comparison.png)\n" for tile in tiles["test"])
+    return f"""# aerialseg report
+
+## Test scores
+
+Pooled over the test tiles {", ".join(tiles["test"])}: plain = windows side by side, smooth =
+overlapping windows blended (with the test-time augmentation set in `predict.tta`).
+
+{plots.markdown_table(summary)}
+
+{plots.markdown_table(per_class)}
+
+![Confusion, plain](figures/confusion_plain.png) ![Confusion, smooth](figures/confusion_smooth.png)
+
+## Training
+
+![Training curves](figures/curves.png)
+
+{snapshot_part}
+## Test tiles
+
+{comparisons}"""

@@ -1,0 +1,195 @@
+"""The train stage: fit the U-Net on the patches, log every epoch to MLflow, snapshot, resume.
+
+Outputs: models/model.keras (written only when training finished, so a failed run keeps the last
+good model), models/snapshots/ (weights and predicted maps every ``snapshot_every`` epochs),
+metrics/train_history.csv and metrics/train.json. While it runs, models/checkpoint/ holds the last
+finished epoch, so a killed run resumes there (removed when training finishes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+
+from aerialseg import tracking
+from aerialseg.atomic import atomic_file, read_json, write_json
+from aerialseg.blending import MODES
+from aerialseg.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
+from aerialseg.config import Params, TrainParams
+from aerialseg.dataset import PatchSequence, open_patches
+from aerialseg.history import write_history
+from aerialseg.inference import KerasPredictor, predict_map
+from aerialseg.layout import Layout, SnapshotFolder
+from aerialseg.losses import class_weights_from_counts, make_loss
+from aerialseg.metrics import training_metrics
+from aerialseg.model import build_model, set_encoder_trainable
+from aerialseg.tiles import read_image, write_image
+from aerialseg.tiling import read_split
+
+PARAMS_OUTSIDE_TRAINING = {"mlflow", "evaluate", "report"}  # changing these must not restart a checkpoint
+
+
+def train(layout: Layout, params: Params) -> dict:
+    """Train (or resume) as ``params`` say; write the model, history and summary; return the summary."""
+    cfg, num_classes = params.train, params.palette.num_classes
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    patches = layout.patches
+    train_x, train_y = open_patches(patches.images("train"), patches.labels("train"), num_classes)
+    val_x, val_y = open_patches(patches.images("val"), patches.labels("val"), num_classes)
+    class_weights = training_class_weights(layout, params)
+    checkpoint = Checkpoint(layout.checkpoint, fingerprint(params.model_dump(exclude=PARAMS_OUTSIDE_TRAINING),
+                                                           train_x.shape, val_x.shape, code_digest(Path(__file__).parent)))
+    resumed = checkpoint.load()
+    if resumed:
+        model, state = resumed
+        print(f"resuming after epoch {state.epoch}")
+    else:
+        model, state = fresh_model(params, class_weights, math.ceil(len(train_x) / cfg.batch_size)), TrainingState()
+        layout.snapshots.clear()
+
+    tracking_uri = tracking.resolve_tracking_uri(params.mlflow.tracking_uri)
+    with tracking.start_run(tracking_uri, params.mlflow.experiment, state.run_id) as run:
+        state.run_id = run.info.run_id
+        if not resumed:
+            mlflow.log_params(tracking.flatten(params.model_dump()))
+            mlflow.set_tag("git_commit", tracking.git_commit())
+        relog_missing_epochs(state)
+        val_tile = read_split(patches.splits, "val")[0]
+        val_photo = read_image(layout.resized.photo(val_tile))[..., :3]
+        train_batches = PatchSequence(train_x, train_y, cfg.batch_size, shuffle=True, augment=cfg.augment,
+                                      seed=cfg.seed, first_epoch=state.epoch)
+        val_batches = PatchSequence(val_x, val_y, cfg.batch_size)
+        snapshot = snapshot_writer(layout.snapshots, params, val_photo)
+        callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x))]
+        fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights)
+        write_outputs(layout, model, state, run.info.run_id, tracking_uri)
+        checkpoint.remove()
+        mlflow.keras.log_model(inference_model(model), name="model")
+    summary = final_summary(pd.DataFrame(state.history))
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def training_class_weights(layout: Layout, params: Params) -> list[float] | None:
+    """Inverse-frequency class weights from the patches stage's train counts, if asked for."""
+    if not params.train.class_weights:
+        return None
+    counts = read_json(layout.class_distribution, written_by="patches")["train"]
+    return class_weights_from_counts([counts[name] for name in params.palette.names])
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """After each epoch: snapshot if due, save the checkpoint, then log to MLflow (in that order,
+    so a kill in between never logs an epoch that a resumed run would train again)."""
+
+    def __init__(self, state: TrainingState, checkpoint: Checkpoint, snapshot, snapshot_every: int, patches: int):
+        super().__init__()
+        self.state, self.checkpoint, self.snapshot = state, checkpoint, snapshot
+        self.snapshot_every, self.patches = snapshot_every, patches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.trained = time.perf_counter()  # the epoch's training ends here; validation follows
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        logs["patches_per_s"] = self.patches / (self.trained - self.started)  # the progress bar shows it
+        row = {"epoch": number, **{k: float(v) for k, v in logs.items()}}
+        if number % self.snapshot_every == 0:
+            self.snapshot(self.model, number)
+        self.state.epoch, self.state.history = number, self.state.history + [row]
+        self.checkpoint.save(self.model, self.state)
+        mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=number)
+
+
+def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.ndarray):
+    """Save the weights and the predicted map of a fixed validation tile, plain and smooth."""
+    def snapshot(model, epoch):
+        with atomic_file(snapshots.weights(epoch)) as tmp:
+            model.save_weights(tmp)
+        predictor = KerasPredictor(model, params.palette.num_classes)
+        for mode in MODES:
+            index = predict_map(predictor, val_photo, params.patches.patch_size, mode, params.predict)
+            colours = params.palette.index_to_rgb(index)
+            write_image(snapshots.map(epoch, mode), colours)
+            tracking.log_map(colours, f"val_map_{mode}", epoch)
+    return snapshot
+
+
+def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epochs: int, steps_per_epoch: int) -> None:
+    """Adam with the learning rate decayed by a cosine over ``epochs``: the last epochs settle
+    instead of hopping between minima, so the model written at the end is a good one."""
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, epochs * steps_per_epoch, alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=make_loss(cfg.loss, num_classes, class_weights),
+                  metrics=training_metrics(num_classes))
+
+
+def fresh_model(params: Params, class_weights, steps_per_epoch: int):
+    """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all."""
+    cfg = params.train
+    model = build_model(cfg.model, params.palette.num_classes, encoder=cfg.encoder,
+                        encoder_weights=cfg.encoder_weights, base_filters=cfg.base_filters,
+                        batch_norm=cfg.batch_norm, dropout=cfg.dropout)
+    if cfg.freeze_encoder_epochs:
+        set_encoder_trainable(model, False)
+    compile_model(model, cfg, params.palette.num_classes, class_weights,
+                  cfg.freeze_encoder_epochs or cfg.epochs, steps_per_epoch)
+    return model
+
+
+def fit(model, train, val, state: TrainingState, callbacks, cfg: TrainParams, num_classes: int,
+        class_weights) -> None:
+    """Train from the last finished epoch. After the frozen-encoder epochs the encoder is
+    unfrozen and the model recompiled, with a fresh optimizer for the fine-tuning epochs.
+
+    ``shuffle=False``: PatchSequence shuffles itself, seeded by the epoch. Keras' own batch
+    shuffling draws from Python's global random state, which a resumed process does not share.
+    """
+    options = dict(validation_data=val, callbacks=callbacks, shuffle=False)
+    if state.epoch < cfg.freeze_encoder_epochs:
+        model.fit(train, initial_epoch=state.epoch, epochs=cfg.freeze_encoder_epochs, **options)
+        set_encoder_trainable(model, True)
+        compile_model(model, cfg, num_classes, class_weights, cfg.epochs - cfg.freeze_encoder_epochs, len(train))
+    if state.epoch < cfg.epochs:
+        model.fit(train, initial_epoch=state.epoch, epochs=cfg.epochs, **options)
+
+
+def write_outputs(layout: Layout, model, state: TrainingState, run_id: str, tracking_uri: str) -> None:
+    history = write_history(layout.train_history, state.history)
+    write_json(layout.train_summary, final_summary(history))
+    write_json(layout.mlflow_run, {"tracking_uri": tracking_uri, "run_id": run_id})
+    with atomic_file(layout.model) as tmp:
+        inference_model(model).save(tmp)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The trained layers without loss and optimizer, so models/model.keras loads with plain
+    keras.saving.load_model (no custom loss to import) wherever it is used for prediction."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def final_summary(history: pd.DataFrame) -> dict:
+    last = history.iloc[-1]
+    summary = {key: float(last[key]) for key in history.columns if key not in ("epoch", "patches_per_s")}
+    summary.update(epochs=int(last["epoch"]), patches_per_s=float(history["patches_per_s"].median()))
+    return summary
+
+
+def relog_missing_epochs(state: TrainingState) -> None:
+    """Log epochs that finished but were not logged before a kill, so MLflow misses none."""
+    logged = tracking.logged_steps(state.run_id, "loss")
+    for row in state.history:
+        if row["epoch"] not in logged:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
