@@ -138,19 +138,21 @@ def extract_archives(paths: Iterable[str | Path], dest_dir: str | Path) -> list[
     folders = []
     for number, archive in enumerate(map(Path, paths)):
         folder = Path(dest_dir) / f"{number:02d}_{archive.stem}"
-        _extract_nested(archive, folder)
+        _extract_nested(archive, folder, str(archive))
         folders.append(folder)
     return folders
 
 
-def _extract_nested(archive: Path, folder: Path) -> None:
-    _extract(archive, folder)
+def _extract_nested(archive: Path, folder: Path, name: str) -> None:
+    """Unzip ``archive`` and the zips in it. ``name`` is what errors call it: for a zip inside a zip,
+    ``<outer archive>!<member>``, as its unpacked copy in the work folder is deleted afterwards."""
+    _extract(archive, folder, name)
     for inner in sorted(folder.rglob("*.zip")):
-        _extract_nested(inner, inner.with_suffix(""))
+        _extract_nested(inner, inner.with_suffix(""), f"{name}!{inner.relative_to(folder).as_posix()}")
         inner.unlink()  # our own copy inside the work folder; its content is now beside it
 
 
-def _extract(archive: Path, folder: Path) -> None:
+def _extract(archive: Path, folder: Path, name: str) -> None:
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
@@ -160,7 +162,7 @@ def _extract(archive: Path, folder: Path) -> None:
                     zipped.extract(member, folder)
                     bar.update(member.file_size)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise ArchiveError(f"{archive}: not a zip archive, or a corrupt or truncated one ({error})") from error
+        raise ArchiveError(f"{name}: not a zip archive, or a corrupt or truncated one ({error})") from error
 
 
 def find_tile_pairs(folders: Iterable[str | Path]) -> dict[str, tuple[Path, Path]]:

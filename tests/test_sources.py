@@ -134,6 +134,19 @@ def test_a_corrupt_archive_is_named(potsdam_archives, tmp_path, content):
         extract_archives([broken], tmp_path / "work")
 
 
+def test_a_corrupt_archive_inside_an_archive_is_named_by_the_outer_file(potsdam_archives, tmp_path):
+    archives, _ = potsdam_archives
+    outer = tmp_path / "Potsdam.zip"
+    with zipfile.ZipFile(outer, "w") as zipped:
+        zipped.write(archives[0], f"Potsdam/{archives[0].name}")
+        zipped.writestr("Potsdam/5_Labels_all.zip", archives[1].read_bytes()[:1000])  # truncated
+    with pytest.raises(ArchiveError) as error:
+        extract_archives([outer], tmp_path / "work")
+    message = str(error.value)
+    assert message.startswith(f"{outer}!Potsdam/5_Labels_all.zip: ")
+    assert str(tmp_path / "work") not in message  # the unpacked copy is deleted, so never named
+
+
 def test_unpaired_tiles_are_listed(make_potsdam_tiles, tmp_path):
     tiles = make_potsdam_tiles(tmp_path, ["2_10", "2_11"])
     tiles["2_10"][1].unlink()  # photo without label
