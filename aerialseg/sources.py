@@ -169,18 +169,36 @@ def find_tile_pairs(folders: Iterable[str | Path]) -> dict[str, tuple[Path, Path
     """Find ``top_potsdam_<tile>_RGB`` photos and ``top_potsdam_<tile>_label`` pictures anywhere below
     ``folders`` and pair them by tile id, in tile order.
 
-    Other Potsdam products (IRRG, RGBIR, DSM, labels without boundaries) are left out.
+    Other Potsdam products (IRRG, RGBIR, DSM, labels without boundaries) are left out. Symlinked
+    folders and files are followed, as a data set is often assembled from links.
     """
     folders = [Path(folder) for folder in folders]
     found = {"rgb": defaultdict(list), "label": defaultdict(list)}
     for folder in folders:
-        for path in sorted(folder.rglob("*")):
+        for path in _files_below(folder):
             parsed = parse_tile_name(path)
             if parsed and parsed[1].lower() in found and path.is_file():
                 found[parsed[1].lower()][parsed[0]].append(path)
     photos, labels = found["rgb"], found["label"]
     _check_pairs(photos, labels, folders)
     return {tile: (photos[tile][0], labels[tile][0]) for tile in sorted(photos, key=_tile_order)}
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder``, through symlinked folders too (Path.rglob does not enter them).
+
+    A folder reached again through a link is not read again, so a link back up the tree ends there.
+    """
+    seen, files = set(), []
+    for top, subfolders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders.sort()  # of two ways to one folder, the first by name is the one read, on every run
+        files += [Path(top, name) for name in names]
+    return sorted(files)
 
 
 def _check_pairs(photos: dict[str, list[Path]], labels: dict[str, list[Path]], folders: list[Path]) -> None:

@@ -114,6 +114,22 @@ def test_collect_local_reads_extracted_folders(make_potsdam_tiles, tmp_path):
     assert not (tmp_path / "work").exists()  # folders are read where they are
 
 
+def test_symlinked_folders_and_files_are_followed(make_potsdam_tiles, tmp_path):
+    root = tmp_path / "Potsdam"
+    tiles = make_potsdam_tiles(root, ["2_10", "2_11", "2_12"])
+    tiles.update(make_potsdam_tiles(tmp_path / "elsewhere", ["3_10"]))
+    (root / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    linked = make_potsdam_tiles(tmp_path / "files", ["4_10"])["4_10"]
+    for target in linked:
+        (root / target.parent.name / target.name).symlink_to(target)
+    (root / "2_Ortho_RGB" / "loop").symlink_to(root, target_is_directory=True)  # must not be walked forever
+    pairs = find_tile_pairs([root])
+    assert list(pairs) == ["2_10", "2_11", "2_12", "3_10", "4_10"]
+    assert pairs["3_10"] == (root / "more/2_Ortho_RGB" / photo_name("3_10"),
+                             root / "more/5_Labels_all" / label_name("3_10"))
+    assert pairs["4_10"][0].read_bytes() == linked[0].read_bytes()
+
+
 def test_collect_local_names_a_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nowhere.zip"))):
         collect_local([tmp_path / "nowhere.zip"], tmp_path / "work")
