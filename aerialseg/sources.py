@@ -224,16 +224,29 @@ def _tile_order(tile: str) -> tuple[int, ...]:
 
 
 def collect_local(paths: Iterable[str | Path], work_dir: str | Path) -> dict[str, tuple[Path, Path]]:
-    """Pair the tiles in zip archives (unpacked into ``work_dir``) and already-unpacked folders."""
+    """Pair the tiles in zip archives (unpacked into ``work_dir``) and already-unpacked folders.
+
+    A line per path says how many photos and labels it gave, so that a path giving fewer than
+    expected is seen before any training on them.
+    """
     paths = [Path(path) for path in paths]
     if not paths:
         raise DatasetError("no local paths given (data.local.paths is empty)")
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    folders = [path for path in paths if path.is_dir()]
-    archives = [path for path in paths if not path.is_dir()]
-    return find_tile_pairs(folders + extract_archives(archives, work_dir))
+    unpacked = iter(extract_archives([path for path in paths if not path.is_dir()], work_dir))
+    folders = [path if path.is_dir() else next(unpacked) for path in paths]
+    pairs = find_tile_pairs(folders)
+    for path, folder in zip(paths, folders):
+        print(_found_in(path, folder, pairs))
+    return pairs
+
+
+def _found_in(path: Path, folder: Path, pairs: dict[str, tuple[Path, Path]]) -> str:
+    photos = sum(photo.is_relative_to(folder) for photo, _ in pairs.values())
+    labels = sum(label.is_relative_to(folder) for _, label in pairs.values())
+    return f"{photos} photo(s) and {labels} label(s) of Potsdam tiles in {path}"
 
 
 def collect_url(files: Iterable[tuple[str, str]], cache_dir: str | Path,

@@ -130,6 +130,19 @@ def test_symlinked_folders_and_files_are_followed(make_potsdam_tiles, tmp_path):
     assert pairs["4_10"][0].read_bytes() == linked[0].read_bytes()
 
 
+def test_collect_local_says_how_many_tiles_each_path_gave(potsdam_archives, make_potsdam_tiles, tmp_path, capsys):
+    archives, _ = potsdam_archives
+    make_potsdam_tiles(tmp_path / "elsewhere", ["3_10", "3_11", "3_12"])
+    (tmp_path / "Potsdam").mkdir()
+    (tmp_path / "Potsdam" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    collect_local([tmp_path / "Potsdam", *archives], tmp_path / "work")
+    assert capsys.readouterr().out.splitlines() == [
+        f"3 photo(s) and 3 label(s) of Potsdam tiles in {tmp_path / 'Potsdam'}",
+        f"2 photo(s) and 0 label(s) of Potsdam tiles in {archives[0]}",
+        f"0 photo(s) and 2 label(s) of Potsdam tiles in {archives[1]}",
+    ]
+
+
 def test_collect_local_names_a_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nowhere.zip"))):
         collect_local([tmp_path / "nowhere.zip"], tmp_path / "work")
