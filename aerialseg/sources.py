@@ -36,7 +36,8 @@ class DownloadError(RuntimeError):
 
 
 class ChecksumError(DownloadError):
-    """A downloaded file does not have the expected SHA-256; it has been deleted."""
+    """A downloaded file does not have the expected SHA-256. The file is kept: the expected hash in
+    the params may be the wrong one, and a Potsdam archive takes hours to fetch again."""
 
 
 class ArchiveError(ValueError):
@@ -50,20 +51,19 @@ class DatasetError(ValueError):
 def download(url: str, dest_dir: str | Path, sha256: str, chunk: int = 1 << 20) -> Path:
     """Fetch ``url`` into ``dest_dir`` and return the verified file.
 
-    Bytes go to ``<name>.part`` first; a later call resumes it with an HTTP Range request. A file
-    already there with the right hash is not fetched again; one with a wrong hash is deleted.
+    Bytes go to ``<name>.part`` first; a later call resumes it with an HTTP Range request. Once
+    complete it is renamed to ``<name>`` and never fetched again, so only ``.part`` is ever resumed
+    or restarted. A complete file with another hash is kept and raises ChecksumError: fixing the
+    expected hash then uses it as it is; deleting it fetches it again.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / _file_name(url)
-    if target.is_file():
-        if file_sha256(target) == sha256.lower():
-            return target
-        target.unlink()
-    part = target.with_name(target.name + ".part")
-    _fetch(url, part, chunk)
-    _verify(part, url, sha256)
-    os.replace(part, target)
+    if not target.is_file():
+        part = target.with_name(target.name + ".part")
+        _fetch(url, part, chunk)
+        os.replace(part, target)
+    _verify(target, url, sha256)
     return target
 
 
@@ -121,12 +121,14 @@ def _interrupted(url: str, part: Path, reason) -> DownloadError:
     )
 
 
-def _verify(part: Path, url: str, sha256: str) -> None:
-    actual = file_sha256(part)
+def _verify(path: Path, url: str, sha256: str) -> None:
+    actual = file_sha256(path)
     if actual != sha256.lower():
-        part.unlink()
         raise ChecksumError(
-            f"{url}: SHA-256 mismatch, expected {sha256.lower()} but got {actual}; the file was deleted"
+            f"{path} (downloaded from {url}): SHA-256 mismatch, expected {sha256.lower()} but the file has "
+            f"{actual}. The file is complete and is kept. If the params are wrong, fix the sha256 of this URL in "
+            f"data.url.files and run again: the file is then used as it is, without a new download. If the file "
+            f"is wrong, delete {path} and run again."
         )
 
 

@@ -49,7 +49,7 @@ def test_url_source_downloads_unpacks_and_checks(project, file_server, potsdam_a
     assert sorted(p.name for p in (root / "data").iterdir()) == ["downloads", "raw"]  # no work folder left
 
 
-def test_wrong_checksum_keeps_the_old_raw_data(project, file_server, potsdam_archives):
+def test_wrong_checksum_keeps_the_old_raw_data_and_the_download(project, file_server, potsdam_archives):
     archives, _ = potsdam_archives
     files = [{"url": file_server.add(a.name, a.read_bytes()), "sha256": "ab" * 32} for a in archives]
     root = project(source="url", url={"files": files})
@@ -58,9 +58,16 @@ def test_wrong_checksum_keeps_the_old_raw_data(project, file_server, potsdam_arc
     old.write_text("tile,height,width,source\n")
     with pytest.raises(ChecksumError, match="ab" * 32):
         stage.main()
-    assert list((root / "data/downloads").iterdir()) == []
+    assert [p.name for p in (root / "data/downloads").iterdir()] == ["2_Ortho_RGB.zip"]  # complete, so kept
     assert [p.name for p in (root / "data/raw").iterdir()] == ["manifest.csv"]
     assert old.read_text() == "tile,height,width,source\n"
+
+    for file, archive in zip(files, archives):  # the params were wrong: fixed, the kept file is used
+        file["sha256"] = hashlib.sha256(archive.read_bytes()).hexdigest()
+    project(source="url", url={"files": files})
+    stage.main()
+    assert [path for path, _ in file_server.requests] == ["/2_Ortho_RGB.zip", "/5_Labels_all.zip"]
+    assert list(manifest(root)["tile"]) == ["2_10", "2_11"]
 
 
 def test_local_source_reads_archives_and_folders(project, potsdam_archives, make_potsdam_tiles, tmp_path):

@@ -60,14 +60,34 @@ def test_download_starts_over_when_the_server_ignores_range(file_server, payload
     assert path.read_bytes() == payload
 
 
-def test_download_deletes_a_file_with_the_wrong_checksum(file_server, payload, tmp_path):
+def test_download_keeps_a_complete_file_with_the_wrong_checksum(file_server, payload, tmp_path):
     url = file_server.add("big.zip", payload)
     wrong = "0" * 64
     with pytest.raises(ChecksumError) as error:
         download(url, tmp_path, wrong)
     message = str(error.value)
-    assert url in message and wrong in message and sha(payload) in message
-    assert list(tmp_path.iterdir()) == []
+    target = tmp_path / "big.zip"
+    assert str(target) in message and url in message
+    assert f"expected {wrong}" in message and sha(payload) in message
+    assert "fix the sha256" in message and f"delete {target} and run again" in message
+    assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == payload  # complete: no .part
+    assert download(url, tmp_path, sha(payload)) == target  # the sha256 fixed: the file is used as it is
+    assert len(file_server.requests) == 1
+
+
+def test_a_typo_in_the_sha256_never_deletes_a_verified_download(file_server, payload, tmp_path):
+    url = file_server.add("big.zip", payload)
+    right = sha(payload)
+    path = download(url, tmp_path, right)
+    typo = right[:-1] + ("1" if right[-1] == "0" else "0")
+    with pytest.raises(ChecksumError) as error:
+        download(url, tmp_path, typo)
+    message = str(error.value)
+    assert str(path) in message and f"expected {typo}" in message and f"has {right}" in message
+    assert path.read_bytes() == payload
+    assert file_server.requests == [("/big.zip", None)]  # no second transfer
+    assert download(url, tmp_path, right) == path
+    assert file_server.requests == [("/big.zip", None)]
 
 
 def test_download_skips_a_verified_file(file_server, payload, tmp_path):
