@@ -8,6 +8,7 @@ so a typo in ``dvc exp run -S`` fails at once instead of being silently ignored.
 from __future__ import annotations
 
 import importlib
+from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -175,6 +176,21 @@ class Params(Strict):
                 raise ValueError(f"{name}: colour components must be 0..255, got {colour}")
         return classes
 
+    @field_validator("classes")
+    @classmethod
+    def _one_colour_per_class(cls, classes):
+        """Checked here, not only by Palette, so that the message names the key and the classes."""
+        if not classes:
+            raise ValueError("at least one class is needed, as name: [R, G, B] (its colour in the label pictures)")
+        names_by_colour = defaultdict(list)
+        for name, colour in classes.items():
+            names_by_colour[colour].append(name)
+        clashes = [f"{_listed(names)} have the same colour {colour}"
+                   for colour, names in names_by_colour.items() if len(names) > 1]
+        if clashes:
+            raise ValueError("; ".join(clashes) + ": a label colour can mean one class only, give each its own")
+        return classes
+
     @model_validator(mode="after")
     def _scored_classes_exist(self):
         unknown = [name for name in self.evaluate.without_classes if name not in self.classes]
@@ -192,6 +208,10 @@ class Params(Strict):
     @property
     def palette(self) -> Palette:
         return Palette(tuple(self.classes), tuple(self.classes.values()))
+
+
+def _listed(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def parse_params(raw: dict, source: str = "params.yaml") -> Params:

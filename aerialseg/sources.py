@@ -42,7 +42,8 @@ class DownloadError(RuntimeError):
 
 
 class ChecksumError(DownloadError):
-    """A downloaded file does not have the expected SHA-256; it has been deleted."""
+    """A downloaded file does not have the expected SHA-256. The file is kept: the expected hash in
+    the params may be the wrong one, and a Potsdam archive takes hours to fetch again."""
 
 
 class ArchiveError(ValueError):
@@ -56,20 +57,19 @@ class DatasetError(ValueError):
 def download(url: str, dest_dir: str | Path, sha256: str, chunk: int = 1 << 20) -> Path:
     """Fetch ``url`` into ``dest_dir`` and return the verified file.
 
-    Bytes go to ``<name>.part`` first; a later call resumes it with an HTTP Range request. A file
-    already there with the right hash is not fetched again; one with a wrong hash is deleted.
+    Bytes go to ``<name>.part`` first; a later call resumes it with an HTTP Range request. Once
+    complete it is renamed to ``<name>`` and never fetched again, so only ``.part`` is ever resumed
+    or restarted. A complete file with another hash is kept and raises ChecksumError: fixing the
+    expected hash then uses it as it is; deleting it fetches it again.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / _file_name(url)
-    if target.is_file():
-        if file_sha256(target) == sha256.lower():
-            return target
-        target.unlink()
-    part = target.with_name(target.name + ".part")
-    _fetch(url, part, chunk)
-    _verify(part, url, sha256)
-    os.replace(part, target)
+    if not target.is_file():
+        part = target.with_name(target.name + ".part")
+        _fetch(url, part, chunk)
+        os.replace(part, target)
+    _verify(target, url, sha256)
     return target
 
 
@@ -127,12 +127,14 @@ def _interrupted(url: str, part: Path, reason) -> DownloadError:
     )
 
 
-def _verify(part: Path, url: str, sha256: str) -> None:
-    actual = file_sha256(part)
+def _verify(path: Path, url: str, sha256: str) -> None:
+    actual = file_sha256(path)
     if actual != sha256.lower():
-        part.unlink()
         raise ChecksumError(
-            f"{url}: SHA-256 mismatch, expected {sha256.lower()} but got {actual}; the file was deleted"
+            f"{path} (downloaded from {url}): SHA-256 mismatch, expected {sha256.lower()} but the file has "
+            f"{actual}. The file is complete and is kept. If the params are wrong, fix the sha256 of this URL in "
+            f"data.url.files and run again: the file is then used as it is, without a new download. If the file "
+            f"is wrong, delete {path} and run again."
         )
 
 
@@ -144,19 +146,21 @@ def extract_archives(paths: Iterable[str | Path], dest_dir: str | Path) -> list[
     folders = []
     for number, archive in enumerate(map(Path, paths)):
         folder = Path(dest_dir) / f"{number:02d}_{archive.stem}"
-        _extract_nested(archive, folder)
+        _extract_nested(archive, folder, str(archive))
         folders.append(folder)
     return folders
 
 
-def _extract_nested(archive: Path, folder: Path) -> None:
-    _extract(archive, folder)
+def _extract_nested(archive: Path, folder: Path, name: str) -> None:
+    """Unzip ``archive`` and the zips in it. ``name`` is what errors call it: for a zip inside a zip,
+    ``<outer archive>!<member>``, as its unpacked copy in the work folder is deleted afterwards."""
+    _extract(archive, folder, name)
     for inner in sorted(folder.rglob("*.zip")):
-        _extract_nested(inner, inner.with_suffix(""))
+        _extract_nested(inner, inner.with_suffix(""), f"{name}!{inner.relative_to(folder).as_posix()}")
         inner.unlink()  # our own copy inside the work folder; its content is now beside it
 
 
-def _extract(archive: Path, folder: Path) -> None:
+def _extract(archive: Path, folder: Path, name: str) -> None:
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
@@ -166,25 +170,43 @@ def _extract(archive: Path, folder: Path) -> None:
                     zipped.extract(member, folder)
                     bar.update(member.file_size)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise ArchiveError(f"{archive}: not a zip archive, or a corrupt or truncated one ({error})") from error
+        raise ArchiveError(f"{name}: not a zip archive, or a corrupt or truncated one ({error})") from error
 
 
 def find_tile_pairs(folders: Iterable[str | Path]) -> dict[str, tuple[Path, Path]]:
     """Find ``top_potsdam_<tile>_RGB`` photos and ``top_potsdam_<tile>_label`` pictures anywhere below
     ``folders`` and pair them by tile id, in tile order.
 
-    Other Potsdam products (IRRG, RGBIR, DSM, labels without boundaries) are left out.
+    Other Potsdam products (IRRG, RGBIR, DSM, labels without boundaries) are left out. Symlinked
+    folders and files are followed, as a data set is often assembled from links.
     """
     folders = [Path(folder) for folder in folders]
     found = {"rgb": defaultdict(list), "label": defaultdict(list)}
     for folder in folders:
-        for path in sorted(folder.rglob("*")):
+        for path in _files_below(folder):
             parsed = parse_tile_name(path)
             if parsed and parsed[1].lower() in found and path.is_file():
                 found[parsed[1].lower()][parsed[0]].append(path)
     photos, labels = found["rgb"], found["label"]
     _check_pairs(photos, labels, folders)
     return {tile: (photos[tile][0], labels[tile][0]) for tile in sorted(photos, key=tile_order)}
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder``, through symlinked folders too (Path.rglob does not enter them).
+
+    A folder reached again through a link is not read again, so a link back up the tree ends there.
+    """
+    seen, files = set(), []
+    for top, subfolders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders.sort()  # of two ways to one folder, the first by name is the one read, on every run
+        files += [Path(top, name) for name in names]
+    return sorted(files)
 
 
 def _check_pairs(photos: dict[str, list[Path]], labels: dict[str, list[Path]], folders: list[Path]) -> None:
@@ -206,16 +228,29 @@ def _check_pairs(photos: dict[str, list[Path]], labels: dict[str, list[Path]], f
 
 
 def collect_local(paths: Iterable[str | Path], work_dir: str | Path) -> dict[str, tuple[Path, Path]]:
-    """Pair the tiles in zip archives (unpacked into ``work_dir``) and already-unpacked folders."""
+    """Pair the tiles in zip archives (unpacked into ``work_dir``) and already-unpacked folders.
+
+    A line per path says how many photos and labels it gave, so that a path giving fewer than
+    expected is seen before any training on them.
+    """
     paths = [Path(path) for path in paths]
     if not paths:
         raise DatasetError("no local paths given (data.local.paths is empty)")
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    folders = [path for path in paths if path.is_dir()]
-    archives = [path for path in paths if not path.is_dir()]
-    return find_tile_pairs(folders + extract_archives(archives, work_dir))
+    unpacked = iter(extract_archives([path for path in paths if not path.is_dir()], work_dir))
+    folders = [path if path.is_dir() else next(unpacked) for path in paths]
+    pairs = find_tile_pairs(folders)
+    for path, folder in zip(paths, folders):
+        print(_found_in(path, folder, pairs))
+    return pairs
+
+
+def _found_in(path: Path, folder: Path, pairs: dict[str, tuple[Path, Path]]) -> str:
+    photos = sum(photo.is_relative_to(folder) for photo, _ in pairs.values())
+    labels = sum(label.is_relative_to(folder) for _, label in pairs.values())
+    return f"{photos} photo(s) and {labels} label(s) of Potsdam tiles in {path}"
 
 
 def collect_url(files: Iterable[tuple[str, str]], cache_dir: str | Path,

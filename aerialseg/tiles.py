@@ -24,13 +24,16 @@ class ImageReadError(ValueError):
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an 8-bit image as H x W x C (RGB order) uint8; name the file in every error."""
+    """Read an 8-bit image as H x W x C (RGB order) uint8, planar TIFFs too; name the file in every error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            image = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                image, axes = tif.series[0].asarray(), tif.series[0].axes
+            if image.ndim == 3 and axes[0] in "SC":  # planar TIFF (a plane per band): tifffile gives bands x H x W
+                image = np.ascontiguousarray(np.moveaxis(image, 0, -1))  # H x W x bands, like every other picture
         else:
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:

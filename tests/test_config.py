@@ -63,6 +63,20 @@ def test_bad_colour_and_missing_file(raw, tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+def test_classes_need_at_least_one_class(raw):
+    raw["classes"] = {}
+    with pytest.raises(ParamsError, match="classes: .*at least one class is needed"):
+        parse_params(raw)
+
+
+def test_two_classes_with_the_same_colour_are_named(raw):
+    raw["classes"]["tree"] = [0, 0, 255]  # building's colour
+    raw["classes"]["car"] = [0, 0, 255]
+    with pytest.raises(ParamsError,
+                       match=r"classes: .*building, tree and car have the same colour \(0, 0, 255\)"):
+        parse_params(raw)
+
+
 def test_encoder_needs_patches_divisible_by_its_stride(raw):
     raw["train"]["encoder"] = "resnet50"
     raw["patches"]["patch_size"] = 48

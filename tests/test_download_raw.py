@@ -45,7 +45,7 @@ def test_url_source_downloads_unpacks_and_checks(project, file_server, potsdam_a
     assert sorted(p.name for p in (root / "data").iterdir()) == ["downloads", "raw"]  # no work folder left
 
 
-def test_wrong_checksum_keeps_the_old_raw_data(project, file_server, potsdam_archives, tmp_path):
+def test_wrong_checksum_keeps_the_old_raw_data_and_the_download(project, file_server, potsdam_archives, tmp_path):
     archives, _ = potsdam_archives
     files = [{"url": file_server.add(a.name, a.read_bytes()), "sha256": "ab" * 32} for a in archives]
     old = tmp_path / "data/raw/manifest.csv"
@@ -53,8 +53,15 @@ def test_wrong_checksum_keeps_the_old_raw_data(project, file_server, potsdam_arc
     old.write_text("tile,height,width,source\n")
     with pytest.raises(ChecksumError, match="ab" * 32):
         project(source="url", url={"files": files})
+    assert [p.name for p in (tmp_path / "data/downloads").iterdir()] == ["2_Ortho_RGB.zip"]  # complete, so kept
     assert [p.name for p in (tmp_path / "data/raw").iterdir()] == ["manifest.csv"]
     assert old.read_text() == "tile,height,width,source\n"
+
+    for file, archive in zip(files, archives):  # the params were wrong: fixed, the kept file is used
+        file["sha256"] = hashlib.sha256(archive.read_bytes()).hexdigest()
+    project(source="url", url={"files": files})
+    assert [path for path, _ in file_server.requests] == ["/2_Ortho_RGB.zip", "/5_Labels_all.zip"]
+    assert list(manifest(tmp_path)["tile"]) == ["2_10", "2_11"]
 
 
 def test_local_source_reads_archives_and_folders(project, potsdam_archives, make_potsdam_tiles, tmp_path):

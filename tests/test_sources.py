@@ -62,14 +62,34 @@ def test_download_starts_over_when_the_server_ignores_range(file_server, payload
     assert path.read_bytes() == payload
 
 
-def test_download_deletes_a_file_with_the_wrong_checksum(file_server, payload, tmp_path):
+def test_download_keeps_a_complete_file_with_the_wrong_checksum(file_server, payload, tmp_path):
     url = file_server.add("big.zip", payload)
     wrong = "0" * 64
     with pytest.raises(ChecksumError) as error:
         download(url, tmp_path, wrong)
     message = str(error.value)
-    assert url in message and wrong in message and sha(payload) in message
-    assert list(tmp_path.iterdir()) == []
+    target = tmp_path / "big.zip"
+    assert str(target) in message and url in message
+    assert f"expected {wrong}" in message and sha(payload) in message
+    assert "fix the sha256" in message and f"delete {target} and run again" in message
+    assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == payload  # complete: no .part
+    assert download(url, tmp_path, sha(payload)) == target  # the sha256 fixed: the file is used as it is
+    assert len(file_server.requests) == 1
+
+
+def test_a_typo_in_the_sha256_never_deletes_a_verified_download(file_server, payload, tmp_path):
+    url = file_server.add("big.zip", payload)
+    right = sha(payload)
+    path = download(url, tmp_path, right)
+    typo = right[:-1] + ("1" if right[-1] == "0" else "0")
+    with pytest.raises(ChecksumError) as error:
+        download(url, tmp_path, typo)
+    message = str(error.value)
+    assert str(path) in message and f"expected {typo}" in message and f"has {right}" in message
+    assert path.read_bytes() == payload
+    assert file_server.requests == [("/big.zip", None)]  # no second transfer
+    assert download(url, tmp_path, right) == path
+    assert file_server.requests == [("/big.zip", None)]
 
 
 def test_download_skips_a_verified_file(file_server, payload, tmp_path):
@@ -116,6 +136,35 @@ def test_collect_local_reads_extracted_folders(make_potsdam_tiles, tmp_path):
     assert not (tmp_path / "work").exists()  # folders are read where they are
 
 
+def test_symlinked_folders_and_files_are_followed(make_potsdam_tiles, tmp_path):
+    root = tmp_path / "Potsdam"
+    tiles = make_potsdam_tiles(root, ["2_10", "2_11", "2_12"])
+    tiles.update(make_potsdam_tiles(tmp_path / "elsewhere", ["3_10"]))
+    (root / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    linked = make_potsdam_tiles(tmp_path / "files", ["4_10"])["4_10"]
+    for target in linked:
+        (root / target.parent.name / target.name).symlink_to(target)
+    (root / "2_Ortho_RGB" / "loop").symlink_to(root, target_is_directory=True)  # must not be walked forever
+    pairs = find_tile_pairs([root])
+    assert list(pairs) == ["2_10", "2_11", "2_12", "3_10", "4_10"]
+    assert pairs["3_10"] == (root / "more/2_Ortho_RGB" / photo_name("3_10"),
+                             root / "more/5_Labels_all" / label_name("3_10"))
+    assert pairs["4_10"][0].read_bytes() == linked[0].read_bytes()
+
+
+def test_collect_local_says_how_many_tiles_each_path_gave(potsdam_archives, make_potsdam_tiles, tmp_path, capsys):
+    archives, _ = potsdam_archives
+    make_potsdam_tiles(tmp_path / "elsewhere", ["3_10", "3_11", "3_12"])
+    (tmp_path / "Potsdam").mkdir()
+    (tmp_path / "Potsdam" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    collect_local([tmp_path / "Potsdam", *archives], tmp_path / "work")
+    assert capsys.readouterr().out.splitlines() == [
+        f"3 photo(s) and 3 label(s) of Potsdam tiles in {tmp_path / 'Potsdam'}",
+        f"2 photo(s) and 0 label(s) of Potsdam tiles in {archives[0]}",
+        f"0 photo(s) and 2 label(s) of Potsdam tiles in {archives[1]}",
+    ]
+
+
 def test_collect_local_names_a_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nowhere.zip"))):
         collect_local([tmp_path / "nowhere.zip"], tmp_path / "work")
@@ -134,6 +183,19 @@ def test_a_corrupt_archive_is_named(potsdam_archives, tmp_path, content):
     broken.write_bytes(data[: len(data) // 2] if content == "truncated" else content)
     with pytest.raises(ArchiveError, match=re.escape(str(broken))):
         extract_archives([broken], tmp_path / "work")
+
+
+def test_a_corrupt_archive_inside_an_archive_is_named_by_the_outer_file(potsdam_archives, tmp_path):
+    archives, _ = potsdam_archives
+    outer = tmp_path / "Potsdam.zip"
+    with zipfile.ZipFile(outer, "w") as zipped:
+        zipped.write(archives[0], f"Potsdam/{archives[0].name}")
+        zipped.writestr("Potsdam/5_Labels_all.zip", archives[1].read_bytes()[:1000])  # truncated
+    with pytest.raises(ArchiveError) as error:
+        extract_archives([outer], tmp_path / "work")
+    message = str(error.value)
+    assert message.startswith(f"{outer}!Potsdam/5_Labels_all.zip: ")
+    assert str(tmp_path / "work") not in message  # the unpacked copy is deleted, so never named
 
 
 def test_unpaired_tiles_are_listed(make_potsdam_tiles, tmp_path):

@@ -12,6 +12,16 @@ def test_tif_and_png_round_trip(tmp_path):
         np.testing.assert_array_equal(read_image(tmp_path / name), image)
 
 
+@pytest.mark.parametrize("bands", [3, 4])
+def test_planar_tif_is_read_as_height_width_bands(tmp_path, bands):
+    image = np.random.default_rng(3).integers(0, 256, (20, 30, bands), dtype=np.uint8)
+    planes = np.moveaxis(image, -1, 0)  # one plane per band, as some GIS tools write RGB and RGBIR
+    tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate")
+    with tifffile.TiffFile(tmp_path / "planar.tif") as tif:
+        assert tif.pages[0].planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), image)
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.tif"):
         read_image(tmp_path / "nothere.tif")
