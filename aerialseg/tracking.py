@@ -72,8 +72,20 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             flat.update(flatten(value, f"{name}."))
         else:
-            flat[name] = str(value)
+            flat[name] = str(_plain(value))
     return flat
+
+
+def _plain(value):
+    """``value`` with paths and other objects as their text, so that MLflow shows a list of paths
+    as ['/a/b.zip'], not [PosixPath('/a/b.zip')]; numbers, booleans and None keep their Python text."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return str(value)
 
 
 def logged_steps(run_id: str, metric: str) -> set[int]:

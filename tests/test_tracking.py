@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import mlflow
-import pytest
+import pydantic
+from mlflow.tracking import MlflowClient
 
 from aerialseg import tracking
 
@@ -23,6 +26,27 @@ def test_environment_variable_wins(tmp_path, monkeypatch):
 def test_flatten_nested_params():
     assert tracking.flatten({"train": {"epochs": 5, "lr": 0.1}, "seed": 1}) == {
         "train.epochs": "5", "train.lr": "0.1", "seed": "1"}
+
+
+class Local(pydantic.BaseModel):
+    paths: list[Path]
+    weights: Path | None = None
+    colour: tuple[int, int, int] = (255, 255, 0)
+    augment: bool = True
+
+
+def test_paths_are_logged_as_plain_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = {"data": {"local": Local(paths=[Path("/a/b.zip"), Path("/c")]).model_dump()}, "root": Path("/d")}
+    flat = tracking.flatten(params)
+    assert flat == {"data.local.paths": "['/a/b.zip', '/c']", "data.local.weights": "None",
+                    "data.local.colour": "(255, 255, 0)", "data.local.augment": "True", "root": "/d"}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.start_run(uri, "exp") as run:
+        mlflow.log_params(flat)
+    logged = MlflowClient(uri).get_run(run.info.run_id).data.params
+    assert logged == flat
+    assert "PosixPath" not in str(logged)
 
 
 def test_run_is_continued_not_restarted(tmp_path, monkeypatch):
