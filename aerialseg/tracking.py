@@ -16,6 +16,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 
 
 def repo_root(start: str | Path = ".") -> Path:
@@ -41,22 +42,41 @@ def resolve_tracking_uri(uri: str, root: str | Path = ".") -> str:
 def start_run(tracking_uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None):
     """Start a new run, or continue ``run_id`` if it still exists in the store."""
     mlflow.set_tracking_uri(tracking_uri)
-    if run_id and _run_exists(run_id):
+    previous = _find_run(run_id) if run_id else None
+    experiment_id = previous.info.experiment_id if previous else _experiment_id(experiment, tracking_uri)
+    _mark_model_development(experiment_id)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    if previous:
         return mlflow.start_run(run_id=run_id)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        artifacts = repo_root() / "mlartifacts"
-        local = tracking_uri.startswith("sqlite:") or "://" not in tracking_uri
-        mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri() if local else None)
-    mlflow.set_experiment(experiment)
     return mlflow.start_run(run_name=run_name)
 
 
-def _run_exists(run_id: str) -> bool:
+def _experiment_id(name: str, tracking_uri: str) -> str:
+    """The experiment ``name``; a new one keeps its artifacts in mlartifacts/ beside a local store."""
+    found = mlflow.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    artifacts = repo_root() / "mlartifacts"
+    local = tracking_uri.startswith("sqlite:") or "://" not in tracking_uri
+    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri() if local else None)
+
+
+def _mark_model_development(experiment_id: str) -> None:
+    """Tag the experiment as model development, or the MLflow 3 UI files it under its GenAI view
+    (also experiments made before this tag was set); a kind set by hand is kept."""
+    client = MlflowClient()
+    if KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
+
+
+def _find_run(run_id: str):
+    """The run ``run_id``, or None if the store does not hold it."""
     try:
-        MlflowClient().get_run(run_id)
-        return True
-    except mlflow.exceptions.MlflowException:
-        return False
+        return MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
 
 
 def git_commit(root: str | Path = ".") -> str | None:

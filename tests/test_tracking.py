@@ -65,3 +65,21 @@ def test_run_is_continued_not_restarted(tmp_path, monkeypatch):
     assert fresh.info.run_id != run.info.run_id
     artifact_uri = mlflow.get_experiment_by_name("exp").artifact_location
     assert artifact_uri == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_experiments_are_marked_as_model_development(tmp_path, monkeypatch):
+    """New experiments, old ones without the tag and the experiment of a resumed run; a kind set by hand stays."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    old = client.create_experiment("old")
+    client.create_experiment("chosen", tags={tracking.KIND_TAG: "genai_development"})
+    resumed = client.create_run(client.create_experiment("resumed")).info.run_id
+    assert tracking.KIND_TAG not in client.get_experiment(old).tags
+    for name, run_id in (("new", None), ("old", None), ("chosen", None), ("new", resumed)):
+        with tracking.start_run(uri, name, run_id):
+            pass
+    names = ("new", "old", "chosen", "resumed")
+    kinds = {name: client.get_experiment_by_name(name).tags.get(tracking.KIND_TAG) for name in names}
+    assert kinds == {"new": "custom_model_development", "old": "custom_model_development",
+                     "chosen": "genai_development", "resumed": "custom_model_development"}
