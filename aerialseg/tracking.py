@@ -8,7 +8,9 @@ main workspace and every experiment shows up side by side in `mlflow ui`.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import mlflow
@@ -17,6 +19,11 @@ from mlflow.tracking import MlflowClient
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+PARAMS_ORIGIN, ENV_ORIGIN = "params.yaml mlflow.tracking_uri", f"the {ENV_URI} environment variable"
+
+
+class TrackingStoreError(RuntimeError):
+    """The MLflow tracking store cannot be used, or lacks the run to log to; the message names the URI."""
 
 
 def repo_root(start: str | Path = ".") -> Path:
@@ -30,13 +37,74 @@ def repo_root(start: str | Path = ".") -> Path:
 
 def resolve_tracking_uri(uri: str, root: str | Path = ".") -> str:
     """MLFLOW_TRACKING_URI wins; a relative sqlite:/// or file path becomes absolute under ``root``."""
-    uri = os.environ.get(ENV_URI) or uri
+    return tracking_uri_and_origin(uri, root)[0]
+
+
+def tracking_uri_and_origin(uri: str, root: str | Path = ".") -> tuple[str, str]:
+    """The resolved URI (see resolve_tracking_uri) of params.yaml's ``uri``, and where it came from:
+    when the store cannot be used, the user must know which of the two settings to change."""
+    from_env = os.environ.get(ENV_URI)
+    uri = from_env or uri
     root = repo_root(root)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{root / uri[len('sqlite:///'):]}"
-    if "://" not in uri and not Path(uri).is_absolute():
-        return str(root / uri)
-    return uri
+        uri = f"sqlite:///{root / uri[len('sqlite:///'):]}"
+    elif "://" not in uri and not Path(uri).is_absolute():
+        uri = str(root / uri)
+    return uri, ENV_ORIGIN if from_env else PARAMS_ORIGIN
+
+
+def check_store(uri: str, origin: str) -> None:
+    """Open the tracking store, so that a stage that cannot log fails before it deletes or writes
+    anything, with one line naming the URI and its ``origin`` instead of MLflow's tracebacks."""
+    path = _sqlite_path(uri)
+    try:
+        problem = _sqlite_problem(path) if path else None
+        if problem is None:
+            with _few_http_retries():
+                MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as error:  # whatever the store raises (SQLAlchemy, OS, HTTP...), it cannot be used
+        problem = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if problem:
+        raise TrackingStoreError(
+            f"MLflow tracking store {uri} (from {origin}) cannot be used: {problem}. Set mlflow.tracking_uri "
+            f"in params.yaml or {ENV_URI} (which wins when set) to a writable location or a reachable server")
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI; None for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?")[0])
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    """Why SQLite could not use ``path``, checked here because MLflow retries for over a minute
+    before it gives up. SQLite writes the file and a journal beside it; MLflow creates missing folders."""
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} is not writable"
+    folder = next(folder for folder in path.parents if folder.exists())
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder {folder} is not writable"
+    if path.exists():
+        with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+            db.execute("PRAGMA schema_version")  # fails on a file that is not an SQLite database
+    return None
+
+
+@contextmanager
+def _few_http_retries():
+    """Let an unreachable tracking server fail within seconds, not after MLflow's minutes of
+    retries; settings the user made in the environment are kept."""
+    defaults = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    added = {name: value for name, value in defaults.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            del os.environ[name]
 
 
 def start_run(tracking_uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None):
