@@ -108,7 +108,8 @@ def _few_http_retries():
 
 
 def start_run(tracking_uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None):
-    """Start a new run, or continue ``run_id`` if it still exists in the store."""
+    """Start a new run, or continue ``run_id`` if it still exists in the store (and say so when
+    it does not, so that the user knows why the training is split over two runs)."""
     mlflow.set_tracking_uri(tracking_uri)
     previous = _find_run(run_id) if run_id else None
     experiment_id = previous.info.experiment_id if previous else _experiment_id(experiment, tracking_uri)
@@ -116,7 +117,10 @@ def start_run(tracking_uri: str, experiment: str, run_id: str | None = None, run
     mlflow.set_experiment(experiment_id=experiment_id)
     if previous:
         return mlflow.start_run(run_id=run_id)
-    return mlflow.start_run(run_name=run_name)
+    run = mlflow.start_run(run_name=run_name)
+    if run_id:
+        print(f"MLflow run {run_id} not found in {tracking_uri} (or deleted): started a new run {run.info.run_id}")
+    return run
 
 
 def _experiment_id(name: str, tracking_uri: str) -> str:
@@ -138,13 +142,15 @@ def _mark_model_development(experiment_id: str) -> None:
 
 
 def _find_run(run_id: str):
-    """The run ``run_id``, or None if the store does not hold it."""
+    """The run ``run_id``, or None if the store does not hold it or holds it deleted (as the UI's
+    Delete does; MLflow refuses to continue a deleted run)."""
     try:
-        return MlflowClient().get_run(run_id)
+        run = MlflowClient().get_run(run_id)
     except mlflow.exceptions.MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+    return None if run.info.lifecycle_stage == "deleted" else run
 
 
 def git_commit(root: str | Path = ".") -> str | None:

@@ -82,6 +82,21 @@ def test_run_is_continued_not_restarted(tmp_path, monkeypatch):
     assert artifact_uri == (tmp_path / "mlartifacts").as_uri()
 
 
+def test_a_vanished_run_is_replaced_and_said(tmp_path, monkeypatch, capsys):
+    """A run missing from the store, or deleted in the UI: a new run, and one line naming both."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deleted = MlflowClient(uri).create_run(MlflowClient(uri).create_experiment("exp")).info.run_id
+    MlflowClient(uri).delete_run(deleted)
+    for vanished in ("0" * 32, deleted):
+        capsys.readouterr()
+        with tracking.start_run(uri, "exp", vanished) as fresh:
+            pass
+        assert fresh.info.run_id != vanished
+        assert capsys.readouterr().out.splitlines() == [
+            f"MLflow run {vanished} not found in {uri} (or deleted): started a new run {fresh.info.run_id}"]
+
+
 def test_experiments_are_marked_as_model_development(tmp_path, monkeypatch):
     """New experiments, old ones without the tag and the experiment of a resumed run; a kind set by hand stays."""
     monkeypatch.chdir(tmp_path)
