@@ -123,6 +123,22 @@ def start_run(tracking_uri: str, experiment: str, run_id: str | None = None, run
     return run
 
 
+def existing_run(tracking_uri: str, run_id: str):
+    """Continue the run ``run_id``, which must be in the store, to add the evaluation to the
+    training's run. A vanished SQLite file is not opened: that would create an empty store, and
+    the scores would land in a new run nobody looks for."""
+    path = _sqlite_path(tracking_uri)
+    if path and not path.is_file():
+        raise TrackingStoreError(f"MLflow tracking store {tracking_uri} is missing ({path} not found), "
+                                 f"so the scores cannot be logged to run {run_id}")
+    mlflow.set_tracking_uri(tracking_uri)
+    run = _find_run(run_id)
+    if run is None:
+        raise TrackingStoreError(f"MLflow run {run_id} not found in {tracking_uri} (or deleted)")
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    return mlflow.start_run(run_id=run_id)
+
+
 def _experiment_id(name: str, tracking_uri: str) -> str:
     """The experiment ``name``; a new one keeps its artifacts in mlartifacts/ beside a local store."""
     found = mlflow.get_experiment_by_name(name)

@@ -82,6 +82,32 @@ def test_run_is_continued_not_restarted(tmp_path, monkeypatch):
     assert artifact_uri == (tmp_path / "mlartifacts").as_uri()
 
 
+def test_scores_go_to_the_existing_training_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.start_run(uri, "exp") as training:
+        pass
+    with tracking.existing_run(uri, training.info.run_id):
+        mlflow.log_metric("test_miou", 0.5)
+    assert MlflowClient(uri).get_run(training.info.run_id).data.metrics == {"test_miou": 0.5}
+    with pytest.raises(tracking.TrackingStoreError, match=f"MLflow run {'0' * 32} not found in {uri}"):
+        tracking.existing_run(uri, "0" * 32)
+
+
+def test_a_vanished_store_is_not_recreated_empty(tmp_path, monkeypatch):
+    """Someone deleted mlflow.db between train and evaluate."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.start_run(uri, "exp") as training:
+        pass
+    (tmp_path / "mlflow.db").unlink()
+    with pytest.raises(tracking.TrackingStoreError) as error:
+        tracking.existing_run(uri, training.info.run_id)
+    assert str(error.value).startswith(f"MLflow tracking store {uri} is missing")
+    assert training.info.run_id in str(error.value)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_a_vanished_run_is_replaced_and_said(tmp_path, monkeypatch, capsys):
     """A run missing from the store, or deleted in the UI: a new run, and one line naming both."""
     monkeypatch.chdir(tmp_path)
