@@ -8,7 +8,9 @@ main workspace and every experiment shows up side by side in `mlflow ui`.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import mlflow
@@ -16,6 +18,12 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+PARAMS_ORIGIN, ENV_ORIGIN = "params.yaml mlflow.tracking_uri", f"the {ENV_URI} environment variable"
+
+
+class TrackingStoreError(RuntimeError):
+    """The MLflow tracking store cannot be used, or lacks the run to log to; the message names the URI."""
 
 
 def repo_root(start: str | Path = ".") -> Path:
@@ -29,34 +37,136 @@ def repo_root(start: str | Path = ".") -> Path:
 
 def resolve_tracking_uri(uri: str, root: str | Path = ".") -> str:
     """MLFLOW_TRACKING_URI wins; a relative sqlite:/// or file path becomes absolute under ``root``."""
-    uri = os.environ.get(ENV_URI) or uri
+    return tracking_uri_and_origin(uri, root)[0]
+
+
+def tracking_uri_and_origin(uri: str, root: str | Path = ".") -> tuple[str, str]:
+    """The resolved URI (see resolve_tracking_uri) of params.yaml's ``uri``, and where it came from:
+    when the store cannot be used, the user must know which of the two settings to change."""
+    from_env = os.environ.get(ENV_URI)
+    uri = from_env or uri
     root = repo_root(root)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{root / uri[len('sqlite:///'):]}"
-    if "://" not in uri and not Path(uri).is_absolute():
-        return str(root / uri)
-    return uri
+        uri = f"sqlite:///{root / uri[len('sqlite:///'):]}"
+    elif "://" not in uri and not Path(uri).is_absolute():
+        uri = str(root / uri)
+    return uri, ENV_ORIGIN if from_env else PARAMS_ORIGIN
+
+
+def check_store(uri: str, origin: str) -> None:
+    """Open the tracking store, so that a stage that cannot log fails before it deletes or writes
+    anything, with one line naming the URI and its ``origin`` instead of MLflow's tracebacks."""
+    path = _sqlite_path(uri)
+    try:
+        problem = _sqlite_problem(path) if path else None
+        if problem is None:
+            with _few_http_retries():
+                MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as error:  # whatever the store raises (SQLAlchemy, OS, HTTP...), it cannot be used
+        problem = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if problem:
+        raise TrackingStoreError(
+            f"MLflow tracking store {uri} (from {origin}) cannot be used: {problem}. Set mlflow.tracking_uri "
+            f"in params.yaml or {ENV_URI} (which wins when set) to a writable location or a reachable server")
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI; None for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?")[0])
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    """Why SQLite could not use ``path``, checked here because MLflow retries for over a minute
+    before it gives up. SQLite writes the file and a journal beside it; MLflow creates missing folders."""
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} is not writable"
+    folder = next(folder for folder in path.parents if folder.exists())
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder {folder} is not writable"
+    if path.exists():
+        with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+            db.execute("PRAGMA schema_version")  # fails on a file that is not an SQLite database
+    return None
+
+
+@contextmanager
+def _few_http_retries():
+    """Let an unreachable tracking server fail within seconds, not after MLflow's minutes of
+    retries; settings the user made in the environment are kept."""
+    defaults = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    added = {name: value for name, value in defaults.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            del os.environ[name]
 
 
 def start_run(tracking_uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None):
-    """Start a new run, or continue ``run_id`` if it still exists in the store."""
+    """Start a new run, or continue ``run_id`` if it still exists in the store (and say so when
+    it does not, so that the user knows why the training is split over two runs)."""
     mlflow.set_tracking_uri(tracking_uri)
-    if run_id and _run_exists(run_id):
+    previous = _find_run(run_id) if run_id else None
+    experiment_id = previous.info.experiment_id if previous else _experiment_id(experiment, tracking_uri)
+    _mark_model_development(experiment_id)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    if previous:
         return mlflow.start_run(run_id=run_id)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        artifacts = repo_root() / "mlartifacts"
-        local = tracking_uri.startswith("sqlite:") or "://" not in tracking_uri
-        mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri() if local else None)
-    mlflow.set_experiment(experiment)
-    return mlflow.start_run(run_name=run_name)
+    run = mlflow.start_run(run_name=run_name)
+    if run_id:
+        print(f"MLflow run {run_id} not found in {tracking_uri} (or deleted): started a new run {run.info.run_id}")
+    return run
 
 
-def _run_exists(run_id: str) -> bool:
+def existing_run(tracking_uri: str, run_id: str):
+    """Continue the run ``run_id``, which must be in the store, to add the evaluation to the
+    training's run. A vanished SQLite file is not opened: that would create an empty store, and
+    the scores would land in a new run nobody looks for."""
+    path = _sqlite_path(tracking_uri)
+    if path and not path.is_file():
+        raise TrackingStoreError(f"MLflow tracking store {tracking_uri} is missing ({path} not found), "
+                                 f"so the scores cannot be logged to run {run_id}")
+    mlflow.set_tracking_uri(tracking_uri)
+    run = _find_run(run_id)
+    if run is None:
+        raise TrackingStoreError(f"MLflow run {run_id} not found in {tracking_uri} (or deleted)")
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    return mlflow.start_run(run_id=run_id)
+
+
+def _experiment_id(name: str, tracking_uri: str) -> str:
+    """The experiment ``name``; a new one keeps its artifacts in mlartifacts/ beside a local store."""
+    found = mlflow.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    artifacts = repo_root() / "mlartifacts"
+    local = tracking_uri.startswith("sqlite:") or "://" not in tracking_uri
+    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri() if local else None)
+
+
+def _mark_model_development(experiment_id: str) -> None:
+    """Tag the experiment as model development, or the MLflow 3 UI files it under its GenAI view
+    (also experiments made before this tag was set); a kind set by hand is kept."""
+    client = MlflowClient()
+    if KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
+
+
+def _find_run(run_id: str):
+    """The run ``run_id``, or None if the store does not hold it or holds it deleted (as the UI's
+    Delete does; MLflow refuses to continue a deleted run)."""
     try:
-        MlflowClient().get_run(run_id)
-        return True
-    except mlflow.exceptions.MlflowException:
-        return False
+        run = MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return None if run.info.lifecycle_stage == "deleted" else run
 
 
 def git_commit(root: str | Path = ".") -> str | None:
@@ -72,8 +182,20 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             flat.update(flatten(value, f"{name}."))
         else:
-            flat[name] = str(value)
+            flat[name] = str(_plain(value))
     return flat
+
+
+def _plain(value):
+    """``value`` with paths and other objects as their text, so that MLflow shows a list of paths
+    as ['/a/b.zip'], not [PosixPath('/a/b.zip')]; numbers, booleans and None keep their Python text."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return str(value)
 
 
 def logged_steps(run_id: str, metric: str) -> set[int]:
