@@ -25,7 +25,7 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from tqdm import tqdm
 
-from aerialseg import plots
+from aerialseg import plots, tracking
 from aerialseg.atomic import atomic_file, write_json, write_text
 from aerialseg.blending import MODES
 from aerialseg.config import Params
@@ -152,15 +152,13 @@ def log_to_training_run(layout: Layout, results: dict, confusions: dict, class_n
         print(f"note: {layout.mlflow_run} not found, so the scores are not logged to MLflow")
         return
     run = json.loads(layout.mlflow_run.read_text())
-    mlflow.set_tracking_uri(run["tracking_uri"])
     try:
-        with mlflow.start_run(run_id=run["run_id"]):
+        with tracking.existing_run(run["tracking_uri"], run["run_id"]):
             mlflow.log_metrics(mlflow_metrics(results))
             for mode, cm in confusions.items():
                 figure = plots.confusion_figure(cm, class_names, f"Test confusion, {mode}")
                 mlflow.log_figure(figure, f"evaluate/confusion_{mode}.png")
                 plt.close(figure)
             mlflow.log_artifact(str(layout.snapshot_table), "evaluate")
-    except mlflow.exceptions.MlflowException as error:
-        print(f"warning: {layout.mlflow_run}: cannot log to MLflow run {run['run_id']} at {run['tracking_uri']}: "
-              f"{error}")
+    except (mlflow.exceptions.MlflowException, tracking.TrackingStoreError) as error:
+        print(f"warning: {layout.mlflow_run}: the scores are not logged to MLflow: {error}")

@@ -140,13 +140,14 @@ def existing_run(tracking_uri: str, run_id: str):
 
 
 def _experiment_id(name: str, tracking_uri: str) -> str:
-    """The experiment ``name``; a new one keeps its artifacts in mlartifacts/ beside a local store."""
+    """The experiment ``name``; a new one keeps its artifacts in mlartifacts/ beside a SQLite store
+    (the repository root for the default store), not wherever the process happens to run."""
     found = mlflow.get_experiment_by_name(name)
     if found:
         return found.experiment_id
-    artifacts = repo_root() / "mlartifacts"
-    local = tracking_uri.startswith("sqlite:") or "://" not in tracking_uri
-    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri() if local else None)
+    database = _sqlite_path(tracking_uri)
+    artifacts = (database.parent / "mlartifacts").as_uri() if database else None
+    return mlflow.create_experiment(name, artifact_location=artifacts)
 
 
 def _mark_model_development(experiment_id: str) -> None:

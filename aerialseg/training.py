@@ -46,6 +46,8 @@ def train(layout: Layout, params: Params) -> dict:
     train_x, train_y = open_patches(patches.images("train"), patches.labels("train"), num_classes)
     val_x, val_y = open_patches(patches.images("val"), patches.labels("val"), num_classes)
     class_weights = training_class_weights(layout, params)
+    tracking_uri, origin = tracking.tracking_uri_and_origin(params.mlflow.tracking_uri, layout.root)
+    tracking.check_store(tracking_uri, origin)  # before anything is deleted or written
     checkpoint = Checkpoint(layout.checkpoint, fingerprint(params.model_dump(exclude=PARAMS_OUTSIDE_TRAINING),
                                                            train_x.shape, val_x.shape, code_digest(Path(__file__).parent)))
     resumed = checkpoint.load()
@@ -56,12 +58,11 @@ def train(layout: Layout, params: Params) -> dict:
         model, state = fresh_model(params, class_weights, math.ceil(len(train_x) / cfg.batch_size)), TrainingState()
         layout.snapshots.clear()
 
-    tracking_uri = tracking.resolve_tracking_uri(params.mlflow.tracking_uri)
     with tracking.start_run(tracking_uri, params.mlflow.experiment, state.run_id) as run:
-        state.run_id = run.info.run_id
-        if not resumed:
+        if run.info.run_id != state.run_id:  # a new run: a fresh training, or the old run is gone
+            state.run_id = run.info.run_id
             mlflow.log_params(tracking.flatten(params.model_dump()))
-            mlflow.set_tag("git_commit", tracking.git_commit())
+            mlflow.set_tag("git_commit", tracking.git_commit(layout.root))
         relog_missing_epochs(state)
         val_tile = read_split(patches.splits, "val")[0]
         val_photo = read_image(layout.resized.photo(val_tile))[..., :3]
