@@ -27,8 +27,8 @@ step, and breaks on non-square photos.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -51,9 +51,18 @@ TTA_TRANSFORMS: dict[str, tuple[Transform, ...]] = {
 }
 
 
-def predict_probabilities(image: np.ndarray, predict_batch: PredictBatch, window: int, num_classes: int,
-                          mode: str = "smooth", subdivisions: int = 2, window_function: str = "spline",
-                          tta: str = "d4", batch_size: int = 16, progress: bool = False) -> np.ndarray:
+def predict_probabilities(
+    image: np.ndarray,
+    predict_batch: PredictBatch,
+    window: int,
+    num_classes: int,
+    mode: str = "smooth",
+    subdivisions: int = 2,
+    window_function: str = "spline",
+    tta: str = "d4",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> np.ndarray:
     """Class probabilities (H, W, K) float32 for an H x W x C image of any size.
 
     ``predict_batch`` maps a float32 (N, window, window, C) batch to (N, window, window, K)
@@ -64,10 +73,12 @@ def predict_probabilities(image: np.ndarray, predict_batch: PredictBatch, window
     grid = plan_grid(image.shape[0], image.shape[1], window, subdivisions if smooth else 1)
     profile = window_profile(window, window_function) if smooth else np.ones(window, np.float32)
     transforms = TTA_TRANSFORMS[tta] if smooth else TTA_TRANSFORMS["none"]
-    with tqdm(total=grid.count() * len(transforms), desc=f"{mode} windows", unit="window",
-              disable=not progress, leave=False) as bar:
-        total = _accumulate(image, grid, predict_batch, np.outer(profile, profile), transforms, num_classes,
-                            batch_size, bar)
+    with tqdm(
+        total=grid.count() * len(transforms), desc=f"{mode} windows", unit="window", disable=not progress, leave=False
+    ) as bar:
+        total = _accumulate(
+            image, grid, predict_batch, np.outer(profile, profile), transforms, num_classes, batch_size, bar
+        )
     row_sums, col_sums = weight_sums(grid, profile)
     total /= (row_sums * len(transforms))[:, None, None]
     total /= col_sums[None, :, None]
@@ -80,6 +91,7 @@ def probabilities_to_index(probabilities: np.ndarray) -> np.ndarray:
 
 
 # --- Window layout and weights ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -194,8 +206,17 @@ def _axis_weight_sum(grid: Grid, profile: np.ndarray, axis: int) -> np.ndarray:
 
 # --- Streaming --------------------------------------------------------------------------------
 
-def _accumulate(image: np.ndarray, grid: Grid, predict_batch: PredictBatch, weights: np.ndarray,
-                transforms: tuple[Transform, ...], num_classes: int, batch_size: int, bar: tqdm) -> np.ndarray:
+
+def _accumulate(
+    image: np.ndarray,
+    grid: Grid,
+    predict_batch: PredictBatch,
+    weights: np.ndarray,
+    transforms: tuple[Transform, ...],
+    num_classes: int,
+    batch_size: int,
+    bar: tqdm,
+) -> np.ndarray:
     """Sum of weighted, un-transformed window predictions over the image, (H, W, K) float32."""
     total = np.zeros(grid.image_shape + (num_classes,), dtype=np.float32)
     for batch in _batches(_windows(image, grid, transforms), batch_size):
@@ -214,7 +235,7 @@ def _windows(image: np.ndarray, grid: Grid, transforms: tuple[Transform, ...]) -
         strip = grid.padded_rows(image, y)
         for x in grid.starts(1):
             for transform in transforms:
-                yield y, x, transform, _apply(strip[:, x:x + grid.window], transform)
+                yield y, x, transform, _apply(strip[:, x : x + grid.window], transform)
 
 
 def _batches(jobs: Iterator, size: int) -> Iterator[list]:
@@ -227,8 +248,9 @@ def _predict(batch: list[tuple], predict_batch: PredictBatch, window: int, num_c
     predictions = np.asarray(predict_batch(pixels), dtype=np.float32)
     expected = (len(batch), window, window, num_classes)
     if predictions.shape != expected:
-        raise ValueError(f"predictor returned shape {predictions.shape} for a batch of shape {pixels.shape}; "
-                         f"expected {expected}")
+        raise ValueError(
+            f"predictor returned shape {predictions.shape} for a batch of shape {pixels.shape}; expected {expected}"
+        )
     return predictions
 
 
@@ -253,7 +275,8 @@ def _check_arguments(image, window, num_classes, mode, subdivisions, window_func
     if window_function not in WINDOW_FUNCTIONS:
         raise ValueError(f"unknown window function {window_function!r}: use one of {WINDOW_FUNCTIONS}")
     if window < 1 or num_classes < 1 or batch_size < 1:
-        raise ValueError(f"window ({window}), num_classes ({num_classes}) and batch_size ({batch_size}) "
-                         "must be positive")
+        raise ValueError(
+            f"window ({window}), num_classes ({num_classes}) and batch_size ({batch_size}) must be positive"
+        )
     if not 1 <= subdivisions <= window:
         raise ValueError(f"subdivisions must be between 1 and the window size {window}, got {subdivisions}")

@@ -63,8 +63,18 @@ class Checkpoint:
         with atomic_file(self.folder / model_name) as tmp:
             model.save(tmp)
         with atomic_file(self.folder / STATE) as tmp:
-            tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "model": model_name, "epoch": state.epoch,
-                                       "history": state.history, "run_id": state.run_id}, indent=1))
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "fingerprint": self.fingerprint,
+                        "model": model_name,
+                        "epoch": state.epoch,
+                        "history": state.history,
+                        "run_id": state.run_id,
+                    },
+                    indent=1,
+                )
+            )
         for old in self.folder.glob("epoch_*.keras"):
             if old.name != model_name:
                 old.unlink()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,11 +26,13 @@ def _one_of(module: str, choices: str) -> AfterValidator:
     never validate) should not pay; and a stage's code, as dvc.yaml tracks it, stays the modules
     it calls, not every module whose names its params are checked against.
     """
+
     def check(value: str) -> str:
         valid = tuple(getattr(importlib.import_module(module), choices))
         if value not in valid:
             raise ValueError(f"{value!r} is not one of {valid}")
         return value
+
     return AfterValidator(check)
 
 
@@ -77,8 +79,8 @@ class DataParams(Strict):
 
 
 class ResizeParams(Strict):
-    scale: Optional[float] = Field(default=1.0, gt=0)
-    size: Optional[tuple[int, int]] = None
+    scale: float | None = Field(default=1.0, gt=0)
+    size: tuple[int, int] | None = None
 
     @model_validator(mode="after")
     def _one_of_scale_or_size(self):
@@ -128,11 +130,15 @@ class TrainParams(Strict):
         if self.freeze_encoder_epochs and self.encoder == "none":
             raise ValueError("freeze_encoder_epochs needs a pretrained encoder (encoder is 'none')")
         if self.freeze_encoder_epochs >= self.epochs:
-            raise ValueError(f"freeze_encoder_epochs ({self.freeze_encoder_epochs}) must be below epochs "
-                             f"({self.epochs}), or the encoder is never fine-tuned")
+            raise ValueError(
+                f"freeze_encoder_epochs ({self.freeze_encoder_epochs}) must be below epochs "
+                f"({self.epochs}), or the encoder is never fine-tuned"
+            )
         if self.snapshot_every > self.epochs:
-            raise ValueError(f"snapshot_every ({self.snapshot_every}) is larger than epochs ({self.epochs}): "
-                             "no snapshot would ever be taken")
+            raise ValueError(
+                f"snapshot_every ({self.snapshot_every}) is larger than epochs ({self.epochs}): "
+                "no snapshot would ever be taken"
+            )
         return self
 
 
@@ -185,8 +191,11 @@ class Params(Strict):
         names_by_colour = defaultdict(list)
         for name, colour in classes.items():
             names_by_colour[colour].append(name)
-        clashes = [f"{_listed(names)} have the same colour {colour}"
-                   for colour, names in names_by_colour.items() if len(names) > 1]
+        clashes = [
+            f"{_listed(names)} have the same colour {colour}"
+            for colour, names in names_by_colour.items()
+            if len(names) > 1
+        ]
         if clashes:
             raise ValueError("; ".join(clashes) + ": a label colour can mean one class only, give each its own")
         return classes
@@ -201,8 +210,10 @@ class Params(Strict):
     @model_validator(mode="after")
     def _patches_fit_the_encoder(self):
         if self.train.encoder != "none" and self.patches.patch_size % 32:
-            raise ValueError(f"patches.patch_size ({self.patches.patch_size}) must be a multiple of 32 for "
-                             f"encoder {self.train.encoder!r} (its total stride)")
+            raise ValueError(
+                f"patches.patch_size ({self.patches.patch_size}) must be a multiple of 32 for "
+                f"encoder {self.train.encoder!r} (its total stride)"
+            )
         return self
 
     @property

@@ -39,8 +39,10 @@ def open_patches(images_path: str | Path, labels_path: str | Path, num_classes: 
     present = np.unique(labels)
     unknown = present[(present >= num_classes) & (present != IGNORE_INDEX)]
     if unknown.size:
-        raise PatchDataError(f"{labels_path}: holds class indices {unknown.tolist()} but params name "
-                             f"{num_classes} classes; rerun the patches stage after changing `classes`")
+        raise PatchDataError(
+            f"{labels_path}: holds class indices {unknown.tolist()} but params name "
+            f"{num_classes} classes; rerun the patches stage after changing `classes`"
+        )
     return images, labels
 
 
@@ -62,8 +64,17 @@ class PatchSequence(keras.utils.PyDataset):
     training sees exactly the batches an uninterrupted one would have seen.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = 0, first_epoch: int = 0, **kwargs):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        shuffle: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+        first_epoch: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
@@ -79,7 +90,7 @@ class PatchSequence(keras.utils.PyDataset):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index: int):
-        batch = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])
+        batch = np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
         images, labels = self.images[batch], self.labels[batch]
         if self.augment:
             images, labels = augment_d4(images, labels, np.random.default_rng([self.seed, self.epoch, index]))

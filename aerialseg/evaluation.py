@@ -15,8 +15,8 @@ The scores are also logged to the training's MLflow run, with the confusion heat
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 import mlflow
@@ -29,12 +29,12 @@ from aerialseg import plots, tracking
 from aerialseg.atomic import atomic_file, write_json, write_text
 from aerialseg.blending import MODES
 from aerialseg.config import Params
+from aerialseg.history import HISTORY_COLUMNS, read_history
 from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
 from aerialseg.metrics import confusion_matrix, confusion_rows, erode_boundaries, scores
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import read_split
-from aerialseg.history import HISTORY_COLUMNS, read_history
 
 # (tile, mode) -> (class-index map, description of where it came from, for error messages)
 MapSource = Callable[[str, str], tuple[np.ndarray, str]]
@@ -46,8 +46,10 @@ def evaluate(layout: Layout, params: Params) -> dict:
     names = params.palette.names
     labels = load_test_labels(layout, params)
     confusions = pooled_confusions(labels, saved_maps(layout), params.palette.num_classes, desc="test maps")
-    results = {mode: {**scores(cm, names, params.evaluate.without_classes), "confusion_matrix": cm.tolist()}
-               for mode, cm in confusions.items()}
+    results = {
+        mode: {**scores(cm, names, params.evaluate.without_classes), "confusion_matrix": cm.tolist()}
+        for mode, cm in confusions.items()
+    }
     table = with_history(snapshot_scores(layout, labels, params), read_history(layout.train_history))
     write_outputs(layout, results, confusions, table, names)
     log_to_training_run(layout, results, confusions, names)
@@ -80,18 +82,22 @@ def pooled_confusions(labels: Labels, map_source: MapSource, num_classes: int, d
 
 def saved_maps(layout: Layout) -> MapSource:
     """The class-index maps the predict stage wrote."""
+
     def read(tile: str, mode: str) -> tuple[np.ndarray, str]:
         path = layout.predictions.map(mode, tile, ".tif")
         return read_image(path)[..., 0], str(path)
+
     return read
 
 
 def snapshot_maps(layout: Layout, predictor: KerasPredictor, params: Params, epoch: int) -> MapSource:
     """Maps predicted by the model as it stands (a snapshot's weights loaded into it)."""
+
     def predict(tile: str, mode: str) -> tuple[np.ndarray, str]:
         photo = read_image(layout.resized.photo(tile))
         index = predict_map(predictor, photo, params.patches.patch_size, mode, params.predict)
         return index, f"snapshot of epoch {epoch}, {mode} map of tile {tile}"
+
     return predict
 
 
@@ -106,8 +112,12 @@ def snapshot_scores(layout: Layout, labels: Labels, params: Params) -> pd.DataFr
     rows = []
     for epoch in epochs:
         model.load_weights(layout.snapshots.weights(epoch))
-        totals = pooled_confusions(labels, snapshot_maps(layout, predictor, params, epoch),
-                                   params.palette.num_classes, desc=f"snapshot {epoch}")
+        totals = pooled_confusions(
+            labels,
+            snapshot_maps(layout, predictor, params, epoch),
+            params.palette.num_classes,
+            desc=f"snapshot {epoch}",
+        )
         rows.append([epoch, *(scores(totals[mode], params.palette.names)["miou"] for mode in MODES)])
     return pd.DataFrame(rows, columns=columns)
 
@@ -120,10 +130,14 @@ def with_history(table: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 def snapshots_markdown(table: pd.DataFrame, snapshots: Path) -> str:
     """The snapshot table as Markdown, or a sentence saying why there is none."""
     if table.empty:
-        return (f"# Snapshots\n\nNo snapshots were found in {snapshots}/ (the train stage writes one every "
-                "`train.snapshot_every` epochs), so there is no table of test scores per epoch.\n")
-    return ("# Snapshots\n\nTest-set mean IoU of the weights saved during training, beside that epoch's "
-            "training and validation scores.\n\n" + plots.markdown_table(table) + "\n")
+        return (
+            f"# Snapshots\n\nNo snapshots were found in {snapshots}/ (the train stage writes one every "
+            "`train.snapshot_every` epochs), so there is no table of test scores per epoch.\n"
+        )
+    return (
+        "# Snapshots\n\nTest-set mean IoU of the weights saved during training, beside that epoch's "
+        "training and validation scores.\n\n" + plots.markdown_table(table) + "\n"
+    )
 
 
 def write_outputs(layout: Layout, results: dict, confusions: dict, table: pd.DataFrame, class_names) -> None:
@@ -141,8 +155,13 @@ def mlflow_metrics(results: dict) -> dict[str, float]:
     flat = {}
     for mode, summary in results.items():
         flat.update({f"test_{mode}_{key}": value for key, value in summary.items() if isinstance(value, float)})
-        flat.update({f"test_{mode}_iou_{name}": values["iou"] for name, values in summary["per_class"].items()
-                     if values["iou"] is not None})
+        flat.update(
+            {
+                f"test_{mode}_iou_{name}": values["iou"]
+                for name, values in summary["per_class"].items()
+                if values["iou"] is not None
+            }
+        )
     return flat
 
 

@@ -35,11 +35,15 @@ class KerasPredictor:
     def __init__(self, model, num_classes: int):
         input_shape, output_shape = model.input_shape, model.output_shape
         if not isinstance(input_shape, tuple) or not isinstance(output_shape, tuple):
-            raise ValueError(f"model {model.name!r}: expected one input and one output, got input shape "
-                             f"{input_shape} and output shape {output_shape}")
+            raise ValueError(
+                f"model {model.name!r}: expected one input and one output, got input shape "
+                f"{input_shape} and output shape {output_shape}"
+            )
         if output_shape[-1] != num_classes:
-            raise ValueError(f"model {model.name!r} outputs {output_shape[-1]} classes per pixel, but "
-                             f"{num_classes} classes are expected (output shape {output_shape})")
+            raise ValueError(
+                f"model {model.name!r} outputs {output_shape[-1]} classes per pixel, but "
+                f"{num_classes} classes are expected (output shape {output_shape})"
+            )
         self.model = model
         self.channels = input_shape[-1]
         self.num_classes = num_classes
@@ -55,22 +59,40 @@ def fit_channels(image: np.ndarray, channels: int, source: str = "image") -> np.
         return image
     if available > channels == 3:
         return image[..., :3]
-    raise ValueError(f"{source}: has {available} channel(s) but the model takes {channels}"
-                     + ("" if available < channels else "; only extra channels beyond RGB are dropped"))
+    raise ValueError(
+        f"{source}: has {available} channel(s) but the model takes {channels}"
+        + ("" if available < channels else "; only extra channels beyond RGB are dropped")
+    )
 
 
-def predict_map(predictor: KerasPredictor, image: np.ndarray, window: int, mode: str, options: PredictParams,
-                progress: bool = False) -> np.ndarray:
+def predict_map(
+    predictor: KerasPredictor, image: np.ndarray, window: int, mode: str, options: PredictParams, progress: bool = False
+) -> np.ndarray:
     """Class-index map (uint8) of ``image``, plain or smooth-blended with the ``predict`` settings."""
     probabilities = predict_probabilities(
-        image, predictor, window, predictor.num_classes, mode=mode, subdivisions=options.subdivisions,
-        window_function=options.window_function, tta=options.tta, batch_size=options.batch_size,
-        progress=progress)
+        image,
+        predictor,
+        window,
+        predictor.num_classes,
+        mode=mode,
+        subdivisions=options.subdivisions,
+        window_function=options.window_function,
+        tta=options.tta,
+        batch_size=options.batch_size,
+        progress=progress,
+    )
     return probabilities_to_index(probabilities)
 
 
-def write_tile_predictions(photo: str | Path, tile: str, predictor: KerasPredictor, palette: Palette,
-                           out: PredictionFolder, window: int, options: PredictParams) -> None:
+def write_tile_predictions(
+    photo: str | Path,
+    tile: str,
+    predictor: KerasPredictor,
+    palette: Palette,
+    out: PredictionFolder,
+    window: int,
+    options: PredictParams,
+) -> None:
     """Predict one photo in each mode; write the colour PNG and the class-index TIF of each.
 
     The TIF keeps the photo's GeoTIFF tags, so the map lies on the photo in a GIS.
@@ -93,5 +115,6 @@ def predict_test_tiles(layout: Layout, palette: Palette, window: int, options: P
     predictor = KerasPredictor(keras.saving.load_model(layout.model), palette.num_classes)
     with atomic_dir(layout.predictions.path) as staging:
         for tile in tqdm(tiles, desc="predict", unit="tile"):
-            write_tile_predictions(layout.resized.photo(tile), tile, predictor, palette, PredictionFolder(staging),
-                                   window, options)
+            write_tile_predictions(
+                layout.resized.photo(tile), tile, predictor, palette, PredictionFolder(staging), window, options
+            )

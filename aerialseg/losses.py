@@ -12,7 +12,7 @@ so a ``model.keras`` saved with its compile state reloads after ``import aerials
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
@@ -25,8 +25,9 @@ EPSILON = 1e-5  # the smoothing of segmentation_models: an empty class scores a 
 class _MaskedSegmentationLoss(keras.losses.Loss):
     """Shared parts: validated settings, config, and one-hot targets with a validity mask."""
 
-    def __init__(self, num_classes: int, class_weights: Optional[Sequence[float]] = None,
-                 ignore_index: int = IGNORE_INDEX, **kwargs):
+    def __init__(
+        self, num_classes: int, class_weights: Sequence[float] | None = None, ignore_index: int = IGNORE_INDEX, **kwargs
+    ):
         super().__init__(**kwargs)
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
@@ -41,8 +42,12 @@ class _MaskedSegmentationLoss(keras.losses.Loss):
         self.ignore_index = ignore_index
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
-                "class_weights": self.class_weights, "ignore_index": self.ignore_index}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "class_weights": self.class_weights,
+            "ignore_index": self.ignore_index,
+        }
 
     def _targets(self, y_true, y_pred):
         """(one-hot targets, valid-pixel mask (N,H,W,1), probabilities) in float32."""
@@ -79,9 +84,16 @@ class DiceFocalLoss(_MaskedSegmentationLoss):
     class-weighted mean over valid pixels.
     """
 
-    def __init__(self, num_classes: int, class_weights: Optional[Sequence[float]] = None,
-                 ignore_index: int = IGNORE_INDEX, gamma: float = 2.0, alpha: float = 0.25,
-                 name: str = "dice_focal", **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        class_weights: Sequence[float] | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        name: str = "dice_focal",
+        **kwargs,
+    ):
         super().__init__(num_classes, class_weights, ignore_index, name=name, **kwargs)
         self.gamma = gamma
         self.alpha = alpha
@@ -110,8 +122,14 @@ class DiceFocalLoss(_MaskedSegmentationLoss):
 class MaskedCrossEntropy(_MaskedSegmentationLoss):
     """Sparse categorical cross-entropy over valid pixels, optionally class-weighted."""
 
-    def __init__(self, num_classes: int, class_weights: Optional[Sequence[float]] = None,
-                 ignore_index: int = IGNORE_INDEX, name: str = "masked_crossentropy", **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        class_weights: Sequence[float] | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        name: str = "masked_crossentropy",
+        **kwargs,
+    ):
         super().__init__(num_classes, class_weights, ignore_index, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -122,7 +140,7 @@ class MaskedCrossEntropy(_MaskedSegmentationLoss):
 LOSSES = {"dice_focal": DiceFocalLoss, "crossentropy": MaskedCrossEntropy}
 
 
-def make_loss(name: str, num_classes: int, class_weights: Optional[Sequence[float]] = None) -> keras.losses.Loss:
+def make_loss(name: str, num_classes: int, class_weights: Sequence[float] | None = None) -> keras.losses.Loss:
     """The loss called ``name`` (the ``train.loss`` parameter)."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")

@@ -9,7 +9,7 @@ of per-tile scores).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import keras
@@ -22,8 +22,13 @@ _BYTE_VALUES = 256
 _BLOCK = 1 << 20  # pixels counted at once: bincount's int64 copy of a block stays in cache
 
 
-def confusion_matrix(label: np.ndarray, prediction: np.ndarray, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX, source: str = "prediction") -> np.ndarray:
+def confusion_matrix(
+    label: np.ndarray,
+    prediction: np.ndarray,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    source: str = "prediction",
+) -> np.ndarray:
     """Count pixels per (true class, predicted class): a K x K int64 matrix, rows = truth.
 
     Pixels labelled ``ignore_index`` are not counted. Both maps hold byte values, so each pixel
@@ -37,10 +42,10 @@ def confusion_matrix(label: np.ndarray, prediction: np.ndarray, num_classes: int
         raise ValueError(f"{source}: label shape {label.shape} and prediction shape {prediction.shape} differ")
     label = _as_bytes(label, "label", source).ravel()
     prediction = _as_bytes(prediction, "prediction", source).ravel()
-    pairs = np.zeros(_BYTE_VALUES ** 2, np.int64)
+    pairs = np.zeros(_BYTE_VALUES**2, np.int64)
     for start in range(0, label.size, _BLOCK):
-        codes = (label[start:start + _BLOCK].astype(np.uint16) << 8) | prediction[start:start + _BLOCK]
-        pairs += np.bincount(codes, minlength=_BYTE_VALUES ** 2)
+        codes = (label[start : start + _BLOCK].astype(np.uint16) << 8) | prediction[start : start + _BLOCK]
+        pairs += np.bincount(codes, minlength=_BYTE_VALUES**2)
     pairs = pairs.reshape(_BYTE_VALUES, _BYTE_VALUES)
     pairs[ignore_index] = 0
     _refuse_out_of_range(pairs, num_classes, source)
@@ -60,12 +65,16 @@ def _as_bytes(values: np.ndarray, what: str, source: str) -> np.ndarray:
 def _refuse_out_of_range(pairs: np.ndarray, num_classes: int, source: str) -> None:
     bad_labels = np.flatnonzero(pairs[num_classes:].sum(axis=1)) + num_classes
     if bad_labels.size:
-        raise ValueError(f"{source}: label holds class value(s) {bad_labels.tolist()}, "
-                         f"but there are only {num_classes} classes (0..{num_classes - 1})")
+        raise ValueError(
+            f"{source}: label holds class value(s) {bad_labels.tolist()}, "
+            f"but there are only {num_classes} classes (0..{num_classes - 1})"
+        )
     bad_predictions = np.flatnonzero(pairs[:, num_classes:].sum(axis=0)) + num_classes
     if bad_predictions.size:
-        raise ValueError(f"{source}: prediction holds class value(s) {bad_predictions.tolist()}, "
-                         f"but there are only {num_classes} classes (0..{num_classes - 1})")
+        raise ValueError(
+            f"{source}: prediction holds class value(s) {bad_predictions.tolist()}, "
+            f"but there are only {num_classes} classes (0..{num_classes - 1})"
+        )
 
 
 def scores(cm: np.ndarray, class_names: Sequence[str], exclude: Sequence[str] = ()) -> dict:
@@ -74,9 +83,10 @@ def scores(cm: np.ndarray, class_names: Sequence[str], exclude: Sequence[str] = 
     Keys: ``oa``, ``miou``, ``mf1`` over all classes, and, when ``exclude`` names classes (say
     ``["clutter"]``), ``oa_no_clutter``, ``miou_no_clutter``, ``mf1_no_clutter`` without them (the
     ISPRS convention: clutter is rare and ill-defined; its pixels are left out of the overall
-    accuracy, while predicting clutter for another class still counts as an error). ``per_class`` maps each class name to its scores and
-    ``support`` (true pixels). A score whose denominator is zero (a class absent from both label
-    and prediction) is None and left out of the means, so the result can go straight into JSON.
+    accuracy, while predicting clutter for another class still counts as an error). ``per_class``
+    maps each class name to its scores and ``support`` (true pixels). A score whose denominator is
+    zero (a class absent from both label and prediction) is None and left out of the means, so the
+    result can go straight into JSON.
     """
     cm = np.asarray(cm, dtype=np.float64)
     if cm.shape != (len(class_names), len(class_names)):
@@ -108,9 +118,11 @@ def without_suffix(exclude: Sequence[str]) -> str:
 
 def _means(true_positive, truth, per_class: dict, kept: np.ndarray, suffix: str) -> dict:
     """OA, mean IoU and mean F1 over the ``kept`` classes, under keys ending in ``suffix``."""
-    return {f"oa{suffix}": _ratio(true_positive[kept].sum(), truth[kept].sum()),
-            f"miou{suffix}": _nanmean(per_class["iou"][kept]),
-            f"mf1{suffix}": _nanmean(per_class["f1"][kept])}
+    return {
+        f"oa{suffix}": _ratio(true_positive[kept].sum(), truth[kept].sum()),
+        f"miou{suffix}": _nanmean(per_class["iou"][kept]),
+        f"mf1{suffix}": _nanmean(per_class["f1"][kept]),
+    }
 
 
 def _ratio(numerator, denominator):
@@ -142,8 +154,9 @@ def confusion_rows(cm: np.ndarray, class_names: Sequence[str], max_rows: int = 2
     repeats = np.rint(cm * scale).astype(np.int64).ravel()
     names = np.asarray(class_names, dtype=object)
     actual, predicted = np.divmod(np.arange(cm.size), cm.shape[1])
-    return pd.DataFrame({"actual": np.repeat(names[actual], repeats),
-                         "predicted": np.repeat(names[predicted], repeats)})
+    return pd.DataFrame(
+        {"actual": np.repeat(names[actual], repeats), "predicted": np.repeat(names[predicted], repeats)}
+    )
 
 
 def erode_boundaries(label: np.ndarray, radius: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -173,6 +186,7 @@ def training_metrics(num_classes: int) -> list[keras.metrics.Metric]:
     """
     return [
         keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-        keras.metrics.MeanIoU(num_classes=num_classes, sparse_y_true=True, sparse_y_pred=False,
-                              ignore_class=IGNORE_INDEX, name="jaccard"),
+        keras.metrics.MeanIoU(
+            num_classes=num_classes, sparse_y_true=True, sparse_y_pred=False, ignore_class=IGNORE_INDEX, name="jaccard"
+        ),
     ]

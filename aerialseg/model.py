@@ -23,9 +23,9 @@ convolutional.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 from keras import layers
@@ -68,8 +68,12 @@ BACKBONES = {
     "efficientnetb0": Backbone(
         keras.applications.EfficientNetB0,
         keras.applications.efficientnet.preprocess_input,
-        ("block2a_expand_activation", "block3a_expand_activation", "block4a_expand_activation",
-         "block6a_expand_activation"),
+        (
+            "block2a_expand_activation",
+            "block3a_expand_activation",
+            "block4a_expand_activation",
+            "block6a_expand_activation",
+        ),
         "top_activation",
         "efficientnetb0_notop.h5",
     ),
@@ -110,9 +114,15 @@ class ImagenetPreprocessing(layers.Layer):
         return {**super().get_config(), "encoder": self.encoder}
 
 
-def build_unet(num_classes: int, encoder: str = "none", encoder_weights: str = "none",
-               base_filters: int = 16, batch_norm: bool = True, dropout: float = 0.0,
-               input_shape: tuple = (None, None, 3)) -> keras.Model:
+def build_unet(
+    num_classes: int,
+    encoder: str = "none",
+    encoder_weights: str = "none",
+    base_filters: int = 16,
+    batch_norm: bool = True,
+    dropout: float = 0.0,
+    input_shape: tuple = (None, None, 3),
+) -> keras.Model:
     """Build a U-Net returning per-pixel softmax probabilities over ``num_classes`` classes.
 
     ``encoder_weights`` only applies to a pretrained encoder: ``"imagenet"`` (Keras downloads
@@ -123,11 +133,13 @@ def build_unet(num_classes: int, encoder: str = "none", encoder_weights: str = "
     """
     _check_choice("encoder", encoder, ENCODERS)
     if encoder == "none" and encoder_weights != "none":
-        raise ValueError(f"encoder_weights={encoder_weights!r} needs a pretrained encoder; "
-                         f"choose one of {', '.join(BACKBONES)} or set encoder_weights to 'none'")
+        raise ValueError(
+            f"encoder_weights={encoder_weights!r} needs a pretrained encoder; "
+            f"choose one of {', '.join(BACKBONES)} or set encoder_weights to 'none'"
+        )
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    stride = 2 ** CLASSIC_DEPTH if encoder == "none" else 32
+    stride = 2**CLASSIC_DEPTH if encoder == "none" else 32
     _check_input_shape(input_shape, stride)
     block = _ConvBlocks(batch_norm, dropout)
     inputs = keras.Input(shape=input_shape, name="rgb")
@@ -155,9 +167,11 @@ def set_encoder_trainable(model: keras.Model, trainable: bool) -> None:
     try:
         encoder = model.get_layer(ENCODER_SUBMODEL)
     except ValueError:
-        raise ValueError(f"model {model.name!r} has no pretrained encoder (a sub-model named "
-                         f"{ENCODER_SUBMODEL!r}); only U-Nets built with an encoder other than "
-                         "'none' can be frozen") from None
+        raise ValueError(
+            f"model {model.name!r} has no pretrained encoder (a sub-model named "
+            f"{ENCODER_SUBMODEL!r}); only U-Nets built with an encoder other than "
+            "'none' can be frozen"
+        ) from None
     encoder.trainable = trainable
 
 
@@ -183,8 +197,7 @@ class _ConvBlocks:
         return self.double_conv(x, filters)
 
     def _conv(self, x, filters: int):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=not self.batch_norm,
-                          kernel_initializer="he_normal")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not self.batch_norm, kernel_initializer="he_normal")(x)
         if self.batch_norm:
             # momentum 0.9, not Keras' 0.99: a run of a few hundred steps must leave moving statistics
             # that match the weights, or validation and prediction lag far behind training
@@ -196,12 +209,12 @@ def _classic_unet_body(inputs, base_filters: int, block: _ConvBlocks):
     x = layers.Rescaling(1 / 255, name="scale_0_1")(inputs)
     skips = []
     for level in range(CLASSIC_DEPTH):
-        x = block.double_conv(x, base_filters * 2 ** level)
+        x = block.double_conv(x, base_filters * 2**level)
         skips.append(x)
         x = layers.MaxPooling2D(2)(x)
-    x = block.double_conv(x, base_filters * 2 ** CLASSIC_DEPTH)
+    x = block.double_conv(x, base_filters * 2**CLASSIC_DEPTH)
     for level in reversed(range(CLASSIC_DEPTH)):
-        x = block.up(x, skips[level], base_filters * 2 ** level)
+        x = block.up(x, skips[level], base_filters * 2**level)
     return x
 
 
@@ -210,7 +223,7 @@ def _backbone_unet_body(inputs, encoder: str, encoder_weights: str, base_filters
     *skips, x = _build_encoder(encoder, encoder_weights)(x)
     # Decoder filters 16b, 8b, 4b, 2b: the segmentation_models defaults (256 .. 32) for b = 16.
     for level, skip in zip(range(len(skips), 0, -1), reversed(skips)):
-        x = block.up(x, skip, base_filters * 2 ** level)
+        x = block.up(x, skip, base_filters * 2**level)
     return block.up(x, None, base_filters)  # stride 2 -> full resolution, no encoder features there
 
 
@@ -236,17 +249,21 @@ def _load_backbone(encoder: str, backbone: Backbone, encoder_weights: str) -> ke
             raise EncoderWeightsError(
                 f"could not get the ImageNet weights of {encoder} ({error}). Without internet, "
                 f"download that file elsewhere and put {backbone.imagenet_file} into the folder "
-                f"{folder} (Keras' cache), or set encoder_weights to the path of a local weights file") from error
+                f"{folder} (Keras' cache), or set encoder_weights to the path of a local weights file"
+            ) from error
     path = Path(encoder_weights)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: encoder weights file not found (encoder_weights must be "
-                                "'imagenet', 'none' or the path of a weights file)")
+        raise FileNotFoundError(
+            f"{path}: encoder weights file not found (encoder_weights must be "
+            "'imagenet', 'none' or the path of a weights file)"
+        )
     try:
         return construct(str(path))
     except Exception as error:  # h5py, Keras' format dispatch and shape checks all raise differently
         detail = " ".join(str(error).split())[:300]  # Keras lists every mismatched layer
-        raise EncoderWeightsError(f"{path}: cannot load {encoder} weights from this file "
-                                  f"({type(error).__name__}: {detail})") from error
+        raise EncoderWeightsError(
+            f"{path}: cannot load {encoder} weights from this file ({type(error).__name__}: {detail})"
+        ) from error
 
 
 MODELS = {"unet": build_unet}
@@ -262,5 +279,6 @@ def _check_input_shape(input_shape: tuple, stride: int) -> None:
         raise ValueError(f"input_shape must be (height, width, 3) for RGB, got {input_shape}")
     for side in input_shape[:2]:
         if side is not None and side % stride:
-            raise ValueError(f"input_shape {input_shape}: height and width must be multiples of {stride} "
-                             "for this model")
+            raise ValueError(
+                f"input_shape {input_shape}: height and width must be multiples of {stride} for this model"
+            )

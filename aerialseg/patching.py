@@ -26,8 +26,9 @@ def make_patches(layout: Layout, params: Params) -> dict[str, list[str]]:
     palette, cfg, split = params.palette, params.patches, params.patches.split
     ignore_unknown = params.data.ignore_unknown_colours
     manifest = read_manifest(layout.resized.manifest)
-    splits = split_tiles(list(manifest["tile"]), split.train, split.val, split.test, split.val_fraction,
-                         split.test_fraction, split.seed)
+    splits = split_tiles(
+        list(manifest["tile"]), split.train, split.val, split.test, split.val_fraction, split.test_fraction, split.seed
+    )
     counts = {}
     with atomic_dir(layout.patches.path) as staging:
         out = PatchFolder(staging)
@@ -43,8 +44,15 @@ def make_patches(layout: Layout, params: Params) -> dict[str, list[str]]:
     return splits
 
 
-def write_split_patches(out: PatchFolder, split: str, manifest: pd.DataFrame, resized: TileFolder,
-                        cfg: PatchParams, palette: Palette, ignore_unknown: bool) -> np.ndarray:
+def write_split_patches(
+    out: PatchFolder,
+    split: str,
+    manifest: pd.DataFrame,
+    resized: TileFolder,
+    cfg: PatchParams,
+    palette: Palette,
+    ignore_unknown: bool,
+) -> np.ndarray:
     """Write the split's images and labels .npy; return its class pixel counts."""
     sizes = manifest.set_index("tile").loc[:, ["height", "width"]]
     tiles = list(manifest["tile"])
@@ -59,8 +67,8 @@ def write_split_patches(out: PatchFolder, split: str, manifest: pd.DataFrame, re
         label = read_label(resized.label(tile), palette, ignore_unknown)
         image_patches = extract_patches(photo, side, cfg.step, cfg.edge, source=f"tile {tile}")
         label_patches = extract_patches(label, side, cfg.step, cfg.edge, source=f"tile {tile}")
-        images[start:start + len(image_patches)] = image_patches
-        labels[start:start + len(label_patches)] = label_patches
+        images[start : start + len(image_patches)] = image_patches
+        labels[start : start + len(label_patches)] = label_patches
         start += len(image_patches)
         counts += class_pixel_counts(label, palette.num_classes)
     images.flush()

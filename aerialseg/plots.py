@@ -9,8 +9,8 @@ Markdown report go through pandas (``markdown_table``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -25,8 +25,8 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from aerialseg.palette import Palette
 from aerialseg.atomic import atomic_file
+from aerialseg.palette import Palette
 
 DPI = 110
 _MACRO_BLOCK = 16  # H.264 encoders want frame sides that are multiples of 16
@@ -53,11 +53,16 @@ def training_curves_figure(history: pd.DataFrame) -> Figure:
     return figure
 
 
-def comparison_figure(photo: np.ndarray, truth: np.ndarray, plain: np.ndarray, smooth: np.ndarray,
-                      palette: Palette, title: str = "") -> Figure:
+def comparison_figure(
+    photo: np.ndarray, truth: np.ndarray, plain: np.ndarray, smooth: np.ndarray, palette: Palette, title: str = ""
+) -> Figure:
     """Photo | ground truth | plain prediction | smooth prediction, with a legend of classes."""
-    panels = {"photo": photo, "ground truth": truth, "plain (tiles side by side)": plain,
-              "smooth (blended windows)": smooth}
+    panels = {
+        "photo": photo,
+        "ground truth": truth,
+        "plain (tiles side by side)": plain,
+        "smooth (blended windows)": smooth,
+    }
     aspect = photo.shape[0] / photo.shape[1]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2 * aspect + 1.2))
     for axis, (name, picture) in zip(axes, panels.items()):
@@ -68,8 +73,9 @@ def comparison_figure(photo: np.ndarray, truth: np.ndarray, plain: np.ndarray, s
     return figure
 
 
-def snapshot_grid_figure(truth: np.ndarray, snapshots: Sequence[tuple[int, np.ndarray, np.ndarray]],
-                         palette: Palette, title: str = "") -> Figure:
+def snapshot_grid_figure(
+    truth: np.ndarray, snapshots: Sequence[tuple[int, np.ndarray, np.ndarray]], palette: Palette, title: str = ""
+) -> Figure:
     """One row per snapshot epoch: ground truth, plain and smooth map of the same tile."""
     row_height = 3.3 * truth.shape[0] / truth.shape[1] + 0.3
     figure, axes = plt.subplots(len(snapshots), 3, figsize=(10, row_height * len(snapshots) + 0.8), squeeze=False)
@@ -92,8 +98,15 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], title: str = ""
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (row, column), share in np.ndenumerate(shares):
         if not np.isnan(share):
-            axis.text(column, row, f"{share:.0%}", ha="center", va="center", fontsize=9,
-                      color="white" if share > 0.5 else "black")
+            axis.text(
+                column,
+                row,
+                f"{share:.0%}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if share > 0.5 else "black",
+            )
     ticks = np.arange(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=40, ha="right")
     axis.set_yticks(ticks, class_names)
@@ -123,8 +136,9 @@ def class_distribution_figure(counts: dict[str, dict[str, int]], palette: Palett
     return figure
 
 
-def class_distribution_chart(counts: dict[str, dict[str, int]], path: str | Path,
-                             palette: Palette | None = None) -> None:
+def class_distribution_chart(
+    counts: dict[str, dict[str, int]], path: str | Path, palette: Palette | None = None
+) -> None:
     """Save the class-distribution bar chart of ``counts`` ({split: {class: pixels}}) to ``path``."""
     save_figure(class_distribution_figure(counts, palette), path)
 
@@ -153,16 +167,16 @@ def write_animation(frames: Sequence[np.ndarray], path: str | Path, fps: float) 
         if path.suffix.lower() == ".gif":
             imageio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
         else:
-            with imageio_v2.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264",
-                                       pixelformat="yuv420p", macro_block_size=_MACRO_BLOCK) as writer:
+            with imageio_v2.get_writer(
+                tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=_MACRO_BLOCK
+            ) as writer:
                 for frame in frames:
                     writer.append_data(frame)
 
 
 def markdown_table(table: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """A table for the Markdown report; integers stay integers, missing values are empty cells."""
-    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=floatfmt,
-                                                                       missingval="")
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=floatfmt, missingval="")
 
 
 def _show(axis, picture: np.ndarray, title: str) -> None:
@@ -174,8 +188,10 @@ def _show(axis, picture: np.ndarray, title: str) -> None:
 
 
 def _add_legend(figure: Figure, palette: Palette) -> None:
-    handles = [Patch(facecolor=np.asarray(colour) / 255, edgecolor="black", label=name)
-               for name, colour in zip(palette.names, palette.colours)]
+    handles = [
+        Patch(facecolor=np.asarray(colour) / 255, edgecolor="black", label=name)
+        for name, colour in zip(palette.names, palette.colours)
+    ]
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
 
 

@@ -17,12 +17,12 @@ from aerialseg import plots
 from aerialseg.atomic import atomic_dir, read_json, write_text
 from aerialseg.blending import MODES
 from aerialseg.config import Params
+from aerialseg.history import read_history
 from aerialseg.layout import Layout
 from aerialseg.metrics import without_suffix
 from aerialseg.palette import Palette
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import read_split
-from aerialseg.history import read_history
 
 SUMMARY_LABELS = {"oa": "OA", "miou": "mIoU", "mf1": "mF1"}
 
@@ -56,25 +56,30 @@ def truth_colours(layout: Layout, tile: str, params: Params) -> np.ndarray:
 def tile_comparison(layout: Layout, tile: str, params: Params):
     photo = read_image(layout.resized.photo(tile))[..., :3]
     plain, smooth = (read_image(layout.predictions.map(mode, tile, ".png")) for mode in MODES)
-    return plots.comparison_figure(photo, truth_colours(layout, tile, params), plain, smooth, params.palette,
-                                   f"test tile {tile}")
+    return plots.comparison_figure(
+        photo, truth_colours(layout, tile, params), plain, smooth, params.palette, f"test tile {tile}"
+    )
 
 
-def draw_figures(out: Path, layout: Layout, params: Params, tiles: dict, evaluation: dict,
-                 snapshots: list[Snapshot]) -> None:
+def draw_figures(
+    out: Path, layout: Layout, params: Params, tiles: dict, evaluation: dict, snapshots: list[Snapshot]
+) -> None:
     palette: Palette = params.palette
     plots.save_figure(plots.training_curves_figure(read_history(layout.train_history)), out / "curves.png")
     for mode in MODES:
         cm = np.asarray(evaluation[mode]["confusion_matrix"])
-        plots.save_figure(plots.confusion_figure(cm, palette.names, f"Test confusion, {mode}"),
-                          out / f"confusion_{mode}.png")
+        plots.save_figure(
+            plots.confusion_figure(cm, palette.names, f"Test confusion, {mode}"), out / f"confusion_{mode}.png"
+        )
     for tile in tqdm(tiles["test"], desc="comparisons", unit="tile"):
         plots.save_figure(tile_comparison(layout, tile, params), out / f"{tile}_comparison.png")
     if snapshots:
         val_tile = tiles["val"][0]
         truth = truth_colours(layout, val_tile, params)
-        plots.save_figure(plots.snapshot_grid_figure(truth, snapshots, palette, f"Validation tile {val_tile}"),
-                          out / "snapshot_grid.png")
+        plots.save_figure(
+            plots.snapshot_grid_figure(truth, snapshots, palette, f"Validation tile {val_tile}"),
+            out / "snapshot_grid.png",
+        )
         frames = plots.progress_frames(truth, [(epoch, smooth) for epoch, _, smooth in snapshots])
         for name in ("progress.mp4", "progress.gif"):
             plots.write_animation(frames, out / name, params.report.video_fps)
@@ -89,19 +94,27 @@ def summary_labels(without_classes: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
-def report_markdown(evaluation: dict, params: Params, tiles: dict, snapshots: list[Snapshot],
-                    snapshot_markdown: str) -> str:
+def report_markdown(
+    evaluation: dict, params: Params, tiles: dict, snapshots: list[Snapshot], snapshot_markdown: str
+) -> str:
     """metrics/report.md: scores, then pictures, linked relative to metrics/."""
     names = params.palette.names
     labels = summary_labels(params.evaluate.without_classes)
-    summary = pd.DataFrame([{"mode": mode, **{label: evaluation[mode][key] for key, label in labels.items()}}
-                            for mode in MODES])
-    per_class = pd.DataFrame({"class": names, **{f"IoU {mode}": [evaluation[mode]["per_class"][name]["iou"]
-                                                                 for name in names] for mode in MODES}})
+    summary = pd.DataFrame(
+        [{"mode": mode, **{label: evaluation[mode][key] for key, label in labels.items()}} for mode in MODES]
+    )
+    per_class = pd.DataFrame(
+        {
+            "class": names,
+            **{f"IoU {mode}": [evaluation[mode]["per_class"][name]["iou"] for name in names] for mode in MODES},
+        }
+    )
     snapshot_part = snapshot_markdown.replace("# Snapshots", "## Snapshots", 1)
     if snapshots:
-        snapshot_part += ("\n![Snapshot maps](figures/snapshot_grid.png)\n\n![Progress](figures/progress.gif)\n\n"
-                          "The same as a video: [progress.mp4](figures/progress.mp4)\n")
+        snapshot_part += (
+            "\n![Snapshot maps](figures/snapshot_grid.png)\n\n![Progress](figures/progress.gif)\n\n"
+            "The same as a video: [progress.mp4](figures/progress.mp4)\n"
+        )
     comparisons = "\n".join(f"![Test tile {tile}](figures/{tile}_comparison.png)\n" for tile in tiles["test"])
     return f"""# aerialseg report
 

@@ -27,8 +27,9 @@ class TileSizeError(ValueError):
     """A photo and its label picture differ in size."""
 
 
-def target_size(size_hw: tuple[int, int], scale: float | None = None,
-                size: tuple[int, int] | None = None) -> tuple[int, int]:
+def target_size(
+    size_hw: tuple[int, int], scale: float | None = None, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """(height, width) of a tile of ``size_hw`` after resizing: ``size`` [h, w] if given, else ``scale``."""
     if size is not None:
         return int(size[0]), int(size[1])
@@ -51,36 +52,59 @@ def resize_label(label: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(label, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
-def resize_dataset(raw: TileFolder, out: TileFolder, palette: Palette, scale: float | None = None,
-                   size: tuple[int, int] | None = None, ignore_unknown: bool = False,
-                   workers: int = 2) -> pd.DataFrame:
+def resize_dataset(
+    raw: TileFolder,
+    out: TileFolder,
+    palette: Palette,
+    scale: float | None = None,
+    size: tuple[int, int] | None = None,
+    ignore_unknown: bool = False,
+    workers: int = 2,
+) -> pd.DataFrame:
     """Resize every tile listed in ``raw``'s manifest into ``out`` (images/, labels/, manifest.csv)."""
     manifest = read_manifest(raw.manifest)
     with atomic_dir(out.path) as staging:
-        resize = functools.partial(_resize_tile, raw=raw, out=TileFolder(staging), palette=palette, scale=scale,
-                                   size=size, ignore_unknown=ignore_unknown)
+        resize = functools.partial(
+            _resize_tile,
+            raw=raw,
+            out=TileFolder(staging),
+            palette=palette,
+            scale=scale,
+            size=size,
+            ignore_unknown=ignore_unknown,
+        )
         # spawn, not fork: a forked copy of a process with OpenCV or TensorFlow threads can hang
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=cv2.setNumThreads, initargs=(1,)
+        ) as pool:
             try:
-                sizes = list(tqdm(pool.map(resize, manifest["tile"]), total=len(manifest), desc="resize",
-                                  unit="tile"))
+                sizes = list(tqdm(pool.map(resize, manifest["tile"]), total=len(manifest), desc="resize", unit="tile"))
             except BaseException:
                 pool.shutdown(cancel_futures=True)  # stop at the first bad tile instead of finishing all
                 raise
-        resized = write_manifest(TileFolder(staging).manifest,
-                                 manifest.assign(height=[h for h, _ in sizes], width=[w for _, w in sizes]))
+        resized = write_manifest(
+            TileFolder(staging).manifest, manifest.assign(height=[h for h, _ in sizes], width=[w for _, w in sizes])
+        )
     return resized
 
 
-def _resize_tile(tile: str, raw: TileFolder, out: TileFolder, palette: Palette, scale: float | None,
-                 size: tuple[int, int] | None, ignore_unknown: bool) -> tuple[int, int]:
+def _resize_tile(
+    tile: str,
+    raw: TileFolder,
+    out: TileFolder,
+    palette: Palette,
+    scale: float | None,
+    size: tuple[int, int] | None,
+    ignore_unknown: bool,
+) -> tuple[int, int]:
     """Resize one photo/label pair; return the new (height, width)."""
     photo_path, label_path = raw.photo(tile), raw.label(tile)
     photo, label = read_image(photo_path)[..., :3], read_image(label_path)[..., :3]
     if photo.shape[:2] != label.shape[:2]:
-        raise TileSizeError(f"tile {tile}: photo {photo_path} is {photo.shape[1]}x{photo.shape[0]} px but label "
-                            f"{label_path} is {label.shape[1]}x{label.shape[0]} px (width x height)")
+        raise TileSizeError(
+            f"tile {tile}: photo {photo_path} is {photo.shape[1]}x{photo.shape[0]} px but label "
+            f"{label_path} is {label.shape[1]}x{label.shape[0]} px (width x height)"
+        )
     size_hw = target_size(photo.shape[:2], scale, size)
     label = resize_label(label, size_hw)
     palette.rgb_to_index(label, source=f"{label_path} (resized)", ignore_unknown=ignore_unknown)

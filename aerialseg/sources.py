@@ -16,8 +16,8 @@ import tempfile
 import zipfile
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -112,9 +112,10 @@ def _fetch(url: str, part: Path, chunk: int) -> None:
 
 
 def _stream_to(part: Path, response: requests.Response, offset: int, total: int | None, chunk: int) -> None:
-    with open(part, "ab" if offset else "wb") as out, tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.stem
-    ) as bar:
+    with (
+        open(part, "ab" if offset else "wb") as out,
+        tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.stem) as bar,
+    ):
         for block in response.iter_content(chunk):
             out.write(block)
             bar.update(len(block))
@@ -164,8 +165,13 @@ def _extract(archive: Path, folder: Path, name: str) -> None:
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
-            with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True,
-                      unit_divisor=1024, desc=f"unzip {archive.name}") as bar:
+            with tqdm(
+                total=sum(m.file_size for m in members),
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"unzip {archive.name}",
+            ) as bar:
                 for member in members:
                     zipped.extract(member, folder)
                     bar.update(member.file_size)
@@ -215,14 +221,16 @@ def _check_pairs(photos: dict[str, list[Path]], labels: dict[str, list[Path]], f
             f"no Potsdam tiles (top_potsdam_<tile>_RGB.tif with top_potsdam_<tile>_label.tif) found under "
             f"{', '.join(map(str, folders)) or 'no folder'}; zip archives must be listed themselves"
         )
-    problems = [
-        f"photo without a label: tile {tile} ({photos[tile][0]})" for tile in sorted(photos.keys() - labels.keys())
-    ] + [
-        f"label without a photo: tile {tile} ({labels[tile][0]})" for tile in sorted(labels.keys() - photos.keys())
-    ] + [
-        f"tile {tile} found more than once: {', '.join(map(str, paths))}"
-        for found in (photos, labels) for tile, paths in sorted(found.items()) if len(paths) > 1
-    ]
+    problems = (
+        [f"photo without a label: tile {tile} ({photos[tile][0]})" for tile in sorted(photos.keys() - labels.keys())]
+        + [f"label without a photo: tile {tile} ({labels[tile][0]})" for tile in sorted(labels.keys() - photos.keys())]
+        + [
+            f"tile {tile} found more than once: {', '.join(map(str, paths))}"
+            for found in (photos, labels)
+            for tile, paths in sorted(found.items())
+            if len(paths) > 1
+        ]
+    )
     if problems:
         raise DatasetError("the tiles do not pair up:\n  " + "\n  ".join(problems))
 
@@ -253,8 +261,9 @@ def _found_in(path: Path, folder: Path, pairs: dict[str, tuple[Path, Path]]) -> 
     return f"{photos} photo(s) and {labels} label(s) of Potsdam tiles in {path}"
 
 
-def collect_url(files: Iterable[tuple[str, str]], cache_dir: str | Path,
-                work_dir: str | Path) -> dict[str, tuple[Path, Path]]:
+def collect_url(
+    files: Iterable[tuple[str, str]], cache_dir: str | Path, work_dir: str | Path
+) -> dict[str, tuple[Path, Path]]:
     """Download each ``(url, sha256)`` archive into ``cache_dir`` (kept, so a rerun resumes) and pair its tiles."""
     files = list(files)
     if not files:
@@ -286,8 +295,13 @@ def collect_pairs(data: DataParams, palette: Palette, downloads: Path, work: Pat
     return find_tile_pairs([work])
 
 
-def prepare_raw(pairs: dict[str, tuple[Path, Path]], out: TileFolder, palette: Palette,
-                ignore_unknown: bool = False, source: str = "") -> pd.DataFrame:
+def prepare_raw(
+    pairs: dict[str, tuple[Path, Path]],
+    out: TileFolder,
+    palette: Palette,
+    ignore_unknown: bool = False,
+    source: str = "",
+) -> pd.DataFrame:
     """Check every pair and store it as ``images/top_potsdam_<tile>_RGB.tif`` and
     ``labels/top_potsdam_<tile>_label.tif`` under ``out``, with ``manifest.csv``.
 
@@ -301,8 +315,9 @@ def prepare_raw(pairs: dict[str, tuple[Path, Path]], out: TileFolder, palette: P
     return write_manifest(out.manifest, rows)
 
 
-def _store_pair(tile: str, photo: Path, label: Path, out: TileFolder, palette: Palette,
-                ignore_unknown: bool) -> tuple[int, int]:
+def _store_pair(
+    tile: str, photo: Path, label: Path, out: TileFolder, palette: Palette, ignore_unknown: bool
+) -> tuple[int, int]:
     pixels = read_image(photo)
     colours = read_image(label)
     if pixels.shape[2] < 3:

@@ -33,18 +33,37 @@ ASPHALT, PAVING, MARKING, ROOF, LAWN, TREE, CAR, GRAVEL, SOIL, CONTAINER = range
 # Per material: amplitude of pixel grain, of foliage clumps (a few px) and of broad patches (tens of px).
 _TEXTURE = np.zeros((256, 3), np.float32)
 _TEXTURE[[ASPHALT, PAVING, MARKING, ROOF, LAWN, TREE, CAR, GRAVEL, SOIL, CONTAINER]] = [
-    (0.05, 0.00, 0.06), (0.05, 0.00, 0.05), (0.03, 0.00, 0.02), (0.04, 0.00, 0.03), (0.07, 0.04, 0.05),
-    (0.07, 0.30, 0.06), (0.02, 0.00, 0.00), (0.22, 0.10, 0.05), (0.10, 0.12, 0.12), (0.03, 0.00, 0.02),
+    (0.05, 0.00, 0.06),
+    (0.05, 0.00, 0.05),
+    (0.03, 0.00, 0.02),
+    (0.04, 0.00, 0.03),
+    (0.07, 0.04, 0.05),
+    (0.07, 0.30, 0.06),
+    (0.02, 0.00, 0.00),
+    (0.22, 0.10, 0.05),
+    (0.10, 0.12, 0.12),
+    (0.03, 0.00, 0.02),
 ]
 # Broad patches also turn parts of lawns dry and yellowish, as in a real summer.
 _PATCH_TINT = np.zeros((256, 3), np.float32)
 _PATCH_TINT[LAWN] = (10.0, 7.0, -3.0)
 
 _ROOF_COLOURS = {  # mean RGB of a sunlit roof; grey ones are deliberately close to asphalt
-    "red": (158, 82, 62), "brown": (128, 84, 70), "dark": (82, 80, 84), "grey": (138, 138, 136),
+    "red": (158, 82, 62),
+    "brown": (128, 84, 70),
+    "dark": (82, 80, 84),
+    "grey": (138, 138, 136),
 }
-_CAR_COLOURS = [(225, 225, 228), (30, 32, 36), (160, 162, 166), (150, 30, 30), (35, 60, 130),
-                (95, 100, 105), (200, 200, 190), (70, 90, 60)]
+_CAR_COLOURS = [
+    (225, 225, 228),
+    (30, 32, 36),
+    (160, 162, 166),
+    (150, 30, 30),
+    (35, 60, 130),
+    (95, 100, 105),
+    (200, 200, 190),
+    (70, 90, 60),
+]
 _CONTAINER_COLOURS = [(40, 80, 150), (180, 90, 30), (60, 120, 60), (150, 40, 40), (200, 170, 40)]
 
 
@@ -150,6 +169,7 @@ def _jitter(rng: np.random.Generator, colour, spread: float) -> np.ndarray:
 
 # --- roads -------------------------------------------------------------------------------------
 
+
 def _lay_roads(scene: _Scene) -> list[_Road]:
     """A grid of roads with irregular spacing, so blocks come in many sizes."""
     roads = []
@@ -178,8 +198,12 @@ def _draw_roads(scene: _Scene, roads: list[_Road]) -> None:
     paving = _jitter(rng, (176, 172, 162), 8)
     asphalt = _jitter(rng, (112, 112, 112), 6)
     for road in roads:
-        scene.fill(_road_strip(scene, road, -road.half_width, road.half_width), "low_vegetation", LAWN,
-                   _jitter(rng, (105, 135, 68), 10))
+        scene.fill(
+            _road_strip(scene, road, -road.half_width, road.half_width),
+            "low_vegetation",
+            LAWN,
+            _jitter(rng, (105, 135, 68), 10),
+        )
     for road in roads:
         kerb = road.asphalt + road.pavement
         scene.fill(_road_strip(scene, road, -kerb, kerb), "impervious_surfaces", PAVING, paving)
@@ -187,16 +211,23 @@ def _draw_roads(scene: _Scene, roads: list[_Road]) -> None:
         kerb = road.asphalt + 2
         scene.fill(_road_strip(scene, road, -kerb, kerb), "impervious_surfaces", PAVING, paving * 1.1)
     for road in roads:
-        scene.fill(_road_strip(scene, road, -road.asphalt, road.asphalt), "impervious_surfaces", ASPHALT,
-                   asphalt * rng.uniform(0.95, 1.05))
+        scene.fill(
+            _road_strip(scene, road, -road.asphalt, road.asphalt),
+            "impervious_surfaces",
+            ASPHALT,
+            asphalt * rng.uniform(0.95, 1.05),
+        )
     for road in roads:
         _draw_centre_line(scene, road, _crossings(road, roads, 0))
 
 
 def _crossings(road: _Road, roads: list[_Road], margin: float) -> list[tuple[float, float]]:
     """Spans along ``road`` taken by the roads crossing it, widened by ``margin``."""
-    return [(r.centre - r.half_width - margin, r.centre + r.half_width + margin) for r in roads
-            if r.vertical != road.vertical]
+    return [
+        (r.centre - r.half_width - margin, r.centre + r.half_width + margin)
+        for r in roads
+        if r.vertical != road.vertical
+    ]
 
 
 def _draw_centre_line(scene: _Scene, road: _Road, crossings: list[tuple[float, float]]) -> None:
@@ -210,21 +241,25 @@ def _draw_centre_line(scene: _Scene, road: _Road, crossings: list[tuple[float, f
         across = (road.centre - 1.5, road.centre + 1.5)
         x0, x1 = across if road.vertical else along
         y0, y1 = along if road.vertical else across
-        scene.fill(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]), "impervious_surfaces", MARKING,
-                   (228, 228, 222))
+        scene.fill(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]), "impervious_surfaces", MARKING, (228, 228, 222))
 
 
 def _blocks(scene: _Scene, roads: list[_Road]) -> list[tuple[float, float, float, float]]:
     """Rectangles (x0, y0, x1, y1) of land between the roads, clipped to the tile."""
+
     def gaps(vertical: bool, extent: int) -> list[tuple[float, float]]:
-        edges = [(-200.0, 0.0)] + sorted((r.centre - r.half_width, r.centre + r.half_width)
-                                         for r in roads if r.vertical == vertical) + [(extent, extent + 200.0)]
+        edges = (
+            [(-200.0, 0.0)]
+            + sorted((r.centre - r.half_width, r.centre + r.half_width) for r in roads if r.vertical == vertical)
+            + [(extent, extent + 200.0)]
+        )
         return [(left[1], right[0]) for left, right in zip(edges, edges[1:]) if right[0] - left[1] > 20]
 
     return [(x0, y0, x1, y1) for x0, x1 in gaps(True, scene.width) for y0, y1 in gaps(False, scene.height)]
 
 
 # --- buildings ---------------------------------------------------------------------------------
+
 
 def _build(scene: _Scene, rect: _Rect, style: str, colour: np.ndarray, height: float) -> None:
     """A building with its shadow; gable roofs have a sunny and a shady slope and tile rows."""
@@ -260,7 +295,7 @@ def _roof_boxes(scene: _Scene, roof: _Rect, colour: np.ndarray) -> None:
         side = rng.uniform(8, 22)
         box = _Rect(roof.cx + u * cos - v * sin, roof.cy + u * sin + v * cos, side, side * 0.7, roof.angle)
         light = colour * rng.uniform(1.15, 1.35)
-        scene.paint_rect(box, "building", ROOF, lambda u, v: np.broadcast_to(light, (*u.shape, 3)))
+        scene.paint_rect(box, "building", ROOF, lambda u, v, light=light: np.broadcast_to(light, (*u.shape, 3)))
 
 
 def _roof(scene: _Scene) -> tuple[str, np.ndarray]:
@@ -280,8 +315,12 @@ def _perimeter_block(scene: _Scene, block) -> None:
     _, colour = _roof(scene)
     height = scene.n(25, 45)
     cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
-    sides = [_Rect(cx, y0 + depth / 2, w, depth), _Rect(cx, y1 - depth / 2, w, depth),
-             _Rect(x0 + depth / 2, cy, h - 2 * depth, depth, 90), _Rect(x1 - depth / 2, cy, h - 2 * depth, depth, 90)]
+    sides = [
+        _Rect(cx, y0 + depth / 2, w, depth),
+        _Rect(cx, y1 - depth / 2, w, depth),
+        _Rect(x0 + depth / 2, cy, h - 2 * depth, depth, 90),
+        _Rect(x1 - depth / 2, cy, h - 2 * depth, depth, 90),
+    ]
     gateway = scene.rng.integers(4) if scene.rng.random() < 0.4 else None  # one side left open
     for index, side in enumerate(sides):
         if index != gateway:
@@ -304,9 +343,13 @@ def _find_site(scene: _Scene, area) -> _Rect | None:
     length, width = scene.n(80, 140), scene.n(55, 90)
     if min(x1 - x0, y1 - y0) < length + 12:
         return None
-    rect = _Rect(rng.uniform(x0 + length / 2 + 6, x1 - length / 2 - 6),
-                 rng.uniform(y0 + length / 2 + 6, y1 - length / 2 - 6),
-                 length, width, rng.choice([0.0, 90.0]) + rng.normal(0, 6))
+    rect = _Rect(
+        rng.uniform(x0 + length / 2 + 6, x1 - length / 2 - 6),
+        rng.uniform(y0 + length / 2 + 6, y1 - length / 2 - 6),
+        length,
+        width,
+        rng.choice([0.0, 90.0]) + rng.normal(0, 6),
+    )
     ground = ("low_vegetation",) if scene.rng.random() < 0.5 else ("low_vegetation", "impervious_surfaces")
     return rect if scene.free(_outline_points(rect), ground) else None
 
@@ -336,12 +379,20 @@ def _drive(scene: _Scene, house: _Rect, block) -> None:
     colour = _jitter(scene.rng, (165, 160, 150), 10)
     if min(to_left, to_right) < min(to_top, to_bottom):
         end = x0 - 2 if to_left < to_right else x1 + 2
-        polygon = [(house.cx, house.cy - width / 2), (end, house.cy - width / 2),
-                   (end, house.cy + width / 2), (house.cx, house.cy + width / 2)]
+        polygon = [
+            (house.cx, house.cy - width / 2),
+            (end, house.cy - width / 2),
+            (end, house.cy + width / 2),
+            (house.cx, house.cy + width / 2),
+        ]
     else:
         end = y0 - 2 if to_top < to_bottom else y1 + 2
-        polygon = [(house.cx - width / 2, house.cy), (house.cx - width / 2, end),
-                   (house.cx + width / 2, end), (house.cx + width / 2, house.cy)]
+        polygon = [
+            (house.cx - width / 2, house.cy),
+            (house.cx - width / 2, end),
+            (house.cx + width / 2, end),
+            (house.cx + width / 2, house.cy),
+        ]
     scene.fill(np.array(polygon), "impervious_surfaces", PAVING, colour)
 
 
@@ -388,8 +439,12 @@ def _paved_area(scene: _Scene, area, cars: bool) -> None:
     x0, y0, x1, y1 = area
     if x1 - x0 < 20 or y1 - y0 < 20:
         return
-    scene.fill(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]), "impervious_surfaces", ASPHALT,
-               _jitter(scene.rng, (122, 120, 118), 10))
+    scene.fill(
+        np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]),
+        "impervious_surfaces",
+        ASPHALT,
+        _jitter(scene.rng, (122, 120, 118), 10),
+    )
     if not cars:
         return
     length, width = scene.n(40, 46), scene.n(19, 22)
@@ -404,6 +459,7 @@ def _paved_area(scene: _Scene, area, cars: bool) -> None:
 
 
 # --- small things --------------------------------------------------------------------------------
+
 
 def _car(scene: _Scene, rect: _Rect) -> None:
     """A car: body colour, dark windscreen and rear window, lighter roof, small shadow."""
@@ -446,8 +502,13 @@ def _park_cars(scene: _Scene, roads: list[_Road]) -> None:
 def _crown(scene: _Scene, x: float, y: float, radius: float, colour: np.ndarray) -> None:
     """A round crown lit from the sun's side: dark rim, lighter centre shifted towards the sun."""
     toward_sun = -scene.sun
-    cv2.circle(scene.tree_shade, (int(x + scene.sun[0] * radius * 0.8), int(y + scene.sun[1] * radius * 0.8)),
-               int(radius), scene.shadow_strength, -1)
+    cv2.circle(
+        scene.tree_shade,
+        (int(x + scene.sun[0] * radius * 0.8), int(y + scene.sun[1] * radius * 0.8)),
+        int(radius),
+        scene.shadow_strength,
+        -1,
+    )
     for fraction, light in ((1.0, 0.72), (0.72, 0.9), (0.42, 1.08)):
         shift = (1 - fraction) * radius * 0.6
         centre = (int(x + toward_sun[0] * shift), int(y + toward_sun[1] * shift))
@@ -467,8 +528,7 @@ def _tree_clusters(scene: _Scene, area, count: int) -> None:
         colour = _jitter(rng, (58, 88, 48), 8)
         for _ in range(rng.integers(2, 8)):
             radius = scene.n(18, 38)
-            _crown(scene, x + rng.normal(0, radius), y + rng.normal(0, radius), radius,
-                   colour * rng.uniform(0.9, 1.1))
+            _crown(scene, x + rng.normal(0, radius), y + rng.normal(0, radius), radius, colour * rng.uniform(0.9, 1.1))
 
 
 def _street_trees(scene: _Scene, roads: list[_Road]) -> None:
@@ -526,8 +586,12 @@ def _clutter_at(scene: _Scene, x: float, y: float, kind: str) -> bool:
         return False
     for rect in containers:
         scene.cast_shadow(scene.tree_shade, rect.corners(), scene.n(6, 10))
-        scene.paint_rect(rect, "clutter", CONTAINER,
-                         lambda u, v: colour * (1 - 0.18 * (np.sin(2 * np.pi * u / ribs) > 0.3))[..., None])
+        scene.paint_rect(
+            rect,
+            "clutter",
+            CONTAINER,
+            lambda u, v: colour * (1 - 0.18 * (np.sin(2 * np.pi * u / ribs) > 0.3))[..., None],
+        )
     return True
 
 
@@ -541,6 +605,7 @@ def _guarantee_clutter(scene: _Scene) -> None:
 
 
 # --- rendering -----------------------------------------------------------------------------------
+
 
 def _smooth_noise(rng: np.random.Generator, size_hw: tuple[int, int], cell: int) -> np.ndarray:
     """Unit-variance noise with features about ``cell`` px wide (coarse noise, upsampled)."""
@@ -600,8 +665,9 @@ def tile_ids(count: int) -> list[str]:
     return [f"{2 + i // 5}_{10 + i % 5}" for i in range(count)]
 
 
-def write_dataset(images_dir: str | Path, labels_dir: str | Path, tiles: int, size: int, seed: int,
-                  palette: Palette) -> list[str]:
+def write_dataset(
+    images_dir: str | Path, labels_dir: str | Path, tiles: int, size: int, seed: int, palette: Palette
+) -> list[str]:
     """Write ``tiles`` tiles as Potsdam-named 8-bit RGB TIFFs; return their tile ids.
 
     Each tile has its own seed derived from (``seed``, tile number), so adding tiles leaves the

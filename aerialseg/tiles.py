@@ -70,8 +70,9 @@ def write_image(path: str | Path, image: np.ndarray, extratags: list[tuple] = ()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-                             extratags=list(extratags))
+            tifffile.imwrite(
+                tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack", extratags=list(extratags)
+            )
         else:
             pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
             if not cv2.imwrite(str(tmp), pixels):

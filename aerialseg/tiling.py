@@ -21,8 +21,15 @@ class SplitError(ValueError):
     """The tile split is impossible: unknown, repeated or missing tiles, or an empty split."""
 
 
-def split_tiles(tiles: list[str], train: list[str], val: list[str], test: list[str],
-                val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
+def split_tiles(
+    tiles: list[str],
+    train: list[str],
+    val: list[str],
+    test: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, list[str]]:
     """Assign whole tiles to splits: the listed ids if any list is given, else seeded fractions."""
     tiles = sorted(tiles)
     if train or val or test:
@@ -32,12 +39,17 @@ def split_tiles(tiles: list[str], train: list[str], val: list[str], test: list[s
         order = list(np.random.default_rng(seed).permutation(tiles))
         n_test = round(test_fraction * len(tiles))
         n_val = round(val_fraction * len(tiles))
-        splits = {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
-                  "train": sorted(order[n_test + n_val:])}
+        splits = {
+            "test": sorted(order[:n_test]),
+            "val": sorted(order[n_test : n_test + n_val]),
+            "train": sorted(order[n_test + n_val :]),
+        }
     empty = [name for name in SPLITS if not splits[name]]
     if empty:
-        raise SplitError(f"patches.split: split(s) {empty} would be empty with {len(tiles)} tile(s) "
-                         f"{tiles}; list tile ids or raise the fractions / tile count")
+        raise SplitError(
+            f"patches.split: split(s) {empty} would be empty with {len(tiles)} tile(s) "
+            f"{tiles}; list tile ids or raise the fractions / tile count"
+        )
     return {name: splits[name] for name in SPLITS}
 
 
@@ -53,7 +65,7 @@ def read_split(path: str | Path, name: str) -> list[str]:
         raise FileNotFoundError(f"{path}: no such file; run the patches stage first")
     tiles = json.loads(path.read_text()).get(name)
     if not tiles:
-        raise SplitError(f"{path}: no {name} tiles listed under \"{name}\"")
+        raise SplitError(f'{path}: no {name} tiles listed under "{name}"')
     return tiles
 
 

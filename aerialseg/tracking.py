@@ -47,7 +47,7 @@ def tracking_uri_and_origin(uri: str, root: str | Path = ".") -> tuple[str, str]
     uri = from_env or uri
     root = repo_root(root)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = f"sqlite:///{root / uri[len('sqlite:///'):]}"
+        uri = f"sqlite:///{root / uri[len('sqlite:///') :]}"
     elif "://" not in uri and not Path(uri).is_absolute():
         uri = str(root / uri)
     return uri, ENV_ORIGIN if from_env else PARAMS_ORIGIN
@@ -67,14 +67,15 @@ def check_store(uri: str, origin: str) -> None:
     if problem:
         raise TrackingStoreError(
             f"MLflow tracking store {uri} (from {origin}) cannot be used: {problem}. Set mlflow.tracking_uri "
-            f"in params.yaml or {ENV_URI} (which wins when set) to a writable location or a reachable server")
+            f"in params.yaml or {ENV_URI} (which wins when set) to a writable location or a reachable server"
+        )
 
 
 def _sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite:/// URI; None for other stores."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///"):].split("?")[0])
+    return Path(uri[len("sqlite:///") :].split("?")[0])
 
 
 def _sqlite_problem(path: Path) -> str | None:
@@ -129,8 +130,10 @@ def existing_run(tracking_uri: str, run_id: str):
     the scores would land in a new run nobody looks for."""
     path = _sqlite_path(tracking_uri)
     if path and not path.is_file():
-        raise TrackingStoreError(f"MLflow tracking store {tracking_uri} is missing ({path} not found), "
-                                 f"so the scores cannot be logged to run {run_id}")
+        raise TrackingStoreError(
+            f"MLflow tracking store {tracking_uri} is missing ({path} not found), "
+            f"so the scores cannot be logged to run {run_id}"
+        )
     mlflow.set_tracking_uri(tracking_uri)
     run = _find_run(run_id)
     if run is None:

@@ -48,8 +48,15 @@ def train(layout: Layout, params: Params) -> dict:
     class_weights = training_class_weights(layout, params)
     tracking_uri, origin = tracking.tracking_uri_and_origin(params.mlflow.tracking_uri, layout.root)
     tracking.check_store(tracking_uri, origin)  # before anything is deleted or written
-    checkpoint = Checkpoint(layout.checkpoint, fingerprint(params.model_dump(exclude=PARAMS_OUTSIDE_TRAINING),
-                                                           train_x.shape, val_x.shape, code_digest(Path(__file__).parent)))
+    checkpoint = Checkpoint(
+        layout.checkpoint,
+        fingerprint(
+            params.model_dump(exclude=PARAMS_OUTSIDE_TRAINING),
+            train_x.shape,
+            val_x.shape,
+            code_digest(Path(__file__).parent),
+        ),
+    )
     resumed = checkpoint.load()
     if resumed:
         model, state = resumed
@@ -66,8 +73,9 @@ def train(layout: Layout, params: Params) -> dict:
         relog_missing_epochs(state)
         val_tile = read_split(patches.splits, "val")[0]
         val_photo = read_image(layout.resized.photo(val_tile))[..., :3]
-        train_batches = PatchSequence(train_x, train_y, cfg.batch_size, shuffle=True, augment=cfg.augment,
-                                      seed=cfg.seed, first_epoch=state.epoch)
+        train_batches = PatchSequence(
+            train_x, train_y, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, first_epoch=state.epoch
+        )
         val_batches = PatchSequence(val_x, val_y, cfg.batch_size)
         snapshot = snapshot_writer(layout.snapshots, params, val_photo)
         callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x))]
@@ -116,6 +124,7 @@ class EpochEnd(keras.callbacks.Callback):
 
 def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.ndarray):
     """Save the weights and the predicted map of a fixed validation tile, plain and smooth."""
+
     def snapshot(model, epoch):
         with atomic_file(snapshots.weights(epoch)) as tmp:
             model.save_weights(tmp)
@@ -125,6 +134,7 @@ def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.nda
             colours = params.palette.index_to_rgb(index)
             write_image(snapshots.map(epoch, mode), colours)
             tracking.log_map(colours, f"val_map_{mode}", epoch)
+
     return snapshot
 
 
@@ -132,26 +142,34 @@ def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epoc
     """Adam with the learning rate decayed by a cosine over ``epochs``: the last epochs settle
     instead of hopping between minima, so the model written at the end is a good one."""
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, epochs * steps_per_epoch, alpha=0.01)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=make_loss(cfg.loss, num_classes, class_weights),
-                  metrics=training_metrics(num_classes))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=make_loss(cfg.loss, num_classes, class_weights),
+        metrics=training_metrics(num_classes),
+    )
 
 
 def fresh_model(params: Params, class_weights, steps_per_epoch: int):
     """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all."""
     cfg = params.train
-    model = build_model(cfg.model, params.palette.num_classes, encoder=cfg.encoder,
-                        encoder_weights=cfg.encoder_weights, base_filters=cfg.base_filters,
-                        batch_norm=cfg.batch_norm, dropout=cfg.dropout)
+    model = build_model(
+        cfg.model,
+        params.palette.num_classes,
+        encoder=cfg.encoder,
+        encoder_weights=cfg.encoder_weights,
+        base_filters=cfg.base_filters,
+        batch_norm=cfg.batch_norm,
+        dropout=cfg.dropout,
+    )
     if cfg.freeze_encoder_epochs:
         set_encoder_trainable(model, False)
-    compile_model(model, cfg, params.palette.num_classes, class_weights,
-                  cfg.freeze_encoder_epochs or cfg.epochs, steps_per_epoch)
+    compile_model(
+        model, cfg, params.palette.num_classes, class_weights, cfg.freeze_encoder_epochs or cfg.epochs, steps_per_epoch
+    )
     return model
 
 
-def fit(model, train, val, state: TrainingState, callbacks, cfg: TrainParams, num_classes: int,
-        class_weights) -> None:
+def fit(model, train, val, state: TrainingState, callbacks, cfg: TrainParams, num_classes: int, class_weights) -> None:
     """Train from the last finished epoch. After the frozen-encoder epochs the encoder is
     unfrozen and the model recompiled, with a fresh optimizer for the fine-tuning epochs.
 

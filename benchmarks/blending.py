@@ -32,17 +32,25 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from aerialseg.blending import predict_probabilities  # noqa: E402
 from naive_blending import predict_img_with_smooth_windowing  # noqa: E402
+
+from aerialseg.blending import predict_probabilities  # noqa: E402
 
 WINDOW, SUBDIVISIONS, TTA, CLASSES, BATCH = 256, 2, "d4", 6, 16
 RESULTS = REPO / "benchmarks/results/blending.md"
 NAIVE_MAX_SIZE = 2048  # the naive way needs ~57 GB at 6000 x 6000: more than this 24 GB machine
-CASES = [("ours", 2048, "standin"), ("naive", 2048, "standin"), ("ours", 6000, "standin"),
-         ("ours", 2048, "keras"), ("naive", 2048, "keras"), ("ours", 6000, "keras")]
+CASES = [
+    ("ours", 2048, "standin"),
+    ("naive", 2048, "standin"),
+    ("ours", 6000, "standin"),
+    ("ours", 2048, "keras"),
+    ("naive", 2048, "keras"),
+    ("ours", 6000, "keras"),
+]
 
 
 # --- one case, in its own process -------------------------------------------------------------
+
 
 def standin_predictor(batch: np.ndarray) -> np.ndarray:
     """Per-pixel one-hot of the brightest channel: exact under blending, nearly free to compute."""
@@ -56,8 +64,13 @@ def keras_standin():
     from aerialseg.inference import KerasPredictor
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 255),
-                              keras.layers.Conv2D(CLASSES, 3, padding="same", activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(CLASSES, 3, padding="same", activation="softmax"),
+        ]
+    )
     predictor = KerasPredictor(model, CLASSES)
     predictor(np.zeros((BATCH, WINDOW, WINDOW, 3), np.float32))  # trace once, outside the timing
     return predictor
@@ -78,15 +91,26 @@ class Timed:
 
 
 def run_ours(tile: np.ndarray, predict_batch) -> np.ndarray:
-    return predict_probabilities(tile, predict_batch, WINDOW, CLASSES, mode="smooth", subdivisions=SUBDIVISIONS,
-                                 window_function="spline", tta=TTA, batch_size=BATCH)
+    return predict_probabilities(
+        tile,
+        predict_batch,
+        WINDOW,
+        CLASSES,
+        mode="smooth",
+        subdivisions=SUBDIVISIONS,
+        window_function="spline",
+        tta=TTA,
+        batch_size=BATCH,
+    )
 
 
 def run_naive(tile: np.ndarray, predict_batch) -> np.ndarray:
     """As the original is used: a float64 image, and ``model.predict`` over all windows at once
     (which feeds the model ``BATCH`` windows at a time)."""
+
     def predict_all(windows):
-        return np.concatenate([predict_batch(windows[i:i + BATCH]) for i in range(0, len(windows), BATCH)])
+        return np.concatenate([predict_batch(windows[i : i + BATCH]) for i in range(0, len(windows), BATCH)])
+
     return predict_img_with_smooth_windowing(tile.astype(np.float64), WINDOW, SUBDIVISIONS, CLASSES, predict_all)
 
 
@@ -107,12 +131,21 @@ def run_case(implementation: str, size: int, predictor: str, save: str | None) -
     wall = time.perf_counter() - start
     if save:
         np.save(save, probabilities.astype(np.float32))
-    return {"implementation": implementation, "size": size, "predictor": predictor, "windows": timed.windows,
-            "wall_s": wall, "model_s": timed.seconds, "outside_s": wall - timed.seconds,
-            "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "implementation": implementation,
+        "size": size,
+        "predictor": predictor,
+        "windows": timed.windows,
+        "wall_s": wall,
+        "model_s": timed.seconds,
+        "outside_s": wall - timed.seconds,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 # --- the whole benchmark ----------------------------------------------------------------------
+
 
 def run_in_fresh_process(implementation: str, size: int, predictor: str, save: Path | None) -> dict:
     command = [sys.executable, __file__, "--case", implementation, str(size), predictor]
@@ -148,43 +181,64 @@ def main() -> None:
             results.append(run_in_fresh_process(implementation, size, predictor, save))
         ours, naive = (np.load(Path(scratch, f"{name}.npy")) for name in ("ours", "naive"))
         difference = np.abs(ours - naive)
-        comparison = {"whole tile": float(difference.max()),
-                      "interior (256 px from the edges)": float(difference[WINDOW:-WINDOW, WINDOW:-WINDOW].max())}
+        comparison = {
+            "whole tile": float(difference.max()),
+            "interior (256 px from the edges)": float(difference[WINDOW:-WINDOW, WINDOW:-WINDOW].max()),
+        }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(markdown(results, comparison, exactness_on_awkward_sizes()))
     print(RESULTS.read_text())
 
 
 def markdown(results: list[dict], comparison: dict, exactness: list[tuple]) -> str:
-    lines = [f"# Smooth blending benchmark ({time.strftime('%Y-%m-%d')})", "",
-             f"Window {WINDOW}, subdivisions {SUBDIVISIONS} (50 % overlap), TTA {TTA} (8 passes per window), "
-             f"{CLASSES} classes, batches of {BATCH}. Each row is a fresh process. Machine: {os.cpu_count()} "
-             f"CPU(s) shared with other jobs, {platform.processor() or platform.machine()}, "
-             f"Python {platform.python_version()}, NumPy {np.__version__}.", "",
-             "| implementation | tile | predictor | forward passes (windows) | wall s | in model s | outside model s "
-             "| RSS before MB | peak RSS MB |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Smooth blending benchmark ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"Window {WINDOW}, subdivisions {SUBDIVISIONS} (50 % overlap), TTA {TTA} (8 passes per window), "
+        f"{CLASSES} classes, batches of {BATCH}. Each row is a fresh process. Machine: {os.cpu_count()} "
+        f"CPU(s) shared with other jobs, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, NumPy {np.__version__}.",
+        "",
+        "| implementation | tile | predictor | forward passes (windows) | wall s | in model s | outside model s "
+        "| RSS before MB | peak RSS MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r['implementation']} | {r['size']} | {r['predictor']} | {r['windows']} | {r['wall_s']:.1f} "
-                     f"| {r['model_s']:.1f} | {r['outside_s']:.1f} | {r['rss_before_mb']:.0f} "
-                     f"| {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {r['implementation']} | {r['size']} | {r['predictor']} | {r['windows']} | {r['wall_s']:.1f} "
+            f"| {r['model_s']:.1f} | {r['outside_s']:.1f} | {r['rss_before_mb']:.0f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
     for predictor in ("standin", "keras"):
-        naive = next(r for r in results if (r["implementation"], r["size"], r["predictor"]) == ("naive", 2048, predictor))
+        naive = next(
+            r for r in results if (r["implementation"], r["size"], r["predictor"]) == ("naive", 2048, predictor)
+        )
         extra = (naive["peak_rss_mb"] - naive["rss_before_mb"]) * ((6000 + WINDOW) / (2048 + WINDOW)) ** 2
-        lines.append(f"| naive | 6000 | {predictor} | not run | | | | | ~{naive['rss_before_mb'] + extra:.0f} "
-                     "(extrapolated by padded area) |")
+        lines.append(
+            f"| naive | 6000 | {predictor} | not run | | | | | ~{naive['rss_before_mb'] + extra:.0f} "
+            "(extrapolated by padded area) |"
+        )
     lines += ["", "Largest difference between the two implementations' probabilities, Keras model, 2048 x 2048:", ""]
     lines += [f"- {where}: {value:.2g}" for where, value in comparison.items()]
-    lines += ["", "Largest error against the exact per-pixel answer (stand-in predictor):", "",
-              "| tile | ours | naive |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "Largest error against the exact per-pixel answer (stand-in predictor):",
+        "",
+        "| tile | ours | naive |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {size} | {ours} | {naive} |" for size, ours, naive in exactness]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", nargs=3, metavar=("IMPLEMENTATION", "SIZE", "PREDICTOR"),
-                        help="run one case here: ours|naive, tile side in px, standin|keras")
+    parser.add_argument(
+        "--case",
+        nargs=3,
+        metavar=("IMPLEMENTATION", "SIZE", "PREDICTOR"),
+        help="run one case here: ours|naive, tile side in px, standin|keras",
+    )
     parser.add_argument("--save", help="with --case: save the probabilities to this .npy")
     arguments = parser.parse_args()
     if arguments.case:

@@ -65,15 +65,22 @@ def main() -> None:
         np.save(Path(folder) / "labels.npy", labels)
         mapped = open_patches(Path(folder) / "images.npy", Path(folder) / "labels.npy", CLASSES)
         sequence = PatchSequence(*mapped, args.batch_size, shuffle=True, augment=True, seed=0)
-        in_memory = patches_per_second(dict(x=images.astype(np.float32), y=labels, batch_size=args.batch_size,
-                                            shuffle=False), args.patches, args.epochs)
+        in_memory = patches_per_second(
+            dict(x=images.astype(np.float32), y=labels, batch_size=args.batch_size, shuffle=False),
+            args.patches,
+            args.epochs,
+        )
         pipeline = patches_per_second(dict(x=sequence), args.patches, args.epochs)
 
     ratio = pipeline / in_memory
-    print(f"{args.patches} patches of {args.size}x{args.size}, classic U-Net (16 filters), batch {args.batch_size}, "
-          f"backend {keras.backend.backend()}")
-    print(f"| input | patches/s |\n|---|---:|\n| in-memory arrays | {in_memory:.1f} |\n"
-          f"| memory-mapped PatchSequence (shuffle + D4 augmentation) | {pipeline:.1f} |")
+    print(
+        f"{args.patches} patches of {args.size}x{args.size}, classic U-Net (16 filters), batch {args.batch_size}, "
+        f"backend {keras.backend.backend()}"
+    )
+    print(
+        f"| input | patches/s |\n|---|---:|\n| in-memory arrays | {in_memory:.1f} |\n"
+        f"| memory-mapped PatchSequence (shuffle + D4 augmentation) | {pipeline:.1f} |"
+    )
     print(f"pipeline / in-memory: {ratio:.1%} (target >= 90%)")
 
 

@@ -87,7 +87,7 @@ def _windowed_subdivs(padded_img, window_size, subdivisions, nb_classes, pred_fu
     for i in range(0, padx_len - window_size + 1, step):
         subdivs.append([])
         for j in range(0, padx_len - window_size + 1, step):
-            patch = padded_img[i:i + window_size, j:j + window_size, :]
+            patch = padded_img[i : i + window_size, j : j + window_size, :]
             subdivs[-1].append(patch)
     subdivs = np.array(subdivs)
     a, b, c, d, e = subdivs.shape
@@ -107,10 +107,10 @@ def _recreate_from_subdivs(subdivs, window_size, subdivisions, padded_out_shape)
         b = 0
         for j in range(0, padx_len - window_size + 1, step):
             windowed_patch = subdivs[a, b]
-            y[i:i + window_size, j:j + window_size] = y[i:i + window_size, j:j + window_size] + windowed_patch
-            b += 1
-        a += 1
-    return y / (subdivisions ** 2)
+            y[i : i + window_size, j : j + window_size] = y[i : i + window_size, j : j + window_size] + windowed_patch
+            b += 1  # noqa: SIM113  kept as the original writes it
+        a += 1  # noqa: SIM113
+    return y / (subdivisions**2)
 
 
 def predict_img_with_smooth_windowing(input_img, window_size, subdivisions, nb_classes, pred_func):
@@ -121,9 +121,10 @@ def predict_img_with_smooth_windowing(input_img, window_size, subdivisions, nb_c
     for pad in pads:
         sd = _windowed_subdivs(pad, window_size, subdivisions, nb_classes, pred_func)
         one_padded_result = _recreate_from_subdivs(
-            sd, window_size, subdivisions, padded_out_shape=list(pad.shape[:-1]) + [nb_classes])
+            sd, window_size, subdivisions, padded_out_shape=list(pad.shape[:-1]) + [nb_classes]
+        )
         res.append(one_padded_result)
     padded_results = _rotate_mirror_undo(res)
     prd = _unpad_img(padded_results, window_size, subdivisions)
-    prd = prd[:input_img.shape[0], :input_img.shape[1], :]
+    prd = prd[: input_img.shape[0], : input_img.shape[1], :]
     return prd

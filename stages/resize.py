@@ -9,8 +9,15 @@ WORKERS = 2
 
 def main() -> None:
     params, layout = load_params(), Layout()
-    resize_dataset(layout.raw, layout.resized, params.palette, scale=params.resize.scale, size=params.resize.size,
-                   ignore_unknown=params.data.ignore_unknown_colours, workers=WORKERS)
+    resize_dataset(
+        layout.raw,
+        layout.resized,
+        params.palette,
+        scale=params.resize.scale,
+        size=params.resize.size,
+        ignore_unknown=params.data.ignore_unknown_colours,
+        workers=WORKERS,
+    )
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pipeline_helpers import REPO, deep_update
 
 from aerialseg.config import Params, parse_params
 from aerialseg.palette import Palette
 from aerialseg.potsdam import label_name, photo_name
 from aerialseg.tiles import write_image
-from pipeline_helpers import REPO, deep_update
 
 
 def repo_params(changes: dict | None = None) -> Params:
@@ -137,6 +137,7 @@ def make_zip():
 def potsdam_archives(tmp_path):
     """2_Ortho_RGB.zip and 5_Labels_all.zip holding tiles 2_10 and 2_11; returns (archives, tiles)."""
     tiles = write_potsdam_tiles(tmp_path / "source", ["2_10", "2_11"])
-    archives = [zip_folder(tmp_path / "source" / name, tmp_path / f"{name}.zip")
-                for name in ("2_Ortho_RGB", "5_Labels_all")]
+    archives = [
+        zip_folder(tmp_path / "source" / name, tmp_path / f"{name}.zip") for name in ("2_Ortho_RGB", "5_Labels_all")
+    ]
     return archives, tiles

@@ -50,8 +50,12 @@ def make_project(folder: Path, changes: dict = TINY, git: bool = True) -> Path:
     params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), changes)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if git:
-        for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+        for command in (
+            ["git", "init", "-q"],
+            ["dvc", "init", "-q"],
+            ["git", "add", "-A"],
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+        ):
             run(command, folder)
     return folder
 

@@ -4,11 +4,11 @@ errors, a training history and, on request, snapshots of known skill, under a te
 import keras
 import numpy as np
 import pandas as pd
+from conftest import repo_params
 
 from aerialseg.layout import Layout
-from aerialseg.tiling import write_splits
 from aerialseg.tiles import write_image
-from conftest import repo_params
+from aerialseg.tiling import write_splits
 
 TEST_TILES = ["2_10", "2_11"]
 VAL_TILE = "3_10"
@@ -16,8 +16,10 @@ SHAPE = (32, 48)
 HISTORY_EPOCHS = range(1, 5)
 
 
-SCORING_PARAMS = {"patches": {"patch_size": 16},
-                  "predict": {"subdivisions": 2, "window_function": "spline", "tta": "none", "batch_size": 8}}
+SCORING_PARAMS = {
+    "patches": {"patch_size": 16},
+    "predict": {"subdivisions": 2, "window_function": "spline", "tta": "none", "batch_size": 8},
+}
 
 
 def scored_project(root, changes: dict | None = None) -> dict:
@@ -31,15 +33,25 @@ def scored_project(root, changes: dict | None = None) -> dict:
         labels[tile] = rng.integers(0, palette.num_classes, SHAPE).astype(np.uint8)
         write_image(layout.resized.label(tile), palette.index_to_rgb(labels[tile]))
         write_image(layout.resized.photo(tile), palette.index_to_rgb(labels[tile]))
-    predictions = {mode: {tile: with_errors(labels[tile], share, rng) for tile in TEST_TILES}
-                   for mode, share in (("plain", 0.4), ("smooth", 0.2))}
+    predictions = {
+        mode: {tile: with_errors(labels[tile], share, rng) for tile in TEST_TILES}
+        for mode, share in (("plain", 0.4), ("smooth", 0.2))
+    }
     for mode, maps in predictions.items():
         for tile, index in maps.items():
             write_prediction(layout, mode, tile, index, palette)
-    history = pd.DataFrame({"epoch": HISTORY_EPOCHS, "loss": [1.0, 0.8, 0.6, 0.5], "accuracy": [0.3, 0.5, 0.6, 0.7],
-                            "jaccard": [0.1, 0.3, 0.4, 0.5], "val_loss": [1.1, 0.9, 0.7, 0.6],
-                            "val_accuracy": [0.3, 0.4, 0.5, 0.6], "val_jaccard": [0.1, 0.2, 0.3, 0.4],
-                            "patches_per_s": [100.0] * 4})
+    history = pd.DataFrame(
+        {
+            "epoch": HISTORY_EPOCHS,
+            "loss": [1.0, 0.8, 0.6, 0.5],
+            "accuracy": [0.3, 0.5, 0.6, 0.7],
+            "jaccard": [0.1, 0.3, 0.4, 0.5],
+            "val_loss": [1.1, 0.9, 0.7, 0.6],
+            "val_accuracy": [0.3, 0.4, 0.5, 0.6],
+            "val_jaccard": [0.1, 0.2, 0.3, 0.4],
+            "patches_per_s": [100.0] * 4,
+        }
+    )
     layout.train_history.parent.mkdir(parents=True)
     history.to_csv(layout.train_history, index=False)
     return {"layout": layout, "params": params, "palette": palette, "labels": labels, "predictions": predictions}
@@ -64,8 +76,8 @@ def nearest_colour_model(palette) -> keras.Model:
     outputs = keras.layers.Conv2D(palette.num_classes, 1, activation="softmax")(inputs)
     model = keras.Model(inputs, outputs)
     colours = np.asarray(palette.colours, np.float32)
-    sharpness = 10 / 255 ** 2
-    model.layers[-1].set_weights([(2 * colours.T * sharpness)[None, None], -(colours ** 2).sum(axis=1) * sharpness])
+    sharpness = 10 / 255**2
+    model.layers[-1].set_weights([(2 * colours.T * sharpness)[None, None], -(colours**2).sum(axis=1) * sharpness])
     return model
 
 
@@ -83,7 +95,9 @@ def write_snapshots(layout: Layout, palette) -> keras.Model:
 def write_snapshot_maps(layout: Layout, labels: dict, palette) -> None:
     for epoch in (2, 4):
         for mode in ("plain", "smooth"):
-            write_image(layout.snapshots.map(epoch, mode), palette.index_to_rgb(np.roll(labels[VAL_TILE], epoch, axis=1)))
+            write_image(
+                layout.snapshots.map(epoch, mode), palette.index_to_rgb(np.roll(labels[VAL_TILE], epoch, axis=1))
+            )
 
 
 def pooled(maps: dict) -> np.ndarray:

@@ -6,10 +6,9 @@ from aerialseg.atomic import PARTIAL, atomic_dir, atomic_file
 def test_atomic_file_keeps_old_content_on_failure(tmp_path):
     target = tmp_path / "m.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("stage failed")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("stage failed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
@@ -18,10 +17,9 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
     out = tmp_path / "raw"
     with atomic_dir(out) as tmp:
         (tmp / "a").write_text("1")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp:
-            (tmp / "b").write_text("2")
-            raise RuntimeError
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "b").write_text("2")
+        raise RuntimeError
     assert sorted(p.name for p in out.iterdir()) == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 

@@ -5,8 +5,15 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from aerialseg.blending import (TTA_CHOICES, plan_grid, predict_probabilities, probabilities_to_index, weight_sums,
-                                window_profile, window_weights)
+from aerialseg.blending import (
+    TTA_CHOICES,
+    plan_grid,
+    predict_probabilities,
+    probabilities_to_index,
+    weight_sums,
+    window_profile,
+    window_weights,
+)
 
 CLASSES = 6
 WINDOW = 32
@@ -35,8 +42,9 @@ def test_per_pixel_predictor_is_reconstructed_exactly(shape, mode, tta):
 
 def test_hann_window_reconstructs_exactly_too():
     image = random_image((70, 45))
-    probabilities = predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, window_function="hann",
-                                          subdivisions=4)
+    probabilities = predict_probabilities(
+        image, channel_argmax_one_hot, WINDOW, CLASSES, window_function="hann", subdivisions=4
+    )
     np.testing.assert_allclose(probabilities, channel_argmax_one_hot(image.astype(np.float32)), atol=1e-5)
 
 
@@ -88,9 +96,9 @@ def test_weight_map_is_positive_and_covers_each_pixel_with_a_full_set_of_windows
     assert weight_map.shape == shape and (weight_map > 0).all()
     coverage = np.outer(*weight_sums(grid, np.ones(WINDOW, np.float32)))  # windows over each pixel
     step = WINDOW // subdivisions  # 32 / 3 is not whole: then some pixels lie in 4 windows per axis
-    assert coverage.min() >= subdivisions ** 2 and coverage.max() <= (-(-WINDOW // step)) ** 2
+    assert coverage.min() >= subdivisions**2 and coverage.max() <= (-(-WINDOW // step)) ** 2
     if WINDOW % subdivisions == 0:
-        np.testing.assert_array_equal(coverage, subdivisions ** 2)
+        np.testing.assert_array_equal(coverage, subdivisions**2)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (100, 37)])
@@ -100,12 +108,12 @@ def test_strips_are_the_rows_of_the_mirror_padded_image(shape):
     after = [padded - grid.border - side for padded, side in zip(grid.padded_shape, shape)]
     padded = np.pad(image, [(grid.border, after[0]), (grid.border, after[1]), (0, 0)], mode="reflect")
     for y in grid.starts(0):
-        np.testing.assert_array_equal(grid.padded_rows(image, y), padded[y:y + WINDOW])
+        np.testing.assert_array_equal(grid.padded_rows(image, y), padded[y : y + WINDOW])
 
 
 def test_spline_windows_half_a_window_apart_sum_to_a_constant():
     profile = window_profile(WINDOW)
-    halves = profile[: WINDOW // 2] + profile[WINDOW // 2:]
+    halves = profile[: WINDOW // 2] + profile[WINDOW // 2 :]
     np.testing.assert_allclose(halves, halves[0], rtol=1e-5)
     assert profile.min() > 0 and profile.argmax() in (WINDOW // 2 - 1, WINDOW // 2)
 
@@ -138,13 +146,16 @@ class CountingPredictor:
         return channel_argmax_one_hot(batch)
 
 
-@pytest.mark.parametrize("mode, tta, expected_windows", [
-    ("plain", "d4", 4 * 2),  # ceil(100 / 32) x ceil(37 / 32); plain ignores TTA
-    # step 16, border 16: 132 px -> 8 rows (last ends at 144), 69 px -> 4 columns (last ends at 80)
-    ("smooth", "none", 8 * 4),
-    ("smooth", "flips", 8 * 4 * 4),
-    ("smooth", "d4", 8 * 4 * 8),
-])
+@pytest.mark.parametrize(
+    "mode, tta, expected_windows",
+    [
+        ("plain", "d4", 4 * 2),  # ceil(100 / 32) x ceil(37 / 32); plain ignores TTA
+        # step 16, border 16: 132 px -> 8 rows (last ends at 144), 69 px -> 4 columns (last ends at 80)
+        ("smooth", "none", 8 * 4),
+        ("smooth", "flips", 8 * 4 * 4),
+        ("smooth", "d4", 8 * 4 * 8),
+    ],
+)
 def test_forward_passes_are_one_per_window_and_transform(mode, tta, expected_windows):
     predictor = CountingPredictor()
     predict_probabilities(random_image((100, 37)), predictor, WINDOW, CLASSES, mode=mode, tta=tta, batch_size=16)
@@ -172,17 +183,19 @@ def test_memory_peak_is_the_accumulator_plus_one_batch_not_all_windows():
 
 def test_predictor_returning_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match=r"predictor returned shape \(\d+, 32, 32, 5\)"):
-        predict_probabilities(random_image((40, 40)), lambda batch: np.zeros(batch.shape[:3] + (5,)),
-                              WINDOW, CLASSES)
+        predict_probabilities(random_image((40, 40)), lambda batch: np.zeros(batch.shape[:3] + (5,)), WINDOW, CLASSES)
 
 
-@pytest.mark.parametrize("argument, message", [
-    ({"mode": "blurry"}, "unknown prediction mode 'blurry'"),
-    ({"tta": "d8"}, "unknown test-time augmentation 'd8'"),
-    ({"window_function": "gauss"}, "unknown window function 'gauss'"),
-    ({"subdivisions": 0}, "subdivisions must be between 1 and the window size 32"),
-    ({"batch_size": 0}, "must be positive"),
-])
+@pytest.mark.parametrize(
+    "argument, message",
+    [
+        ({"mode": "blurry"}, "unknown prediction mode 'blurry'"),
+        ({"tta": "d8"}, "unknown test-time augmentation 'd8'"),
+        ({"window_function": "gauss"}, "unknown window function 'gauss'"),
+        ({"subdivisions": 0}, "subdivisions must be between 1 and the window size 32"),
+        ({"batch_size": 0}, "must be positive"),
+    ],
+)
 def test_bad_arguments_are_refused(argument, message):
     with pytest.raises(ValueError, match=message):
         predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, **argument)
@@ -203,6 +216,5 @@ def test_probabilities_to_index_picks_the_most_probable_class():
 
 
 def test_progress_bar_counts_windows(capsys):
-    predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, mode="plain",
-                          progress=True)
+    predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, mode="plain", progress=True)
     assert "plain windows" in capsys.readouterr().err

@@ -20,14 +20,17 @@ def test_repository_params_are_valid():
     assert params.palette.colours[1] == (0, 0, 255)
 
 
-@pytest.mark.parametrize("section, key, value, fragment", [
-    ("train", "epochs", "many", "train.epochs"),
-    ("train", "epocs", 3, "train.epocs"),
-    ("patches", "patch_size", 100, "patches.patch_size"),
-    ("data", "source", "ftp", "data.source"),
-    ("predict", "tta", "all", "predict.tta"),
-    ("train", "encoder", "resnet18", "train.encoder"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, fragment",
+    [
+        ("train", "epochs", "many", "train.epochs"),
+        ("train", "epocs", 3, "train.epocs"),
+        ("patches", "patch_size", 100, "patches.patch_size"),
+        ("data", "source", "ftp", "data.source"),
+        ("predict", "tta", "all", "predict.tta"),
+        ("train", "encoder", "resnet18", "train.encoder"),
+    ],
+)
 def test_bad_param_names_the_key(raw, section, key, value, fragment):
     raw[section][key] = value
     with pytest.raises(ParamsError, match=fragment.replace(".", r"\.")):
@@ -72,8 +75,7 @@ def test_classes_need_at_least_one_class(raw):
 def test_two_classes_with_the_same_colour_are_named(raw):
     raw["classes"]["tree"] = [0, 0, 255]  # building's colour
     raw["classes"]["car"] = [0, 0, 255]
-    with pytest.raises(ParamsError,
-                       match=r"classes: .*building, tree and car have the same colour \(0, 0, 255\)"):
+    with pytest.raises(ParamsError, match=r"classes: .*building, tree and car have the same colour \(0, 0, 255\)"):
         parse_params(raw)
 
 
@@ -84,13 +86,16 @@ def test_encoder_needs_patches_divisible_by_its_stride(raw):
         parse_params(raw)
 
 
-@pytest.mark.parametrize("section, key, value, module_choices", [
-    ("train", "encoder", "resnet18", "aerialseg.model.ENCODERS"),
-    ("train", "model", "segformer", "aerialseg.model.MODELS"),
-    ("train", "loss", "lovasz", "aerialseg.losses.LOSSES"),
-    ("predict", "tta", "d8", "aerialseg.blending.TTA_CHOICES"),
-    ("predict", "window_function", "gauss", "aerialseg.blending.WINDOW_FUNCTIONS"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, module_choices",
+    [
+        ("train", "encoder", "resnet18", "aerialseg.model.ENCODERS"),
+        ("train", "model", "segformer", "aerialseg.model.MODELS"),
+        ("train", "loss", "lovasz", "aerialseg.losses.LOSSES"),
+        ("predict", "tta", "d8", "aerialseg.blending.TTA_CHOICES"),
+        ("predict", "window_function", "gauss", "aerialseg.blending.WINDOW_FUNCTIONS"),
+    ],
+)
 def test_choices_come_from_the_modules_that_implement_them(raw, section, key, value, module_choices):
     """Each list of valid names exists once, in the module that implements the choices."""
     module, name = module_choices.rsplit(".", 1)

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import repo_params
 
 from aerialseg.layout import Layout
 from aerialseg.potsdam import label_name, photo_name
 from aerialseg.sources import ChecksumError, download_raw
 from aerialseg.tiles import read_image
-from conftest import repo_params
 
 
 @pytest.fixture
@@ -31,8 +31,10 @@ def manifest(root: Path) -> pd.DataFrame:
 
 def test_url_source_downloads_unpacks_and_checks(project, file_server, potsdam_archives):
     archives, tiles = potsdam_archives
-    files = [{"url": file_server.add(a.name, a.read_bytes()), "sha256": hashlib.sha256(a.read_bytes()).hexdigest()}
-             for a in archives]
+    files = [
+        {"url": file_server.add(a.name, a.read_bytes()), "sha256": hashlib.sha256(a.read_bytes()).hexdigest()}
+        for a in archives
+    ]
     root = project(source="url", url={"files": files})
     for tile, (photo, label) in tiles.items():
         assert (root / "data/raw/images" / photo_name(tile)).read_bytes() == photo.read_bytes()

@@ -12,9 +12,9 @@ import ast
 from pathlib import Path
 
 import yaml
+from pipeline_helpers import REPO
 
 from aerialseg.layout import Layout
-from pipeline_helpers import REPO
 
 PACKAGES = ("aerialseg", "stages")
 
@@ -83,22 +83,31 @@ def test_an_omitted_module_is_caught():
     pipeline = read_pipeline()
     pipeline["stages"]["patches"]["deps"].remove("aerialseg/tiles.py")
     assert code_dependency_problems(pipeline) == [
-        "stage patches: imports aerialseg/tiles.py but dvc.yaml does not list it"]
+        "stage patches: imports aerialseg/tiles.py but dvc.yaml does not list it"
+    ]
 
 
 def test_closure_follows_from_imports_and_package_inits():
     closure = stage_code("resize")
-    assert {"stages/__init__.py", "aerialseg/__init__.py", "aerialseg/resizing.py", "aerialseg/atomic.py",
-            "aerialseg/palette.py"} <= closure
+    assert {
+        "stages/__init__.py",
+        "aerialseg/__init__.py",
+        "aerialseg/resizing.py",
+        "aerialseg/atomic.py",
+        "aerialseg/palette.py",
+    } <= closure
     assert "aerialseg/model.py" not in closure  # resize never imports Keras code
 
 
 def test_every_output_in_dvc_yaml_is_a_layout_path():
     """dvc.yaml and aerialseg.layout name the same files (the layout is where code finds them)."""
     layout = Layout()
-    named = {str(value.path if hasattr(value, "path") else value)
-             for value in (getattr(layout, attribute) for attribute in dir(Layout)
-                           if isinstance(getattr(Layout, attribute), property))}
+    named = {
+        str(value.path if hasattr(value, "path") else value)
+        for value in (
+            getattr(layout, attribute) for attribute in dir(Layout) if isinstance(getattr(Layout, attribute), property)
+        )
+    }
     named |= {str(layout.confusion_rows(mode)) for mode in ("plain", "smooth")}
     outputs = set()
     for stage in read_pipeline()["stages"].values():

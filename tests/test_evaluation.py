@@ -7,12 +7,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import repo_params
+from scored_project import SCORING_PARAMS, SHAPE, pooled, scored_project, write_prediction, write_snapshots
 from sklearn.metrics import accuracy_score, f1_score, jaccard_score
 
 from aerialseg.evaluation import evaluate
 from aerialseg.history import HISTORY_COLUMNS
-from conftest import repo_params
-from scored_project import SCORING_PARAMS, SHAPE, pooled, scored_project, write_prediction, write_snapshots
 
 
 @pytest.fixture
@@ -33,10 +33,12 @@ def test_evaluate_scores_the_test_tiles_like_sklearn(project, capsys):
         assert results[mode]["mf1"] == pytest.approx(f1_score(truth, predicted, average="macro"))
         assert results[mode]["oa"] == pytest.approx(accuracy_score(truth, predicted))
         assert results[mode]["per_class"]["car"]["iou"] == pytest.approx(
-            jaccard_score(truth, predicted, labels=[project["palette"].names.index("car")], average=None)[0])
+            jaccard_score(truth, predicted, labels=[project["palette"].names.index("car")], average=None)[0]
+        )
         kept = [k for k, name in enumerate(project["palette"].names) if name != "clutter"]
         assert results[mode]["miou_no_clutter"] == pytest.approx(
-            jaccard_score(truth, predicted, labels=kept, average=None).mean())
+            jaccard_score(truth, predicted, labels=kept, average=None).mean()
+        )
         confusion = pd.read_csv(layout.confusion_rows(mode))
         assert list(confusion.columns) == ["actual", "predicted"]
         assert len(confusion) == pytest.approx(truth.size, abs=36)  # fewer pixels than 20000: kept 1:1
@@ -72,8 +74,11 @@ def test_a_prediction_of_another_size_names_both_files_and_keeps_old_metrics(pro
     layout.evaluation.write_text('{"previous": 1}')
     write_prediction(layout, "smooth", "2_11", np.zeros((SHAPE[0], SHAPE[1] + 1), np.uint8), project["palette"])
 
-    with pytest.raises(ValueError, match=r"smooth/top_potsdam_2_11_pred\.tif vs .*top_potsdam_2_11_label\.tif: "
-                                         r"label shape \(32, 48\) and prediction shape \(32, 49\) differ"):
+    with pytest.raises(
+        ValueError,
+        match=r"smooth/top_potsdam_2_11_pred\.tif vs .*top_potsdam_2_11_label\.tif: "
+        r"label shape \(32, 48\) and prediction shape \(32, 49\) differ",
+    ):
         evaluate(layout, project["params"])
     assert layout.evaluation.read_text() == '{"previous": 1}'
 

@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import pytest
 import tifffile
+from conftest import repo_params
 
 from aerialseg.blending import predict_probabilities
 from aerialseg.inference import KerasPredictor, predict_map, predict_test_tiles
 from aerialseg.layout import Layout
 from aerialseg.potsdam import photo_name
 from aerialseg.tiles import read_geotags, read_image, write_image
-from conftest import repo_params
 
 PARAMS = repo_params({"patches": {"patch_size": 32, "step": 32}, "predict": {"tta": "flips"}})
 CLASSES = PARAMS.palette.num_classes
@@ -26,8 +26,13 @@ PIXEL_SCALE = (0.05, 0.05, 0.0)  # GeoTIFF ModelPixelScaleTag of a 5 cm ground s
 def save_model(path: Path, classes: int = 6) -> keras.Model:
     """A per-pixel (1 x 1 convolution) softmax model, so the right maps are known exactly."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 255),
-                              keras.layers.Conv2D(classes, 1, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(classes, 1, activation="softmax"),
+        ]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return model
@@ -36,8 +41,13 @@ def save_model(path: Path, classes: int = 6) -> keras.Model:
 def write_photo(path: Path, pixels: np.ndarray, geotagged: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     extratags = [(33550, "d", 3, PIXEL_SCALE, True)] if geotagged else []
-    tifffile.imwrite(path, pixels, photometric="rgb" if pixels.shape[-1] >= 3 else "minisblack", planarconfig="contig",
-                     extratags=extratags)
+    tifffile.imwrite(
+        path,
+        pixels,
+        photometric="rgb" if pixels.shape[-1] >= 3 else "minisblack",
+        planarconfig="contig",
+        extratags=extratags,
+    )
 
 
 def predict(root: Path) -> None:
@@ -49,8 +59,11 @@ def project(tmp_path):
     """A project folder with splits.json and three resized photos (the model is up to each test)."""
     rng = np.random.default_rng(0)
     for tile, shape, geotagged in [("2_10", (70, 45), True), ("2_11", (40, 40), False), ("2_12", (64, 64), False)]:
-        write_photo(tmp_path / "data/resized/images" / photo_name(tile),
-                    rng.integers(0, 256, shape + (3,), dtype=np.uint8), geotagged)
+        write_photo(
+            tmp_path / "data/resized/images" / photo_name(tile),
+            rng.integers(0, 256, shape + (3,), dtype=np.uint8),
+            geotagged,
+        )
     write_splits(tmp_path, test=["2_10", "2_11"])
     return tmp_path
 
@@ -68,8 +81,11 @@ def test_stage_writes_plain_and_smooth_maps_of_every_test_tile(project):
 
     out = project / "data/predictions"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        f"{mode}/top_potsdam_{tile}_pred.{kind}" for mode in ("plain", "smooth") for tile in ("2_10", "2_11")
-        for kind in ("png", "tif")]
+        f"{mode}/top_potsdam_{tile}_pred.{kind}"
+        for mode in ("plain", "smooth")
+        for tile in ("2_10", "2_11")
+        for kind in ("png", "tif")
+    ]
     for tile in ("2_10", "2_11"):
         photo = project / "data/resized/images" / photo_name(tile)
         pixels = read_image(photo).astype(np.float32)
@@ -145,7 +161,9 @@ def test_rgbir_photos_are_predicted_from_their_rgb_bands(project):
     write_photo(photo, np.concatenate([rgb, infrared], axis=-1), False)
     predict(project)
     expected = keras.ops.convert_to_numpy(model(rgb[None].astype(np.float32), training=False))[0].argmax(-1)
-    np.testing.assert_array_equal(tifffile.imread(project / "data/predictions/smooth/top_potsdam_2_11_pred.tif"), expected)
+    np.testing.assert_array_equal(
+        tifffile.imread(project / "data/predictions/smooth/top_potsdam_2_11_pred.tif"), expected
+    )
 
 
 def random_image(shape, channels=3, seed=0) -> np.ndarray:
@@ -154,8 +172,13 @@ def random_image(shape, channels=3, seed=0) -> np.ndarray:
 
 def tiny_keras_model(channels=3, classes=CLASSES) -> keras.Model:
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((None, None, channels)), keras.layers.Rescaling(1 / 255),
-                             keras.layers.Conv2D(classes, 1, activation="softmax")])
+    return keras.Sequential(
+        [
+            keras.Input((None, None, channels)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(classes, 1, activation="softmax"),
+        ]
+    )
 
 
 def test_keras_model_runs_through_KerasPredictor():

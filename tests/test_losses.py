@@ -66,7 +66,8 @@ def test_labels_with_a_channel_axis_give_the_same_loss(loss_class, labels):
     probabilities = np.random.default_rng(2).dirichlet(np.ones(K), labels.shape).astype("float32")
 
     assert value(loss_class(K), labels[..., None], probabilities) == pytest.approx(
-        value(loss_class(K), labels, probabilities), rel=1e-6)
+        value(loss_class(K), labels, probabilities), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("loss_class", LOSSES)
@@ -81,8 +82,9 @@ def test_weighting_the_badly_predicted_class_raises_the_loss(loss_class, labels)
     assert relaxed < plain < stressed
 
 
-@pytest.mark.parametrize("bad_weights, message", [([1.0, 2.0], "2 values for 3 classes"),
-                                                  ([1.0, -1.0, 1.0], "non-negative")])
+@pytest.mark.parametrize(
+    "bad_weights, message", [([1.0, 2.0], "2 values for 3 classes"), ([1.0, -1.0, 1.0], "non-negative")]
+)
 def test_bad_class_weights_are_refused(bad_weights, message):
     with pytest.raises(ValueError, match=message):
         DiceFocalLoss(K, class_weights=bad_weights)
@@ -185,8 +187,9 @@ def test_the_loss_trains_a_unet_on_the_jax_backend():
         print("jax loss", loss)
     """)
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=240)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240
+    )
 
     assert run.returncode == 0, run.stderr[-3000:]
     print(run.stdout)

@@ -4,15 +4,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from aerialseg.metrics import (confusion_matrix, confusion_rows, erode_boundaries, scores,
-                               training_metrics)
+from aerialseg.metrics import confusion_matrix, confusion_rows, erode_boundaries, scores, training_metrics
 from aerialseg.palette import IGNORE_INDEX
 
 NAMES = ["road", "building", "tree", "clutter"]
 
 # (true class, predicted class): pixel count. Scores below are derived from these counts.
-PAIR_COUNTS = {(0, 0): 50, (0, 1): 10, (0, 3): 2, (1, 1): 30, (1, 0): 5, (2, 2): 12, (2, 1): 3,
-               (3, 3): 4, (3, 0): 6}
+PAIR_COUNTS = {(0, 0): 50, (0, 1): 10, (0, 3): 2, (1, 1): 30, (1, 0): 5, (2, 2): 12, (2, 1): 3, (3, 3): 4, (3, 0): 6}
 
 
 def maps_from_counts(pair_counts: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -21,16 +19,22 @@ def maps_from_counts(pair_counts: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def counted(pair_counts: dict, truth=None, predicted=None) -> int:
-    return sum(n for (t, p), n in pair_counts.items()
-               if (truth is None or truth(t)) and (predicted is None or predicted(p)))
+    return sum(
+        n for (t, p), n in pair_counts.items() if (truth is None or truth(t)) and (predicted is None or predicted(p))
+    )
 
 
 def expected_scores(pair_counts: dict, k: int) -> dict:
     tp = counted(pair_counts, lambda t: t == k, lambda p: p == k)
     fp = counted(pair_counts, lambda t: t != k, lambda p: p == k)
     fn = counted(pair_counts, lambda t: t == k, lambda p: p != k)
-    return {"iou": tp / (tp + fp + fn), "f1": 2 * tp / (2 * tp + fp + fn),
-            "precision": tp / (tp + fp), "recall": tp / (tp + fn), "support": tp + fn}
+    return {
+        "iou": tp / (tp + fp + fn),
+        "f1": 2 * tp / (2 * tp + fp + fn),
+        "precision": tp / (tp + fp),
+        "recall": tp / (tp + fn),
+        "support": tp + fn,
+    }
 
 
 def test_confusion_matrix_equals_sklearn_on_random_maps_with_ignored_pixels():

@@ -12,8 +12,15 @@ import keras
 import numpy as np
 import pytest
 
-from aerialseg.model import (BACKBONES, ENCODERS, EncoderWeightsError, ImagenetPreprocessing, build_model,
-                             build_unet, set_encoder_trainable)
+from aerialseg.model import (
+    BACKBONES,
+    ENCODERS,
+    EncoderWeightsError,
+    ImagenetPreprocessing,
+    build_model,
+    build_unet,
+    set_encoder_trainable,
+)
 
 NUM_CLASSES = 6
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -172,8 +179,9 @@ def test_imagenet_weights_offline_say_which_file_goes_into_which_folder(tmp_path
             print("ERROR:", error)
     """)
     env = {**os.environ, "KERAS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
 
     assert run.returncode == 0, run.stderr
     file_name = BACKBONES["mobilenetv2"].imagenet_file
@@ -196,12 +204,15 @@ def test_encoder_unet_reloads_with_its_preprocessing_layer(encoder_unet, tmp_pat
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("encoder, expected", [
-    ("resnet50", [0 - 103.939, 0 - 116.779, 255 - 123.68]),  # caffe: BGR, ImageNet mean removed
-    ("vgg16", [0 - 103.939, 0 - 116.779, 255 - 123.68]),
-    ("mobilenetv2", [1.0, -1.0, -1.0]),  # tf: -1..1
-    ("efficientnetb0", [255.0, 0.0, 0.0]),  # rescales inside the network
-])
+@pytest.mark.parametrize(
+    "encoder, expected",
+    [
+        ("resnet50", [0 - 103.939, 0 - 116.779, 255 - 123.68]),  # caffe: BGR, ImageNet mean removed
+        ("vgg16", [0 - 103.939, 0 - 116.779, 255 - 123.68]),
+        ("mobilenetv2", [1.0, -1.0, -1.0]),  # tf: -1..1
+        ("efficientnetb0", [255.0, 0.0, 0.0]),  # rescales inside the network
+    ],
+)
 def test_preprocessing_matches_what_each_encoder_was_trained_with(encoder, expected):
     red = np.array([[[[255.0, 0.0, 0.0]]]], dtype="float32")
 

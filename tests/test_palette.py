@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import POTSDAM_PALETTE
 
 from aerialseg.palette import IGNORE_INDEX, Palette, UnknownColourError
-from conftest import POTSDAM_PALETTE
 
 
 def test_round_trip_of_every_class():

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import yaml
+from pipeline_helpers import altered, make_project, run_stage
 
 from aerialseg.potsdam import photo_name
 from aerialseg.tiles import read_image
-from pipeline_helpers import altered, make_project, run_stage
 
 
 @pytest.fixture(scope="module")

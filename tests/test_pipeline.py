@@ -5,7 +5,6 @@ import json
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-
 from pipeline_helpers import altered, make_project, run
 from test_dvc_yaml import read_pipeline
 
@@ -20,12 +19,25 @@ def project(tmp_path_factory):
 
 
 def test_repro_writes_every_output(project):
-    for path in ("data/raw/manifest.csv", "data/resized/manifest.csv", "data/patches/train_images.npy",
-                 "data/patches/splits.json", "models/model.keras", "metrics/train_history.csv",
-                 "data/predictions/plain/top_potsdam_2_13_pred.png", "data/predictions/smooth/top_potsdam_2_13_pred.tif",
-                 "metrics/evaluate.json", "metrics/snapshots.csv", "metrics/snapshots.md", "metrics/report.md",
-                 "metrics/figures/curves.png", "metrics/figures/progress.mp4", "metrics/figures/progress.gif",
-                 "metrics/class_distribution.json", "metrics/class_distribution.png"):
+    for path in (
+        "data/raw/manifest.csv",
+        "data/resized/manifest.csv",
+        "data/patches/train_images.npy",
+        "data/patches/splits.json",
+        "models/model.keras",
+        "metrics/train_history.csv",
+        "data/predictions/plain/top_potsdam_2_13_pred.png",
+        "data/predictions/smooth/top_potsdam_2_13_pred.tif",
+        "metrics/evaluate.json",
+        "metrics/snapshots.csv",
+        "metrics/snapshots.md",
+        "metrics/report.md",
+        "metrics/figures/curves.png",
+        "metrics/figures/progress.mp4",
+        "metrics/figures/progress.gif",
+        "metrics/class_distribution.json",
+        "metrics/class_distribution.png",
+    ):
         assert (project / path).is_file(), path
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     for mode in ("plain", "smooth"):

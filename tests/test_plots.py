@@ -13,7 +13,7 @@ PALETTE = Palette(("road", "building", "clutter"), ((255, 255, 255), (0, 0, 255)
 
 def class_map(shift: int = 0, size: int = 60) -> np.ndarray:
     index = np.zeros((size, size), np.uint8)
-    index[10 + shift:30 + shift, 10:40] = 1
+    index[10 + shift : 30 + shift, 10:40] = 1
     index[40:55, 5:25] = 2
     return PALETTE.index_to_rgb(index)
 
@@ -26,8 +26,17 @@ def read_png(path) -> np.ndarray:
 
 def test_training_curves(tmp_path):
     epochs = np.arange(1, 6)
-    history = pd.DataFrame({"epoch": epochs, "loss": 1 / epochs, "accuracy": 0.1 * epochs, "jaccard": 0.1 * epochs,
-                            "val_loss": 1.2 / epochs, "val_accuracy": 0.09 * epochs, "val_jaccard": 0.08 * epochs})
+    history = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "loss": 1 / epochs,
+            "accuracy": 0.1 * epochs,
+            "jaccard": 0.1 * epochs,
+            "val_loss": 1.2 / epochs,
+            "val_accuracy": 0.09 * epochs,
+            "val_jaccard": 0.08 * epochs,
+        }
+    )
     plots.save_figure(plots.training_curves_figure(history), tmp_path / "curves.png")
     height, width, _ = read_png(tmp_path / "curves.png").shape
     assert width > 2 * height > 300  # two panels side by side
@@ -65,8 +74,10 @@ def test_confusion_heat_map_is_row_normalised(tmp_path):
 
 
 def test_class_distribution_chart(tmp_path):
-    counts = {"train": {"road": 600, "building": 300, "clutter": 100},
-              "val": {"road": 50, "building": 50, "clutter": 0}}
+    counts = {
+        "train": {"road": 600, "building": 300, "clutter": 100},
+        "val": {"road": 50, "building": 50, "clutter": 0},
+    }
     plots.class_distribution_chart(counts, tmp_path / "distribution.png", PALETTE)
     assert read_png(tmp_path / "distribution.png").shape[1] > 300
 

@@ -4,10 +4,10 @@ import re
 
 import imageio.v2 as imageio_v2
 import pytest
+from scored_project import TEST_TILES, scored_project, write_snapshot_maps, write_snapshots
 
 from aerialseg.evaluation import evaluate
 from aerialseg.reporting import write_report
-from scored_project import TEST_TILES, scored_project, write_snapshot_maps, write_snapshots
 
 
 @pytest.fixture
@@ -24,8 +24,15 @@ def test_report_draws_every_figure_and_links_them(project):
 
     write_report(layout, project["params"])
 
-    expected = {"curves.png", "confusion_plain.png", "confusion_smooth.png", "snapshot_grid.png",
-                "progress.mp4", "progress.gif", *(f"{tile}_comparison.png" for tile in TEST_TILES)}
+    expected = {
+        "curves.png",
+        "confusion_plain.png",
+        "confusion_smooth.png",
+        "snapshot_grid.png",
+        "progress.mp4",
+        "progress.gif",
+        *(f"{tile}_comparison.png" for tile in TEST_TILES),
+    }
     assert {path.name for path in layout.figures.iterdir()} == expected
     assert all((layout.figures / name).stat().st_size > 1000 for name in expected)
     with imageio_v2.get_reader(layout.figures / "progress.mp4") as video:

@@ -22,8 +22,13 @@ def write_raw(raw: Path, tiles: dict[str, tuple[np.ndarray, np.ndarray]]) -> Til
     for tile, (photo, label) in tiles.items():
         write_image(folder.photo(tile), photo)
         write_image(folder.label(tile), label)
-    write_manifest(folder.manifest, [{"tile": tile, "height": photo.shape[0], "width": photo.shape[1],
-                                      "source": "test"} for tile, (photo, _) in tiles.items()])
+    write_manifest(
+        folder.manifest,
+        [
+            {"tile": tile, "height": photo.shape[0], "width": photo.shape[1], "source": "test"}
+            for tile, (photo, _) in tiles.items()
+        ],
+    )
     return folder
 
 
@@ -35,12 +40,15 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("size_hw, scale, size, expected", [
-    ((1024, 600), 0.5, None, (512, 300)),
-    ((200, 201), 0.37, None, (74, 74)),
-    ((200, 200), 0.5, (50, 70), (50, 70)),  # size wins over scale
-    ((3, 3), 0.01, None, (1, 1)),  # never empty
-])
+@pytest.mark.parametrize(
+    "size_hw, scale, size, expected",
+    [
+        ((1024, 600), 0.5, None, (512, 300)),
+        ((200, 201), 0.37, None, (74, 74)),
+        ((200, 200), 0.5, (50, 70), (50, 70)),  # size wins over scale
+        ((3, 3), 0.01, None, (1, 1)),  # never empty
+    ],
+)
 def test_target_size_from_scale_or_size(size_hw, scale, size, expected):
     assert target_size(size_hw, scale, size) == expected
 
@@ -81,8 +89,10 @@ def test_resize_dataset_keeps_palette_colours_and_writes_a_manifest(tmp_path, sc
 
 def test_size_parameter_gives_every_tile_that_size(tmp_path):
     resized = TileFolder(tmp_path / "resized")
-    raw = write_raw(tmp_path / "raw", {"2_10": generate_tile(0, (120, 90), POTSDAM_PALETTE),
-                                       "3_11": generate_tile(1, 64, POTSDAM_PALETTE)})
+    raw = write_raw(
+        tmp_path / "raw",
+        {"2_10": generate_tile(0, (120, 90), POTSDAM_PALETTE), "3_11": generate_tile(1, 64, POTSDAM_PALETTE)},
+    )
     manifest = resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.5, size=(48, 80), workers=1)
     assert list(zip(manifest["height"], manifest["width"])) == [(48, 80), (48, 80)]
     for tile in ("2_10", "3_11"):

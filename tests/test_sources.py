@@ -10,11 +10,19 @@ import pytest
 
 from aerialseg.layout import TileFolder
 from aerialseg.palette import UnknownColourError
-from aerialseg.sources import (
-    ArchiveError, ChecksumError, DatasetError, DownloadError, collect_local, collect_url, download,
-    extract_archives, find_tile_pairs, prepare_raw,
-)
 from aerialseg.potsdam import label_name, photo_name
+from aerialseg.sources import (
+    ArchiveError,
+    ChecksumError,
+    DatasetError,
+    DownloadError,
+    collect_local,
+    collect_url,
+    download,
+    extract_archives,
+    find_tile_pairs,
+    prepare_raw,
+)
 from aerialseg.tiles import ImageReadError, read_image, write_image
 
 
@@ -28,6 +36,7 @@ def payload():
 
 
 # --- download -------------------------------------------------------------------------------------
+
 
 def test_download_fetches_and_verifies(file_server, payload, tmp_path):
     url = file_server.add("2_Ortho_RGB.zip", payload)
@@ -108,6 +117,7 @@ def test_download_names_the_url_on_http_errors(file_server, tmp_path):
 
 # --- archives and pairing -------------------------------------------------------------------------
 
+
 def test_collect_local_pairs_tiles_from_archives(potsdam_archives, tmp_path):
     archives, tiles = potsdam_archives
     pairs = collect_local(archives, tmp_path / "work")
@@ -147,8 +157,10 @@ def test_symlinked_folders_and_files_are_followed(make_potsdam_tiles, tmp_path):
     (root / "2_Ortho_RGB" / "loop").symlink_to(root, target_is_directory=True)  # must not be walked forever
     pairs = find_tile_pairs([root])
     assert list(pairs) == ["2_10", "2_11", "2_12", "3_10", "4_10"]
-    assert pairs["3_10"] == (root / "more/2_Ortho_RGB" / photo_name("3_10"),
-                             root / "more/5_Labels_all" / label_name("3_10"))
+    assert pairs["3_10"] == (
+        root / "more/2_Ortho_RGB" / photo_name("3_10"),
+        root / "more/5_Labels_all" / label_name("3_10"),
+    )
     assert pairs["4_10"][0].read_bytes() == linked[0].read_bytes()
 
 
@@ -223,6 +235,7 @@ def test_no_tiles_at_all_is_an_error(tmp_path):
 
 
 # --- prepare_raw ----------------------------------------------------------------------------------
+
 
 def test_prepare_raw_stores_tiles_and_manifest(make_potsdam_tiles, palette, tmp_path):
     tiles = make_potsdam_tiles(tmp_path / "in", ["2_10", "2_11"], size=64)

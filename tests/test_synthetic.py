@@ -47,8 +47,14 @@ def test_class_shares_are_potsdam_like(big_tiles, palette):
     """Potsdam: impervious ~28 %, building ~26 %, low vegetation ~23 %, tree ~15 %, car ~2 %, clutter ~5 %."""
     counts = sum(np.bincount(classes.ravel(), minlength=palette.num_classes) for _, classes in big_tiles)
     share = dict(zip(palette.names, counts / counts.sum()))
-    expected = {"impervious_surfaces": (0.18, 0.40), "building": (0.15, 0.38), "low_vegetation": (0.15, 0.40),
-                "tree": (0.06, 0.25), "car": (0.008, 0.05), "clutter": (0.01, 0.09)}
+    expected = {
+        "impervious_surfaces": (0.18, 0.40),
+        "building": (0.15, 0.38),
+        "low_vegetation": (0.15, 0.40),
+        "tree": (0.06, 0.25),
+        "car": (0.008, 0.05),
+        "clutter": (0.01, 0.09),
+    }
     for name, (low, high) in expected.items():
         assert low <= share[name] <= high, f"{name}: {share[name]:.3f} not in [{low}, {high}]"
 
@@ -58,9 +64,12 @@ def test_cars_are_large_enough_to_learn_after_halving(big_tiles, palette):
     car = palette.names.index("car")
     _, classes = big_tiles[1]
     count, _, stats, _ = cv2.connectedComponentsWithStats((classes == car).astype(np.uint8))
-    whole = stats[1:][(stats[1:, cv2.CC_STAT_LEFT] > 0) & (stats[1:, cv2.CC_STAT_TOP] > 0)
-                      & (stats[1:, cv2.CC_STAT_LEFT] + stats[1:, cv2.CC_STAT_WIDTH] < 1024)
-                      & (stats[1:, cv2.CC_STAT_TOP] + stats[1:, cv2.CC_STAT_HEIGHT] < 1024)]
+    whole = stats[1:][
+        (stats[1:, cv2.CC_STAT_LEFT] > 0)
+        & (stats[1:, cv2.CC_STAT_TOP] > 0)
+        & (stats[1:, cv2.CC_STAT_LEFT] + stats[1:, cv2.CC_STAT_WIDTH] < 1024)
+        & (stats[1:, cv2.CC_STAT_TOP] + stats[1:, cv2.CC_STAT_HEIGHT] < 1024)
+    ]
     assert count > 5
     short_sides = np.minimum(whole[:, cv2.CC_STAT_WIDTH], whole[:, cv2.CC_STAT_HEIGHT])
     long_sides = np.maximum(whole[:, cv2.CC_STAT_WIDTH], whole[:, cv2.CC_STAT_HEIGHT])
@@ -77,8 +86,7 @@ def test_any_size_is_respected(palette, size, shape):
 def test_label_follows_the_palette_order_and_colours_by_class_name(palette):
     """Classes are looked up by name, so a reordered, recoloured palette gives the same map."""
     order = [5, 3, 1, 0, 2, 4]
-    shuffled = Palette(tuple(palette.names[i] for i in order),
-                       tuple((10 * i, 20, 30) for i in range(len(order))))
+    shuffled = Palette(tuple(palette.names[i] for i in order), tuple((10 * i, 20, 30) for i in range(len(order))))
     _, label = generate_tile(11, 256, palette)
     _, shuffled_label = generate_tile(11, 256, shuffled)
     names = np.array(palette.names)[palette.rgb_to_index(label)]
@@ -98,10 +106,8 @@ def test_tile_ids_are_potsdam_style_rows_of_five():
 def test_write_dataset_writes_potsdam_named_8bit_rgb_tiffs(tmp_path, palette):
     ids = write_dataset(tmp_path / "images", tmp_path / "labels", 3, 96, 5, palette)
     assert ids == ["2_10", "2_11", "2_12"]
-    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
-        f"top_potsdam_{tile}_RGB.tif" for tile in ids]
-    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [
-        f"top_potsdam_{tile}_label.tif" for tile in ids]
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"top_potsdam_{tile}_RGB.tif" for tile in ids]
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [f"top_potsdam_{tile}_label.tif" for tile in ids]
     photos = []
     for tile in ids:
         with tifffile.TiffFile(tmp_path / "images" / f"top_potsdam_{tile}_RGB.tif") as tif:

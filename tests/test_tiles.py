@@ -45,8 +45,9 @@ def test_truncated_tif_is_named(tmp_path):
 
 def test_geotags_are_kept(tmp_path):
     scale = (0.05, 0.05, 0.0)
-    tifffile.imwrite(tmp_path / "geo.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb",
-                     extratags=[(33550, "d", 3, scale, True)])
+    tifffile.imwrite(
+        tmp_path / "geo.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb", extratags=[(33550, "d", 3, scale, True)]
+    )
     write_image(tmp_path / "out.tif", np.ones((8, 8), np.uint8), read_geotags(tmp_path / "geo.tif"))
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         assert tuple(tif.pages[0].tags[33550].value) == scale

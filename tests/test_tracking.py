@@ -40,7 +40,10 @@ def test_the_origin_of_the_uri_is_named(tmp_path, monkeypatch):
 
 def test_flatten_nested_params():
     assert tracking.flatten({"train": {"epochs": 5, "lr": 0.1}, "seed": 1}) == {
-        "train.epochs": "5", "train.lr": "0.1", "seed": "1"}
+        "train.epochs": "5",
+        "train.lr": "0.1",
+        "seed": "1",
+    }
 
 
 class Local(pydantic.BaseModel):
@@ -54,8 +57,13 @@ def test_paths_are_logged_as_plain_text(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = {"data": {"local": Local(paths=[Path("/a/b.zip"), Path("/c")]).model_dump()}, "root": Path("/d")}
     flat = tracking.flatten(params)
-    assert flat == {"data.local.paths": "['/a/b.zip', '/c']", "data.local.weights": "None",
-                    "data.local.colour": "(255, 255, 0)", "data.local.augment": "True", "root": "/d"}
+    assert flat == {
+        "data.local.paths": "['/a/b.zip', '/c']",
+        "data.local.weights": "None",
+        "data.local.colour": "(255, 255, 0)",
+        "data.local.augment": "True",
+        "root": "/d",
+    }
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracking.start_run(uri, "exp") as run:
         mlflow.log_params(flat)
@@ -120,7 +128,8 @@ def test_a_vanished_run_is_replaced_and_said(tmp_path, monkeypatch, capsys):
             pass
         assert fresh.info.run_id != vanished
         assert capsys.readouterr().out.splitlines() == [
-            f"MLflow run {vanished} not found in {uri} (or deleted): started a new run {fresh.info.run_id}"]
+            f"MLflow run {vanished} not found in {uri} (or deleted): started a new run {fresh.info.run_id}"
+        ]
 
 
 def test_experiments_are_marked_as_model_development(tmp_path, monkeypatch):
@@ -137,8 +146,12 @@ def test_experiments_are_marked_as_model_development(tmp_path, monkeypatch):
             pass
     names = ("new", "old", "chosen", "resumed")
     kinds = {name: client.get_experiment_by_name(name).tags.get(tracking.KIND_TAG) for name in names}
-    assert kinds == {"new": "custom_model_development", "old": "custom_model_development",
-                     "chosen": "genai_development", "resumed": "custom_model_development"}
+    assert kinds == {
+        "new": "custom_model_development",
+        "old": "custom_model_development",
+        "chosen": "genai_development",
+        "resumed": "custom_model_development",
+    }
 
 
 def assert_store_error(message: str, uri: str, origin: str, problem: str) -> None:
@@ -187,21 +200,29 @@ def test_read_only_folder_is_refused(tmp_path):
     folder.mkdir()
     new, existing = f"sqlite:///{folder / 'new.db'}", f"sqlite:///{folder / 'existing.db'}"
     MlflowClient(existing).search_experiments()
-    check = ("import sys\nfrom aerialseg import tracking\nfor uri in sys.argv[1:]:\n"
-             "    try:\n        tracking.check_store(uri, tracking.ENV_ORIGIN)\n"
-             "    except tracking.TrackingStoreError as error:\n        print(error)\n")
+    check = (
+        "import sys\nfrom aerialseg import tracking\nfor uri in sys.argv[1:]:\n"
+        "    try:\n        tracking.check_store(uri, tracking.ENV_ORIGIN)\n"
+        "    except tracking.TrackingStoreError as error:\n        print(error)\n"
+    )
     folder.chmod(0o555)
     try:
-        result = subprocess.run(unprivileged([sys.executable, "-c", check, new, existing]),
-                                cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            unprivileged([sys.executable, "-c", check, new, existing]),
+            cwd=Path(__file__).parents[1],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         folder.chmod(0o755)
     assert result.returncode == 0, result.stderr
     messages = result.stdout.splitlines()
     assert len(messages) == 2, result.stdout
     for message, uri in zip(messages, (new, existing)):
-        assert_store_error(message, uri, "the MLFLOW_TRACKING_URI environment variable",
-                           f"folder {folder} is not writable")
+        assert_store_error(
+            message, uri, "the MLFLOW_TRACKING_URI environment variable", f"folder {folder} is not writable"
+        )
     assert not (folder / "new.db").exists()
 
 

@@ -12,17 +12,19 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
-
-import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 from pipeline_helpers import TINY, altered, deep_update, environment, make_project, run_stage
 
+import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer of saved models
+
 EPOCHS = 4
-CHANGES = deep_update(json.loads(json.dumps(TINY)), {
-    "data": {"synthetic": {"size": 512}},
-    "train": {"epochs": EPOCHS, "snapshot_every": 2},
-})
+CHANGES = deep_update(
+    json.loads(json.dumps(TINY)),
+    {
+        "data": {"synthetic": {"size": 512}},
+        "train": {"epochs": EPOCHS, "snapshot_every": 2},
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,14 @@ def wait_for_first_epoch(process, state_path, timeout=300):
 
 
 def test_killed_training_resumes_without_losing_or_repeating_epochs(project):
-    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=project,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     state_before_kill = wait_for_first_epoch(process, project / "models/checkpoint/state.json")
     time.sleep(0.3)  # well inside the next epoch
     process.send_signal(signal.SIGKILL)
@@ -76,8 +84,14 @@ def test_killed_training_resumes_without_losing_or_repeating_epochs(project):
     assert len(client.search_runs([client.get_run(run_info["run_id"]).info.experiment_id])) == 1
 
     snapshots = sorted(p.name for p in (project / "models/snapshots").iterdir())
-    assert snapshots == ["epoch_002.weights.h5", "epoch_002_plain.png", "epoch_002_smooth.png",
-                         "epoch_004.weights.h5", "epoch_004_plain.png", "epoch_004_smooth.png"]
+    assert snapshots == [
+        "epoch_002.weights.h5",
+        "epoch_002_plain.png",
+        "epoch_002_smooth.png",
+        "epoch_004.weights.h5",
+        "epoch_004_plain.png",
+        "epoch_004_smooth.png",
+    ]
     model = keras.saving.load_model(project / "models/model.keras")
     probabilities = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
     assert probabilities.shape == (1, 32, 32, 6)
@@ -107,5 +121,6 @@ def test_training_is_reproducible_and_a_resumed_run_matches_an_uninterrupted_one
     copy = shutil.copytree(project, tmp_path / "copy", ignore=shutil.ignore_patterns("models", "mlflow.db", "metrics"))
     run_stage("train", copy)
     metrics = ["loss", "accuracy", "jaccard", "val_loss", "val_accuracy", "val_jaccard"]
-    pd.testing.assert_frame_equal(pd.read_csv(copy / "metrics/train_history.csv")[metrics],
-                                  pd.read_csv(resumed)[metrics], rtol=1e-5)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(copy / "metrics/train_history.csv")[metrics], pd.read_csv(resumed)[metrics], rtol=1e-5
+    )

@@ -5,14 +5,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import repo_params
 
 from aerialseg.checkpoint import Checkpoint, TrainingState
 from aerialseg.dataset import PatchSequence
 from aerialseg.training import EpochEnd, final_summary, fit, fresh_model
-from conftest import repo_params
 
-TINY_TRAIN = {"patches": {"patch_size": 32}, "train": {"base_filters": 4, "batch_size": 4, "epochs": 3,
-                                                         "snapshot_every": 2, "dropout": 0.0}}
+TINY_TRAIN = {
+    "patches": {"patch_size": 32},
+    "train": {"base_filters": 4, "batch_size": 4, "epochs": 3, "snapshot_every": 2, "dropout": 0.0},
+}
 
 
 def patch_batches(count: int = 8, side: int = 32) -> PatchSequence:
@@ -35,8 +37,9 @@ def test_epoch_end_snapshots_when_due_checkpoints_every_epoch_and_logs_each_once
     batches = patch_batches()
     model = fresh_model(params, None, len(batches))
     state, checkpoint, snapshots = TrainingState(), Checkpoint(tmp_path / "checkpoint", "unit"), []
-    callback = EpochEnd(state, checkpoint, lambda _, epoch: snapshots.append(epoch), snapshot_every=2,
-                        patches=len(batches.images))
+    callback = EpochEnd(
+        state, checkpoint, lambda _, epoch: snapshots.append(epoch), snapshot_every=2, patches=len(batches.images)
+    )
 
     fit(model, batches, patch_batches(4), state, [callback], params.train, 6, None)
 
@@ -59,8 +62,9 @@ class RecordEncoder(keras.callbacks.Callback):
 
 
 def test_a_pretrained_encoder_is_frozen_first_then_fine_tuned(tmp_path, mlflow_run):
-    params = repo_params({**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "encoder": "mobilenetv2",
-                                                  "freeze_encoder_epochs": 1}})
+    params = repo_params(
+        {**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "encoder": "mobilenetv2", "freeze_encoder_epochs": 1}}
+    )
     batches = patch_batches()
     model = fresh_model(params, None, len(batches))
     state, recorder = TrainingState(), RecordEncoder()
