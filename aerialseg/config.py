@@ -41,6 +41,7 @@ EncoderName = Annotated[str, _one_of("aerialseg.model", "ENCODERS")]
 LossName = Annotated[str, _one_of("aerialseg.losses", "LOSSES")]
 WindowFunctionName = Annotated[str, _one_of("aerialseg.blending", "WINDOW_FUNCTIONS")]
 TtaName = Annotated[str, _one_of("aerialseg.blending", "TTA_CHOICES")]
+DistributionName = Annotated[str, _one_of("aerialseg.distribution", "DISTRIBUTIONS")]
 
 
 class ParamsError(ValueError):
@@ -124,6 +125,7 @@ class TrainParams(Strict):
     seed: int = 0
     snapshot_every: int = Field(ge=1)
     mixed_precision: bool = False
+    distribution: DistributionName = "none"
 
     @model_validator(mode="after")
     def _consistent(self):
