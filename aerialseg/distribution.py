@@ -10,17 +10,18 @@ of devices, and ``train.learning_rate`` is used as given: it is not rescaled for
   processes and this process's id (:data:`HOST_VARIABLES`); each process then feeds its own
   slice of every batch (``Cluster.part``).
 * TensorFlow: ``tf.distribute.MirroredStrategy`` over this host's GPUs (else its logical CPU
-  devices), or ``MultiWorkerMirroredStrategy`` across hosts when ``TF_CONFIG`` is set. The model
-  is built and compiled under the strategy's scope, which then splits the batches itself.
+  devices). The model is built and compiled under the strategy's scope, which then splits the
+  batches itself. Several hosts would need ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``), whose
+  batches Keras 3's ``fit`` cannot take (keras-team/keras#20585): TF_CONFIG is refused, naming
+  the JAX backend, which trains across hosts.
 
-Only the chief (process 0; under TF_CONFIG the ``chief`` task, else worker 0) writes outputs and
-logs; the other processes train their share and write nothing.
+Only the chief (process 0) writes outputs and logs; the other processes train their share and
+write nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,25 +95,18 @@ class Cluster:
             yield copy
 
     def check_same(self, value: int, what: str) -> None:
-        """Fail unless every process has the same ``value``: they must take the same steps."""
+        """Fail unless every process has the same ``value``: they must take the same steps.
+        A collective call: every process makes it."""
         if self.processes == 1:
             return
-        values = [int(v) for v in np.ravel(self._gather(value))]
+        from jax.experimental import multihost_utils  # several processes train only under JAX
+
+        values = [int(v) for v in np.ravel(multihost_utils.process_allgather(np.int32(value)))]
         if len(set(values)) > 1:
             raise DistributionError(
                 f"the {self.processes} processes differ in {what}: {values} (by process); every host "
                 "must see the same project files, models/checkpoint included (a shared folder)"
             )
-
-    def _gather(self, value: int):
-        """``value`` of every process (JAX) or replica (tf.distribute), a collective call."""
-        if keras.backend.backend() == "jax":
-            from jax.experimental import multihost_utils
-
-            return multihost_utils.process_allgather(np.int32(value))
-        import tensorflow as tf
-
-        return self.engine.gather(self.engine.run(lambda: tf.constant([value])), axis=0).numpy()
 
 
 ONE_DEVICE = Cluster()
@@ -169,29 +163,6 @@ def jax_hosts(environ: Mapping[str, str]) -> dict[str, int | str] | None:
     return {"coordinator": address.split(",")[0], "processes": int(count), "process": int(index)}
 
 
-def tf_task(environ: Mapping[str, str]) -> dict | None:
-    """TF_CONFIG's cluster and this process's task; None when it is not set (one host)."""
-    raw = environ.get("TF_CONFIG")
-    if not raw:
-        return None
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise DistributionError(f"TF_CONFIG is not valid JSON ({error})") from None
-    cluster, task = config.get("cluster"), config.get("task")
-    missing = [key for key, value in (("cluster", cluster), ("task", task)) if not value]
-    missing += [f"task.{key}" for key in ("type", "index") if task and key not in task]
-    if missing:
-        raise DistributionError(
-            f"TF_CONFIG lacks {', '.join(missing)}: it needs the cluster's addresses by task type and "
-            'this process\'s task, e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
-            '"task": {"type": "worker", "index": 0}}'
-        )
-    if len(cluster.get(task["type"], [])) <= task["index"]:
-        raise DistributionError(f"TF_CONFIG task {task} is not among the cluster's tasks {cluster}")
-    return {"cluster": cluster, "type": task["type"], "index": task["index"]}
-
-
 def _jax_cluster(environ: Mapping[str, str]) -> Cluster:
     import jax
 
@@ -205,13 +176,12 @@ def _jax_cluster(environ: Mapping[str, str]) -> Cluster:
 def _tensorflow_cluster(environ: Mapping[str, str]) -> Cluster:
     import tensorflow as tf
 
-    task = tf_task(environ)
-    if task is None:
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        engine = tf.distribute.MirroredStrategy([device.name for device in devices])
-        return Cluster(engine.num_replicas_in_sync, engine=engine)
-    engine = tf.distribute.MultiWorkerMirroredStrategy()
-    chief_type = "chief" if "chief" in task["cluster"] else "worker"
-    processes = sum(len(addresses) for kind, addresses in task["cluster"].items() if kind in ("chief", "worker"))
-    chief = task["type"] == chief_type and task["index"] == 0
-    return Cluster(engine.num_replicas_in_sync, processes=processes, chief=chief, engine=engine)
+    if environ.get("TF_CONFIG"):
+        raise DistributionError(
+            "TF_CONFIG is set, but Keras 3's TensorFlow trainer cannot fit under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585): train across hosts on the JAX backend (KERAS_BACKEND=jax with "
+            f"{', '.join(HOST_VARIABLES)}), or unset TF_CONFIG to train on this host's devices"
+        )
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    engine = tf.distribute.MirroredStrategy([device.name for device in devices])
+    return Cluster(engine.num_replicas_in_sync, engine=engine)
