@@ -17,10 +17,15 @@ import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer 
 from aerialseg.atomic import atomic_dir
 from aerialseg.blending import MODES, predict_probabilities, probabilities_to_index
 from aerialseg.config import PredictParams
+from aerialseg.errors import InputError
 from aerialseg.layout import Layout, PredictionFolder
 from aerialseg.palette import Palette
 from aerialseg.tiles import read_geotags, read_image, write_image
 from aerialseg.tiling import read_split
+
+
+class ModelMismatchError(InputError, ValueError):
+    """The model does not fit the data: other classes than params name, or bands the photo lacks."""
 
 
 class KerasPredictor:
@@ -35,12 +40,12 @@ class KerasPredictor:
     def __init__(self, model, num_classes: int):
         input_shape, output_shape = model.input_shape, model.output_shape
         if not isinstance(input_shape, tuple) or not isinstance(output_shape, tuple):
-            raise ValueError(
+            raise ModelMismatchError(
                 f"model {model.name!r}: expected one input and one output, got input shape "
                 f"{input_shape} and output shape {output_shape}"
             )
         if output_shape[-1] != num_classes:
-            raise ValueError(
+            raise ModelMismatchError(
                 f"model {model.name!r} outputs {output_shape[-1]} classes per pixel, but "
                 f"{num_classes} classes are expected (output shape {output_shape})"
             )
@@ -59,7 +64,7 @@ def fit_channels(image: np.ndarray, channels: int, source: str = "image") -> np.
         return image
     if available > channels == 3:
         return image[..., :3]
-    raise ValueError(
+    raise ModelMismatchError(
         f"{source}: has {available} channel(s) but the model takes {channels}"
         + ("" if available < channels else "; only extra channels beyond RGB are dropped")
     )

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aerialseg.errors import InputError
+
 IGNORE_INDEX = 255
 
 
-class UnknownColourError(ValueError):
+class UnknownColourError(InputError, ValueError):
     """A label picture holds colours that are not in the palette."""
 
 

@@ -17,13 +17,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from aerialseg.atomic import atomic_dir
+from aerialseg.errors import InputError
 from aerialseg.layout import TileFolder
 from aerialseg.manifest import read_manifest, write_manifest
 from aerialseg.palette import Palette
 from aerialseg.tiles import read_image, write_image
 
 
-class TileSizeError(ValueError):
+class TileSizeError(InputError, ValueError):
     """A photo and its label picture differ in size."""
 
 

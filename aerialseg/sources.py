@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from aerialseg.atomic import atomic_dir
 from aerialseg.config import DataParams
+from aerialseg.errors import InputError, MissingFileError
 from aerialseg.layout import Layout, TileFolder
 from aerialseg.manifest import write_manifest
 from aerialseg.palette import Palette
@@ -37,7 +38,7 @@ from aerialseg.tiles import TIFF_SUFFIXES, read_geotags, read_image, write_image
 TIMEOUT_S = 60  # seconds without a byte before a transfer counts as interrupted
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A file could not be fetched completely; a partial file is kept for resuming."""
 
 
@@ -46,11 +47,11 @@ class ChecksumError(DownloadError):
     the params may be the wrong one, and a Potsdam archive takes hours to fetch again."""
 
 
-class ArchiveError(ValueError):
+class ArchiveError(InputError, ValueError):
     """A file is not a readable zip archive."""
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """The tiles found do not form a usable data set (missing partners, sizes that differ...)."""
 
 
@@ -246,7 +247,7 @@ def collect_local(paths: Iterable[str | Path], work_dir: str | Path) -> dict[str
         raise DatasetError("no local paths given (data.local.paths is empty)")
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
-        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+        raise MissingFileError(f"no such file or folder: {', '.join(missing)}")
     unpacked = iter(extract_archives([path for path in paths if not path.is_dir()], work_dir))
     folders = [path if path.is_dir() else next(unpacked) for path in paths]
     pairs = find_tile_pairs(folders)

@@ -13,13 +13,14 @@ import numpy as np
 import tifffile
 
 from aerialseg.atomic import atomic_file
+from aerialseg.errors import InputError, MissingFileError
 from aerialseg.palette import Palette
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 GEO_TAGS = {33550, 33922, 34264, 34735, 34736, 34737}  # pixel scale, tie points, transform, geokeys
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError, ValueError):
     """An image file exists but cannot be decoded (corrupt, truncated or not an image)."""
 
 
@@ -27,7 +28,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an 8-bit image as H x W x C (RGB order) uint8, planar TIFFs too; name the file in every error."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tif:

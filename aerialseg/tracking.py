@@ -17,12 +17,14 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from aerialseg.errors import InputError
+
 ENV_URI = "MLFLOW_TRACKING_URI"
 KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 PARAMS_ORIGIN, ENV_ORIGIN = "params.yaml mlflow.tracking_uri", f"the {ENV_URI} environment variable"
 
 
-class TrackingStoreError(RuntimeError):
+class TrackingStoreError(InputError, RuntimeError):
     """The MLflow tracking store cannot be used, or lacks the run to log to; the message names the URI."""
 
 
