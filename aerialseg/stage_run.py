@@ -69,6 +69,8 @@ def restore_outputs(root: Path, stage: str) -> list[str]:
     if not lock.is_file():
         return []
     recorded = (yaml.safe_load(lock.read_text()).get("stages") or {}).get(stage, {}).get("outs", [])
+    if not recorded:
+        return []
     persistent = persistent_outputs(root / "dvc.yaml", stage)
     cache = _cache_dir(root)
     restored = []

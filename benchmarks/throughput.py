@@ -35,10 +35,12 @@ from aerialseg.metrics import training_metrics
 from aerialseg.model import build_unet
 
 CLASSES = 6
-MODELS = {  # name: (base filters, patch side, batch size)
-    "default (classic U-Net, 16 filters, 128 px)": (16, 128, 16),
-    "seed size (classic U-Net, 64 filters, 256 px)": (64, 256, 8),
+MODELS = {  # name: (base filters, patch side, batch size, batches per measurement, every variant?)
+    "default (classic U-Net, 16 filters, 128 px)": (16, 128, 16, 10, True),
+    # about 290 GFLOP per patch: seconds per patch on 2 cores, so fewer batches and variants
+    "seed size (classic U-Net, 64 filters, 256 px)": (64, 256, 4, 5, False),
 }
+INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -113,31 +115,35 @@ def training_rate(model: keras.Model, data: dict, batch_size: int, skip: int) ->
     return batch_size / float(np.median(timer.seconds))
 
 
-def model_rows(name: str, filters: int, side: int, batch: int, patches: int, folder: Path) -> list[str]:
+def model_rows(name: str, filters: int, side: int, batch: int, batches: int, every_variant: bool, folder: Path):
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (patches, side, side, 3), dtype=np.uint8)
-    labels = rng.integers(0, CLASSES, (patches, side, side), dtype=np.uint8)
+    images = rng.integers(0, 256, (batch * batches, side, side, 3), dtype=np.uint8)
+    labels = rng.integers(0, CLASSES, (batch * batches, side, side), dtype=np.uint8)
     np.save(folder / "images.npy", images)
     np.save(folder / "labels.npy", labels)
     mapped = open_patches(folder / "images.npy", folder / "labels.npy", CLASSES)
-    inputs = {
-        "in-memory arrays": dict(x=images, y=labels, batch_size=batch, shuffle=False),
-        "input path (memory-mapped PatchSequence, shuffle + D4)": dict(
-            x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)
-        ),
-    }
+    inputs = dict(
+        zip(
+            INPUTS,
+            (
+                dict(x=images, y=labels, batch_size=batch, shuffle=False),
+                dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
+            ),
+        )
+    )
+    variants = [(source, xla, metrics) for source in INPUTS for xla in (False, True) for metrics in (True, False)]
+    if not every_variant:
+        variants = [(INPUTS[0], False, True), (INPUTS[0], True, True), (INPUTS[1], False, True)]
     flops = 3 * conv_flops(build_unet(CLASSES, base_filters=filters, input_shape=(side, side, 3)))
+    print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)", flush=True)
     rows = []
-    for source, data in inputs.items():
-        for jit_compile in (False, True):
-            for metrics in (True, False):
-                rate = training_rate(fresh_model(filters, side, jit_compile, metrics), data, batch, skip=2)
-                rows.append(
-                    f"| {name} | {source} | {'on' if jit_compile else 'off'} | {'on' if metrics else 'off'} "
-                    f"| {rate:.1f} | {rate * flops / 1e9:.0f} |"
-                )
-                print(rows[-1], flush=True)
-    print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)")
+    for source, jit_compile, metrics in variants:
+        rate = training_rate(fresh_model(filters, side, jit_compile, metrics), inputs[source], batch, skip=1)
+        rows.append(
+            f"| {name} | {source} | {'on' if jit_compile else 'off'} | {'on' if metrics else 'off'} "
+            f"| {rate:.2f} | {rate * flops / 1e9:.0f} |"
+        )
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -200,9 +206,11 @@ def main() -> None:
     print(f"CPU: {cpu_description()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         model_table = ["| model | input | XLA | metrics | patches/s | GFLOP/s |", "|---|---|---|---|---:|---:|"]
-        for name, (filters, side, batch) in MODELS.items():
-            patches = batch * (4 if args.quick else 8)
-            model_table += model_rows(name, filters, side, batch, patches, Path(folder))
+        for name, (filters, side, batch, batches, every_variant) in MODELS.items():
+            batches = 3 if args.quick else batches
+            model_table += model_rows(
+                name, filters, side, batch, batches, every_variant and not args.quick, Path(folder)
+            )
         loader_table = [
             "| storage | augmentation | previous loader patches/s | loader patches/s | speed-up |",
             "|---|---|---:|---:|---:|",
