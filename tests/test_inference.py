@@ -1,4 +1,4 @@
-"""inference.predict_test_tiles, the predict stage's work, on real files: a saved Keras model,
+"""mapping.predict_test_tiles, the predict stage's work, on real files: a saved Keras model,
 resized photos and splits.json."""
 
 import json
@@ -12,8 +12,9 @@ import tifffile
 from conftest import repo_params
 
 from aerialseg.blending import predict_probabilities
-from aerialseg.inference import KerasPredictor, predict_map, predict_test_tiles
+from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
+from aerialseg.mapping import predict_test_tiles
 from aerialseg.potsdam import photo_name
 from aerialseg.tiles import read_geotags, read_image, write_image
 
