@@ -338,7 +338,7 @@ def test_missing_params_are_asked_for(tmp_path, model_file, capsys):
 
 def test_console_scripts_name_the_commands_main_functions():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"aerialseg-predict"}
+    assert set(scripts) == {"aerialseg-predict", "aerialseg-export"}
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function))
