@@ -64,7 +64,7 @@ class Georeference:
 
 def gdal_environment() -> rasterio.Env:
     """GDAL settings for every read and write here: a capped block cache, so memory stays bounded."""
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # rasterio passes this one to GDAL in bytes
 
 
 @dataclass
@@ -95,8 +95,7 @@ class RasterRows:
         first, last = int(rows[0]), int(rows[-1])
         window = Window(0, first, self.dataset.width, last - first + 1)
         try:
-            with gdal_environment():
-                pixels = self.dataset.read(list(range(1, self.bands + 1)), window=window)
+            pixels = self.dataset.read(list(range(1, self.bands + 1)), window=window)
         except RasterioError as error:
             raise RasterError(
                 f"{self.path}: cannot read rows {first} to {last} of {self.dataset.height}: {_reason(error)} "
