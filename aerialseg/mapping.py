@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,35 +80,14 @@ def map_raster(
     tags = map_tags(palette, mode, window, options)
     with photo_rows(photo, predictor.channels) as rows, contextlib.ExitStack() as outputs:
         height, width, _ = rows.shape
-        place = rows.georeference
-        write_index = outputs.enter_context(
-            cog_writer(
-                index_path,
-                height,
-                width,
-                1,
-                place,
-                colours=palette.colours,
-                descriptions=["class index (see CLASS_NAMES)"],
-                tags=tags,
-                block_size=block_size,
-            )
-        )
+        common = dict(height=height, width=width, georeference=rows.georeference, tags=tags, block_size=block_size)
+        index_colours = dict(colours=palette.colours, descriptions=["class index (see CLASS_NAMES)"])
+        write_index = outputs.enter_context(cog_writer(index_path, bands=1, **index_colours, **common))
         write_probabilities = None
         if probabilities_path:
+            per_class = dict(descriptions=palette.names, scales=[1 / 255] * palette.num_classes, resampling="average")
             write_probabilities = outputs.enter_context(
-                cog_writer(
-                    probabilities_path,
-                    height,
-                    width,
-                    palette.num_classes,
-                    place,
-                    descriptions=palette.names,
-                    tags=tags,
-                    scales=[1 / 255] * palette.num_classes,
-                    resampling="average",
-                    block_size=block_size,
-                )
+                cog_writer(probabilities_path, bands=palette.num_classes, **per_class, **common)
             )
         for _, probabilities in predict_rows(
             predictor, rows, window, mode, options, progress=True, label=f"{photo.name}: "
@@ -115,6 +95,9 @@ def map_raster(
             write_index(probabilities_to_index(probabilities)[..., None])
             if write_probabilities:
                 write_probabilities(probability_bytes(probabilities))
+        tqdm.write(
+            f"{photo.name}: predicted; making the Cloud-Optimized GeoTIFF (tiles and overviews)", file=sys.stderr
+        )
 
 
 def probability_bytes(probabilities: np.ndarray) -> np.ndarray:

@@ -66,10 +66,12 @@ def test_an_existing_export_is_kept_unless_overwrite(unet, tmp_path, capsys):
 
 
 def test_a_model_that_is_not_a_segmentation_model_is_refused(tmp_path, capsys):
-    classifier = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(CLASSES)])
+    classifier = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(CLASSES)], name="classifier"
+    )
     classifier.save(tmp_path / "classifier.keras")
     assert main(["--model", str(tmp_path / "classifier.keras"), "--out", str(tmp_path / "export")]) == 1
     assert capsys.readouterr().err.startswith(
-        f"error: {tmp_path}/classifier.keras: model 'sequential' is not a segmentation model"
+        f"error: {tmp_path}/classifier.keras: model 'classifier' is not a segmentation model"
     )
     assert not (tmp_path / "export").exists()

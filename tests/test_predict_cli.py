@@ -301,7 +301,7 @@ def test_a_raster_the_model_cannot_take_is_refused_before_any_map(tmp_path, mode
 
 
 def save_classifier(path: Path) -> Path:
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(6)])
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(6)], name="classifier")
     model.save(path)
     return path
 
@@ -311,7 +311,7 @@ def save_classifier(path: Path) -> Path:
     [
         ("missing.keras", "missing.keras: no such model file (train one with `dvc repro`"),
         ("notes.keras", "notes.keras: not a Keras model ("),
-        ("classifier.keras", "classifier.keras: model 'sequential"),
+        ("classifier.keras", "classifier.keras: model 'classifier' is not a segmentation model: "),
     ],
 )
 def test_a_model_that_cannot_map_is_named(tmp_path, capsys, model, message):
