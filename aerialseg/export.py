@@ -21,7 +21,8 @@ from pathlib import Path
 import keras
 
 from aerialseg.atomic import atomic_dir, atomic_file
-from aerialseg.inference import load_model, segmentation_shape
+from aerialseg.errors import InputError
+from aerialseg.inference import ModelError, ModelMismatchError, load_model, segmentation_shape
 from aerialseg.predict import one_line
 
 
@@ -31,12 +32,12 @@ def export_model(model_path: str | Path, out: str | Path, overwrite: bool = Fals
     saved_model, onnx = out / "saved_model", out / "model.onnx"
     for path in (saved_model, onnx):
         if path.exists() and not overwrite:
-            raise FileExistsError(f"{path}: already exists (pass --overwrite to replace it)")
+            raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
     model = load_model(model_path)
     try:
         channels, _ = segmentation_shape(model)
-    except ValueError as error:
-        raise ValueError(f"{model_path}: {error}") from error
+    except ModelMismatchError as error:
+        raise ModelError(f"{model_path}: {error}") from error
     # any batch and window size; the input keeps its name, which the ONNX file's input then has
     signature = [keras.InputSpec(shape=(None, None, None, channels), dtype="float32", name=model.inputs[0].name)]
     with atomic_dir(saved_model) as tmp:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in export_model(args.model, args.out, args.overwrite):
             print(path)
-    except (OSError, ValueError) as error:
+    except InputError as error:  # names the file and what to do; anything else is a bug
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
