@@ -30,6 +30,7 @@ size is not a multiple of the step, and breaks on non-square photos.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +46,16 @@ TTA_CHOICES = ("none", "flips", "d4")
 PredictBatch = Callable[[np.ndarray], np.ndarray]
 Transform = tuple[int, bool]  # (quarter turns, left-right flip first)
 FinishedRows = tuple[int, np.ndarray]  # (first image row, probabilities of the rows from there)
+
+
+class SymmetricPredictor(Protocol):
+    """A ``predict_batch`` that can also apply test-time transforms itself (see _tta_plan)."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def predict_symmetries(self, batch: np.ndarray, transforms: tuple[Transform, ...]) -> np.ndarray:
+        """For each window, the sum over ``transforms`` of its predictions with the transform
+        undone: (N, window, window, C) in, (N, window, window, K) out."""
 
 
 class Rows(Protocol):
@@ -300,13 +311,27 @@ def _stream(
     divisors = (row_sums * len(transforms), col_sums)
     sums = _RunningSums(grid.image_shape[1], num_classes)
     weights = np.outer(profile, profile)
+    predict, jobs, per_job = _tta_plan(predict_batch, transforms)
     with tqdm(total=grid.count() * len(transforms), unit="window", leave=False, **bar) as progress:
-        for batch in _batches(_windows(image, grid, transforms), batch_size):
+        for batch in _batches(_windows(image, grid, jobs), max(1, batch_size // per_job)):
             # windows come in row order: no window from this batch on touches the rows above its first
             yield from _finish(sums, min(max(batch[0][0] - grid.border, 0), grid.image_shape[0]), divisors)
-            _accumulate(sums, batch, grid, predict_batch, weights, num_classes)
-            progress.update(len(batch))
+            _accumulate(sums, batch, grid, predict, weights, num_classes)
+            progress.update(len(batch) * per_job)
         yield from _finish(sums, grid.image_shape[0], divisors)
+
+
+def _tta_plan(predict_batch, transforms: tuple[Transform, ...]) -> tuple[PredictBatch, tuple[Transform, ...], int]:
+    """(predict function, transforms to apply here, forward passes per window sent).
+
+    A :class:`SymmetricPredictor` applies the transforms itself, on its device in one compiled
+    call, and returns each window's summed predictions: windows are sent once, a batch holds
+    ``batch_size // len(transforms)`` of them (the same forward batch), and NumPy accumulates once
+    per window instead of once per transform. Any other function gets every transformed window.
+    """
+    if not hasattr(predict_batch, "predict_symmetries") or len(transforms) == 1:
+        return predict_batch, transforms, 1
+    return functools.partial(predict_batch.predict_symmetries, transforms=transforms), ((0, False),), len(transforms)
 
 
 def _finish(sums: _RunningSums, stop: int, divisors: tuple[np.ndarray, np.ndarray]) -> Iterator[FinishedRows]:

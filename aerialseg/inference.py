@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer a saved model may use
-from aerialseg.blending import FinishedRows, Rows, probabilities_to_index, stream_probabilities
+from aerialseg.blending import FinishedRows, Rows, Transform, probabilities_to_index, stream_probabilities
 from aerialseg.config import PredictParams
 from aerialseg.errors import InputError
 
@@ -47,9 +47,60 @@ class KerasPredictor:
         self.model = model
         self.channels = channels
         self.num_classes = num_classes
+        self._symmetric: dict[tuple, keras.Model] = {}  # compiled per (transforms, window size)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(fit_channels(batch, self.channels, source="batch")))
+
+    def predict_symmetries(self, batch: np.ndarray, transforms: tuple[Transform, ...]) -> np.ndarray:
+        """Test-time augmentation on the backend's device: the windows under every transform go
+        through the model as one batch, and come back un-transformed and summed per window, in
+        one compiled call (see blending.SymmetricPredictor)."""
+        key = (transforms, batch.shape[1:3])
+        if key not in self._symmetric:
+            self._symmetric[key] = symmetric_model(self.model, transforms, batch.shape[1:3], self.channels)
+        return np.asarray(self._symmetric[key].predict_on_batch(fit_channels(batch, self.channels, source="batch")))
+
+
+def symmetric_model(model: keras.Model, transforms: tuple[Transform, ...], size: tuple[int, int], channels: int):
+    """``model`` wrapped to take N windows and return, per window, the sum over ``transforms`` of
+    its predictions with each transform undone (the windows are square, so quarter turns fit)."""
+    inputs = keras.Input((*size, channels))
+    outputs = _UndoAndSum(transforms)(model(_Transformed(transforms)(inputs)))
+    return keras.Model(inputs, outputs, name=f"{model.name}_tta")
+
+
+def _apply_transform(batch, transform: Transform):
+    turns, flip = transform
+    return keras.ops.rot90(keras.ops.flip(batch, axis=2) if flip else batch, k=turns, axes=(1, 2))
+
+
+def _undo_transform(batch, transform: Transform):
+    turns, flip = transform
+    batch = keras.ops.rot90(batch, k=(4 - turns) % 4, axes=(1, 2))
+    return keras.ops.flip(batch, axis=2) if flip else batch
+
+
+class _Transformed(keras.layers.Layer):
+    """(N, H, W, C) -> (T N, H, W, C): the batch under each of the T transforms, one after another."""
+
+    def __init__(self, transforms: tuple[Transform, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.transforms = transforms
+
+    def call(self, batch):
+        return keras.ops.concatenate([_apply_transform(batch, t) for t in self.transforms], axis=0)
+
+    def compute_output_shape(self, shape):
+        return (None, *shape[1:])
+
+
+class _UndoAndSum(_Transformed):
+    """(T N, H, W, K) -> (N, H, W, K): each transform's part undone, the parts summed."""
+
+    def call(self, predictions):
+        parts = keras.ops.split(predictions, len(self.transforms), axis=0)
+        return sum(_undo_transform(part, t) for part, t in zip(parts, self.transforms))
 
 
 def segmentation_shape(model) -> tuple[int, int]:
