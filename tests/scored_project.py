@@ -17,6 +17,7 @@ HISTORY_EPOCHS = range(1, 5)
 
 
 SCORING_PARAMS = {
+    "evaluate": {"snapshot_modes": ["plain", "smooth"]},
     "patches": {"patch_size": 16},
     "predict": {"subdivisions": 2, "window_function": "spline", "tta": "none", "batch_size": 8},
 }

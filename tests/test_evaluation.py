@@ -53,7 +53,7 @@ def test_erode_radius_leaves_boundary_pixels_out(project):
     evaluate(layout, project["params"])
     full = json.loads(layout.evaluation.read_text())
 
-    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {"erode_radius": 1}}))
+    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "erode_radius": 1}}))
 
     eroded = json.loads(layout.evaluation.read_text())
     counted = lambda result: sum(c["support"] for c in result["plain"]["per_class"].values())  # noqa: E731
@@ -119,7 +119,12 @@ def test_snapshot_table_and_mlflow_logging(project, tmp_path):
     [
         ({"snapshots": "last", "snapshot_modes": ["plain"]}, [4], ["test_miou_plain"], "the last snapshot"),
         ({"snapshots": "all", "snapshot_modes": ["smooth"]}, [2, 4], ["test_miou_smooth"], "every snapshot"),
-        ({"snapshots": "none"}, [], ["test_miou_plain", "test_miou_smooth"], "not scored"),
+        (
+            {"snapshots": "none", "snapshot_modes": ["plain", "smooth"]},
+            [],
+            ["test_miou_plain", "test_miou_smooth"],
+            "not scored",
+        ),
     ],
 )
 def test_snapshot_scoring_is_bounded_as_asked(project, settings, epochs, columns, sentence):
