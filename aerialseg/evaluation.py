@@ -28,11 +28,12 @@ from tqdm import tqdm
 from aerialseg import plots, tracking
 from aerialseg.atomic import atomic_file, write_json, write_text
 from aerialseg.blending import MODES
+from aerialseg.boundaries import erode_boundaries
 from aerialseg.config import Params
 from aerialseg.history import HISTORY_COLUMNS, read_history
 from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
-from aerialseg.metrics import confusion_matrix, confusion_rows, erode_boundaries, scores
+from aerialseg.metrics import confusion_matrix, confusion_rows, scores
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import read_split
 
