@@ -17,9 +17,10 @@ import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer 
 from aerialseg.atomic import atomic_dir
 from aerialseg.blending import MODES, predict_probabilities, probabilities_to_index
 from aerialseg.config import PredictParams
+from aerialseg.georef import read_georef, world_file_path
 from aerialseg.layout import Layout, PredictionFolder
 from aerialseg.palette import Palette
-from aerialseg.tiles import read_geotags, read_image, write_image
+from aerialseg.tiles import read_image, write_image
 from aerialseg.tiling import read_split
 
 
@@ -95,14 +96,22 @@ def write_tile_predictions(
 ) -> None:
     """Predict one photo in each mode; write the colour PNG and the class-index TIF of each.
 
-    The TIF keeps the photo's GeoTIFF tags, so the map lies on the photo in a GIS.
+    Each map gets the photo's world file (``.pgw``, ``.tfw``) and the TIF its GeoTIFF tags, so the
+    map lies on the photo in a GIS; a photo without a world file is warned about.
     """
     image = fit_channels(read_image(photo), predictor.channels, source=str(photo))
-    geotags = read_geotags(photo)
+    georef = read_georef(photo)
+    if georef.world is None:
+        print(
+            f"warning: {photo} has no world file ({world_file_path(photo).name}): the maps of tile {tile} are "
+            "written without one, so a GIS cannot place them (GeoTIFF tags, if any, are kept in the .tif)"
+        )
     for mode in MODES:
         index = predict_map(predictor, image, window, mode, options, progress=True)
         write_image(out.map(mode, tile, ".png"), palette.index_to_rgb(index))
-        write_image(out.map(mode, tile, ".tif"), index, extratags=geotags)
+        write_image(out.map(mode, tile, ".tif"), index, extratags=georef.geotags)
+        for suffix in (".png", ".tif"):
+            georef.write_world_file(out.map(mode, tile, suffix))
 
 
 def predict_test_tiles(layout: Layout, palette: Palette, window: int, options: PredictParams) -> None:
