@@ -151,3 +151,32 @@ def test_boundary_free_labels_need_black_free_of_classes(raw):
         parse_params(raw)
     raw["evaluate"]["labels"] = "full"
     parse_params(raw)
+
+
+OFFICIAL_TRAINING_TILES = (
+    "2_10 2_11 2_12 3_10 3_11 3_12 4_10 4_11 4_12 5_10 5_11 5_12 6_7 6_8 6_9 6_10 6_11 6_12 7_7 7_8 7_9 7_10 7_11 7_12"
+)
+OFFICIAL_TEST_TILES = "2_13 2_14 3_13 3_14 4_13 4_14 4_15 5_13 5_14 5_15 6_13 6_14 6_15 7_13"
+
+
+def keys(mapping: dict, prefix: str = "") -> set[str]:
+    return {
+        key
+        for name, value in mapping.items()
+        for key in ({f"{prefix}{name}"} | (keys(value, f"{prefix}{name}.") if isinstance(value, dict) else set()))
+        if not key.startswith("classes.")
+    }
+
+
+def test_the_official_protocol_params_validate_and_split_the_tiles_as_published():
+    path = REPO_PARAMS.with_name("params-potsdam.yaml")
+    params = load_params(path)
+    split = params.patches.split
+    assert sorted(split.test) == sorted(OFFICIAL_TEST_TILES.split())
+    assert split.val == ["2_10"] and params.data.exclude == ["7_10"] and params.data.participants_labels == ["4_12"]
+    assert sorted(split.train + split.val + params.data.exclude) == sorted(OFFICIAL_TRAINING_TILES.split())
+    assert (params.evaluate.labels, params.evaluate.without_classes) == ("no_boundary", ("clutter",))
+    assert (params.data.source, params.data.local.paths) == ("local", [Path("Potsdam.zip")])
+    assert params.classes == load_params(REPO_PARAMS).classes
+    # it replaces params.yaml (cp params-potsdam.yaml params.yaml): every key of params.yaml, no other
+    assert keys(yaml.safe_load(path.read_text())) == keys(yaml.safe_load(REPO_PARAMS.read_text()))
