@@ -120,9 +120,8 @@ def _read_stream(stream, size: int, name: str, folder: Path, at: PurePosixPath, 
         while (signature := source.read(4)) == _LOCAL_SIGNATURE:
             member, method, flags, crc, compressed, _, zip64 = _local_header(source, name)
             shown, path = f"{name}!{member}", at / _safe(member)
-            if flags & _ENCRYPTED or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise ArchiveError(_unstreamable(shown, flags, method))
-            if flags & _DESCRIPTOR and method == zipfile.ZIP_STORED:
+            stored_unsized = flags & _DESCRIPTOR and method == zipfile.ZIP_STORED  # where it ends is unknown
+            if flags & _ENCRYPTED or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or stored_unsized:
                 raise ArchiveError(_unstreamable(shown, flags, method))
             keep = not member.endswith("/") and not _is_zip(member) and want(path)
             with _writer(folder / path if keep else None) as out:
@@ -133,6 +132,8 @@ def _read_stream(stream, size: int, name: str, folder: Path, at: PurePosixPath, 
                 raise ArchiveError(f"{shown}: corrupt archive (CRC-32 mismatch: the member's bytes are damaged)")
             if keep:
                 done.written[folder / path] = shown
+            elif _is_zip(member):
+                done.unopened.append(shown)
             elif not member.endswith("/"):
                 done.passed.append(shown)
     if signature not in _DIRECTORY_SIGNATURES:

@@ -282,7 +282,7 @@ def pair_tiles(scans: list[Scan], wanted: Wanted) -> dict[str, TileFiles]:
     }
     _check_excluded(wanted, scans)
     if not photos:
-        raise DatasetError(_no_photos(wanted, scans, bool(labels[FULL])))
+        raise DatasetError(_no_photos(wanted, scans))
     _check_pairs(photos, labels[FULL], wanted, found)
     _check_boundary_free(photos, labels[BOUNDARY_FREE])
     worlds = {key.tile: files[0] for key, files in found.items() if key.kind == wanted.kind and key.world_file}
@@ -306,9 +306,9 @@ def _check_excluded(wanted: Wanted, scans: list[Scan]) -> None:
         )
 
 
-def _no_photos(wanted: Wanted, scans: list[Scan], labels_found: bool) -> str:
+def _no_photos(wanted: Wanted, scans: list[Scan]) -> str:
     """The message when no photo of the chosen band set was found: what each path holds instead."""
-    if not labels_found and not any(scan.seen for scan in scans):
+    if not any(scan.seen for scan in scans):
         return (
             f"no Potsdam tiles (top_potsdam_<tile>_{wanted.kind}.tif with top_potsdam_<tile>_label.tif) found in "
             f"{', '.join(str(scan.given) for scan in scans) or 'no folder'}; zip archives must be listed themselves"
