@@ -1,10 +1,12 @@
 """The evaluate stage: score the test-tile maps (plain and smooth) and every training snapshot.
 
 Outputs, all computed before the first one is written:
-- metrics/evaluate.json: {"plain": {...}, "smooth": {...}} with oa, miou, mf1, the same without
-  ``evaluate.without_classes`` (clutter), per-class IoU / F1 / precision / recall, and the exact
-  confusion matrix (a list, which DVC leaves out of `dvc metrics show`; the report draws its heat
-  maps from it);
+- metrics/evaluate.json: {"plain": {...}, "smooth": {...}, "protocol": {...}} with oa, miou, mf1,
+  the same without ``evaluate.without_classes`` (clutter), per-class IoU / F1 / precision /
+  recall, and the exact confusion matrix (a list, which DVC leaves out of `dvc metrics show`; the
+  report draws its heat maps from it); "protocol" says what was scored (which labels,
+  ``evaluate.labels``: full or boundary-free; which tiles, pooled; which classes), so a number
+  can be set against a published one;
 - metrics/confusion_{plain,smooth}.csv: (actual, predicted) rows for DVC's confusion template,
   the pooled matrix scaled down to about 20000 rows (see metrics.confusion_rows);
 - metrics/snapshots.csv and .md: test mIoU of each snapshot's weights beside that epoch's
@@ -28,12 +30,15 @@ from tqdm import tqdm
 from aerialseg import plots, tracking
 from aerialseg.atomic import atomic_file, write_json, write_text
 from aerialseg.blending import MODES
+from aerialseg.boundaries import erode_boundaries
 from aerialseg.config import EvaluateParams, Params
 from aerialseg.errors import MissingFileError
 from aerialseg.history import HISTORY_COLUMNS, read_history
 from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
-from aerialseg.metrics import confusion_matrix, confusion_rows, erode_boundaries, scores
+from aerialseg.metrics import confusion_matrix, confusion_rows, scores
+from aerialseg.palette import IGNORE_INDEX
+from aerialseg.potsdam import BOUNDARY_FREE, archive_of
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import read_split
 
@@ -52,23 +57,50 @@ def evaluate(layout: Layout, params: Params) -> dict:
         for mode, cm in confusions.items()
     }
     table = with_history(snapshot_scores(layout, labels, params), read_history(layout.train_history))
-    write_outputs(layout, results, confusions, table, names, params.evaluate)
+    write_outputs(layout, {**results, "protocol": protocol(labels, params)}, confusions, table, names, params.evaluate)
     log_to_training_run(layout, results, confusions, names)
+    print(f"scored on the {params.evaluate.labels} labels of test tiles {', '.join(labels)}, pooled")
     for mode in MODES:
         print(f"{mode}: mIoU {results[mode]['miou']:.4f}, OA {results[mode]['oa']:.4f}, mF1 {results[mode]['mf1']:.4f}")
     return results
 
 
 def load_test_labels(layout: Layout, params: Params) -> Labels:
-    """Label map of every test tile (boundaries eroded if asked), with its file."""
-    labels = {}
+    """Label map of every test tile, of the variant ``evaluate.labels`` (boundaries eroded further
+    if asked), with its file."""
+    variant, labels = params.evaluate.labels, {}
     for tile in read_split(layout.patches.splits, "test"):
-        path = layout.resized.label(tile)
+        path = layout.resized.label(tile, variant)
         if not path.is_file():
-            raise MissingFileError(f"test tile {tile}: no label {path}")
-        label = read_label(path, params.palette, params.data.ignore_unknown_colours)
+            raise MissingFileError(_no_label(tile, path, variant))
+        label = read_label(path, params.palette, params.data.ignore_unknown_colours, variant)
         labels[tile] = erode_boundaries(label, params.evaluate.erode_radius), path
     return labels
+
+
+def _no_label(tile: str, path: Path, variant: str) -> str:
+    if variant != BOUNDARY_FREE:
+        return f"test tile {tile}: no label {path}"
+    return (
+        f"test tile {tile}: no boundary-free label {path}. evaluate.labels is {BOUNDARY_FREE!r}, so the source "
+        f"must have them (top_potsdam_<tile>_label_noBoundary.tif, in {archive_of('label_noBoundary')}): add "
+        "them to the source and rerun from the download stage, or set evaluate.labels to 'full'"
+    )
+
+
+def protocol(labels: Labels, params: Params) -> dict:
+    """What the scores are of: labels, tiles (pooled), size, pixels scored and ignored, classes."""
+    scored = sum(int((label != IGNORE_INDEX).sum()) for label, _ in labels.values())
+    return {
+        "labels": params.evaluate.labels,
+        "erode_radius": params.evaluate.erode_radius,
+        "tiles": list(labels),
+        "tile_sizes": sorted({f"{label.shape[1]} x {label.shape[0]}" for label, _ in labels.values()}),
+        "pixels_scored": scored,
+        "pixels_ignored": sum(label.size for label, _ in labels.values()) - scored,
+        "classes": list(params.palette.names),
+        "without_classes": list(params.evaluate.without_classes),
+    }
 
 
 def pooled_confusions(

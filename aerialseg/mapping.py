@@ -23,11 +23,12 @@ from tqdm import tqdm
 from aerialseg.atomic import atomic_dir
 from aerialseg.blending import MODES, probabilities_to_index
 from aerialseg.config import PredictParams
+from aerialseg.georef import read_georef, world_file_path
 from aerialseg.inference import KerasPredictor, load_predictor, predict_map, predict_rows, usable_channels
 from aerialseg.layout import Layout, PredictionFolder
 from aerialseg.palette import Palette
 from aerialseg.rasters import BLOCK_SIZE, RasterRows, cog_writer, open_raster
-from aerialseg.tiles import read_geotags, write_image
+from aerialseg.tiles import write_image
 from aerialseg.tiling import read_split
 
 
@@ -128,14 +129,22 @@ def write_tile_predictions(
 ) -> None:
     """Predict one photo in each mode; write the colour PNG and the class-index TIF of each.
 
-    The TIF keeps the photo's GeoTIFF tags, so the map lies on the photo in a GIS.
+    Each map gets the photo's world file (``.pgw``, ``.tfw``) and the TIF its GeoTIFF tags, so the
+    map lies on the photo in a GIS; a photo without a world file is warned about.
     """
-    with photo_rows(photo, predictor.channels) as rows:
-        geotags = read_geotags(photo)
+    with photo_rows(photo, predictor.channels) as rows:  # names a missing or unreadable photo
+        georef = read_georef(photo)
+        if georef.world is None:
+            print(
+                f"warning: {photo} has no world file ({world_file_path(photo).name}): the maps of tile {tile} are "
+                "written without one, so a GIS cannot place them (GeoTIFF tags, if any, are kept in the .tif)"
+            )
         for mode in MODES:
             index = predict_map(predictor, rows, window, mode, options, progress=True)
             write_image(out.map(mode, tile, ".png"), palette.index_to_rgb(index))
-            write_image(out.map(mode, tile, ".tif"), index, extratags=geotags)
+            write_image(out.map(mode, tile, ".tif"), index, extratags=georef.geotags)
+            for suffix in (".png", ".tif"):
+                georef.write_world_file(out.map(mode, tile, suffix))
 
 
 def predict_test_tiles(layout: Layout, palette: Palette, window: int, options: PredictParams) -> None:

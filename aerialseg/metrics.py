@@ -1,4 +1,4 @@
-"""Segmentation scores: confusion matrices, IoU / F1 per class, ISPRS eroded labels, Keras metrics.
+"""Segmentation scores: confusion matrices, IoU / F1 per class, Keras metrics.
 
 Evaluation sums one confusion matrix per test tile, so a whole 6000 x 6000 Potsdam tile must be
 counted in well under a second: the matrix comes from ``np.bincount`` over packed (label,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import keras
 import numpy as np
 import pandas as pd
@@ -162,23 +161,6 @@ def confusion_rows(cm: np.ndarray, class_names: Sequence[str], max_rows: int = 2
     return pd.DataFrame(
         {"actual": np.repeat(names[actual], repeats), "predicted": np.repeat(names[predicted], repeats)}
     )
-
-
-def erode_boundaries(label: np.ndarray, radius: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Set every pixel within ``radius`` px of a class boundary to ``ignore_index``.
-
-    This is the ISPRS "eroded" ground truth: boundaries drawn by hand are uncertain by a few
-    pixels, so they are not scored. A pixel is on a boundary band when its disc of radius
-    ``radius`` holds more than one value, i.e. when the grey dilation (maximum) and erosion
-    (minimum) of the label map differ there. Edges of ignored areas count as boundaries too;
-    the picture's outer edge does not.
-    """
-    label = np.asarray(label)
-    if radius <= 0:
-        return label.copy()
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    band = cv2.dilate(label, disc) != cv2.erode(label, disc)
-    return np.where(band, np.asarray(ignore_index, label.dtype), label)
 
 
 def training_metrics(num_classes: int) -> list[keras.metrics.Metric]:

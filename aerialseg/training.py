@@ -62,7 +62,8 @@ def train(layout: Layout, params: Params) -> dict:
         model, state = resumed
         print(f"resuming after epoch {state.epoch}")
     else:
-        model, state = fresh_model(params, class_weights, math.ceil(len(train_x) / cfg.batch_size)), TrainingState()
+        steps = math.ceil(len(train_x) / cfg.batch_size)
+        model, state = fresh_model(params, class_weights, steps, bands=train_x.shape[-1]), TrainingState()
         layout.snapshots.clear()
 
     with tracking.start_run(tracking_uri, params.mlflow.experiment, state.run_id) as run:
@@ -72,7 +73,7 @@ def train(layout: Layout, params: Params) -> dict:
             mlflow.set_tag("git_commit", tracking.git_commit(layout.root))
         relog_missing_epochs(state)
         val_tile = read_split(patches.splits, "val")[0]
-        val_photo = read_image(layout.resized.photo(val_tile))[..., :3]
+        val_photo = read_image(layout.resized.photo(val_tile))
         train_batches = PatchSequence(
             train_x, train_y, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, first_epoch=state.epoch
         )
@@ -149,8 +150,11 @@ def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epoc
     )
 
 
-def fresh_model(params: Params, class_weights, steps_per_epoch: int):
-    """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all."""
+def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int = 3):
+    """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all.
+
+    ``bands``: of the patches (4 for RGBIR), so the model's input shape carries it to prediction.
+    """
     cfg = params.train
     model = build_model(
         cfg.model,
@@ -160,6 +164,7 @@ def fresh_model(params: Params, class_weights, steps_per_epoch: int):
         base_filters=cfg.base_filters,
         batch_norm=cfg.batch_norm,
         dropout=cfg.dropout,
+        input_shape=(None, None, bands),
     )
     if cfg.freeze_encoder_epochs:
         set_encoder_trainable(model, False)

@@ -42,7 +42,7 @@ def test_export_writes_onnx_and_saved_model_that_match_keras(unet, tmp_path, cap
 
     session = onnxruntime.InferenceSession(tmp_path / "export/model.onnx")
     (onnx_input,) = session.get_inputs()
-    assert onnx_input.name == "rgb" and onnx_input.shape[-1] == 3  # any batch and window size
+    assert onnx_input.name == "photo" and onnx_input.shape[-1] == 3  # any batch and window size
     (onnx_output,) = session.run(None, {onnx_input.name: batch})
     np.testing.assert_allclose(onnx_output, expected, atol=1e-4)
     (larger,) = session.run(None, {onnx_input.name: windows(2, 64)})  # another window size, same file

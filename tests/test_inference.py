@@ -12,6 +12,7 @@ import tifffile
 from conftest import repo_params
 
 from aerialseg.blending import predict_probabilities
+from aerialseg.georef import WorldFile, read_world_file, world_file_path, write_world_file
 from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
 from aerialseg.mapping import predict_test_tiles
@@ -101,6 +102,25 @@ def test_stage_writes_plain_and_smooth_maps_of_every_test_tile(project):
 
     geotags = read_geotags(out / "smooth/top_potsdam_2_10_pred.tif")
     assert [(code, value) for code, _, _, value, _ in geotags] == [(33550, PIXEL_SCALE)]
+
+
+def test_maps_get_the_photo_world_file_and_a_photo_without_one_is_warned_about(project, capsys):
+    save_model(project / "models/model.keras")
+    world = WorldFile(0.1, 0.0, 0.0, -0.1, 366682.05, 5808337.95)
+    write_world_file(world_file_path(project / "data/resized/images" / photo_name("2_10")), world)
+    predict(project)
+
+    out = project / "data/predictions"
+    for mode in ("plain", "smooth"):
+        assert read_world_file(out / mode / "top_potsdam_2_10_pred.tfw") == world
+        assert read_world_file(out / mode / "top_potsdam_2_10_pred.pgw") == world
+        assert not list((out / mode).glob("top_potsdam_2_11_pred.?[gf]w"))  # its photo has none
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {project / 'data/resized/images' / photo_name('2_11')} has no world file "
+        "(top_potsdam_2_11_RGB.tfw): the maps of tile 2_11 are written without one, so a GIS cannot place them "
+        "(GeoTIFF tags, if any, are kept in the .tif)"
+    ]
 
 
 def test_missing_splits_file_is_named(project):
