@@ -30,6 +30,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from aerialseg.errors import InputError
+
 Test = Callable[[PurePosixPath], bool]  # a member's mirrored path (relative to the folder) -> take it?
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature, version, flags, method, time, date, crc, sizes, name, extra
@@ -40,7 +42,7 @@ _ZIP64_EXTRA, _ZIP64_MARK = 0x0001, 0xFFFFFFFF
 _CHUNK = 1 << 20
 
 
-class ArchiveError(ValueError):
+class ArchiveError(InputError, ValueError):
     """A file is not a readable zip archive, or a member of one cannot be read."""
 
 

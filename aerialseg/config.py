@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from aerialseg.errors import InputError
 from aerialseg.palette import IGNORE_COLOUR, Palette
 from aerialseg.potsdam import BAND_COUNTS, BANDS, BOUNDARY_FREE
 
@@ -63,9 +64,10 @@ def _tile_id(value):
 
 
 TileId = Annotated[str, BeforeValidator(_tile_id), Field(pattern=r"^\d+_\d+$")]
+ModeName = Annotated[str, _one_of("aerialseg.blending", "MODES")]
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError, ValueError):
     """params.yaml is not valid; the message names each bad key."""
 
 
@@ -183,6 +185,8 @@ class EvaluateParams(Strict):
     labels: LabelVariant = "full"
     erode_radius: int = Field(default=0, ge=0)
     without_classes: tuple[str, ...] = ("clutter",)
+    snapshots: Literal["all", "last", "none"] = "all"
+    snapshot_modes: tuple[ModeName, ...] = Field(default=("plain", "smooth"), min_length=1)
 
 
 class ReportParams(Strict):
@@ -282,15 +286,28 @@ def _listed(names: list[str]) -> str:
 
 
 def parse_params(raw: dict, source: str = "params.yaml") -> Params:
-    """Validate a params dictionary; every problem is reported with its dotted key."""
+    """Validate a params dictionary; every problem is reported on its own line with its dotted key."""
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        problems = "\n".join(
-            f"  {'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ParamsError(f"{source}: invalid parameters\n{problems}") from None
+        raise ParamsError("\n".join(_describe(problem, source) for problem in error.errors())) from None
+
+
+def _describe(problem: dict, source: str) -> str:
+    """``params.yaml: train.epoch: unknown key (valid keys: ...)``; checks across keys name their keys."""
+    key = ".".join(str(part) for part in problem["loc"])
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        message = f"unknown key (valid keys here: {', '.join(_keys_at(problem['loc'][:-1]))})"
+    return f"{source}: {key}: {message}" if key else f"{source}: {message}"
+
+
+def _keys_at(location: tuple) -> list[str]:
+    """The parameter names allowed in the section at ``location`` (a path of keys from the top)."""
+    model = Params
+    for part in location:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

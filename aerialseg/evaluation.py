@@ -31,7 +31,8 @@ from aerialseg import plots, tracking
 from aerialseg.atomic import atomic_file, write_json, write_text
 from aerialseg.blending import MODES
 from aerialseg.boundaries import erode_boundaries
-from aerialseg.config import Params
+from aerialseg.config import EvaluateParams, Params
+from aerialseg.errors import MissingFileError
 from aerialseg.history import HISTORY_COLUMNS, read_history
 from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
@@ -56,7 +57,7 @@ def evaluate(layout: Layout, params: Params) -> dict:
         for mode, cm in confusions.items()
     }
     table = with_history(snapshot_scores(layout, labels, params), read_history(layout.train_history))
-    write_outputs(layout, {**results, "protocol": protocol(labels, params)}, confusions, table, names)
+    write_outputs(layout, {**results, "protocol": protocol(labels, params)}, confusions, table, names, params.evaluate)
     log_to_training_run(layout, results, confusions, names)
     print(f"scored on the {params.evaluate.labels} labels of test tiles {', '.join(labels)}, pooled")
     for mode in MODES:
@@ -71,7 +72,7 @@ def load_test_labels(layout: Layout, params: Params) -> Labels:
     for tile in read_split(layout.patches.splits, "test"):
         path = layout.resized.label(tile, variant)
         if not path.is_file():
-            raise FileNotFoundError(_no_label(tile, path, variant))
+            raise MissingFileError(_no_label(tile, path, variant))
         label = read_label(path, params.palette, params.data.ignore_unknown_colours, variant)
         labels[tile] = erode_boundaries(label, params.evaluate.erode_radius), path
     return labels
@@ -102,11 +103,13 @@ def protocol(labels: Labels, params: Params) -> dict:
     }
 
 
-def pooled_confusions(labels: Labels, map_source: MapSource, num_classes: int, desc: str) -> dict[str, np.ndarray]:
+def pooled_confusions(
+    labels: Labels, map_source: MapSource, num_classes: int, desc: str, modes: tuple[str, ...] = MODES
+) -> dict[str, np.ndarray]:
     """One confusion matrix per mode, summed over the test tiles."""
-    totals = {mode: np.zeros((num_classes, num_classes), np.int64) for mode in MODES}
+    totals = {mode: np.zeros((num_classes, num_classes), np.int64) for mode in modes}
     for tile, (label, label_path) in tqdm(labels.items(), desc=desc, unit="tile"):
-        for mode in MODES:
+        for mode in modes:
             prediction, source = map_source(tile, mode)
             totals[mode] += confusion_matrix(label, prediction, num_classes, source=f"{source} vs {label_path}")
     return totals
@@ -134,9 +137,12 @@ def snapshot_maps(layout: Layout, predictor: KerasPredictor, params: Params, epo
 
 
 def snapshot_scores(layout: Layout, labels: Labels, params: Params) -> pd.DataFrame:
-    """Test mIoU, plain and smooth, of each snapshot's weights: one row per snapshot epoch."""
-    columns = ["epoch", "test_miou_plain", "test_miou_smooth"]
-    epochs = layout.snapshots.epochs()
+    """Test mIoU of the snapshots' weights that ``evaluate.snapshots`` asks for, in the modes of
+    ``evaluate.snapshot_modes``: one row per snapshot epoch. Each is a whole-tile prediction of
+    every test tile, so with many tiles and snapshots this is the costly part of the stage."""
+    modes = params.evaluate.snapshot_modes
+    columns = ["epoch", *(f"test_miou_{mode}" for mode in modes)]
+    epochs = scored_epochs(layout.snapshots.epochs(), params.evaluate.snapshots)
     if not epochs:
         return pd.DataFrame(columns=columns)
     model = keras.saving.load_model(layout.model, compile=False)  # predicting only
@@ -144,14 +150,15 @@ def snapshot_scores(layout: Layout, labels: Labels, params: Params) -> pd.DataFr
     rows = []
     for epoch in epochs:
         model.load_weights(layout.snapshots.weights(epoch))
-        totals = pooled_confusions(
-            labels,
-            snapshot_maps(layout, predictor, params, epoch),
-            params.palette.num_classes,
-            desc=f"snapshot {epoch}",
-        )
-        rows.append([epoch, *(scores(totals[mode], params.palette.names)["miou"] for mode in MODES)])
+        maps = snapshot_maps(layout, predictor, params, epoch)
+        totals = pooled_confusions(labels, maps, params.palette.num_classes, desc=f"snapshot {epoch}", modes=modes)
+        rows.append([epoch, *(scores(totals[mode], params.palette.names)["miou"] for mode in modes)])
     return pd.DataFrame(rows, columns=columns)
+
+
+def scored_epochs(epochs: list[int], which: str) -> list[int]:
+    """The snapshot epochs ``evaluate.snapshots`` (all, last or none) asks to score."""
+    return {"all": epochs, "last": epochs[-1:], "none": []}[which]
 
 
 def with_history(table: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
@@ -159,27 +166,34 @@ def with_history(table: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     return history[HISTORY_COLUMNS].astype({"epoch": int}).merge(table, on="epoch", how="right")
 
 
-def snapshots_markdown(table: pd.DataFrame, snapshots: Path) -> str:
-    """The snapshot table as Markdown, or a sentence saying why there is none."""
+def snapshots_markdown(table: pd.DataFrame, snapshots: Path, settings: EvaluateParams) -> str:
+    """The snapshot table as Markdown, saying what was scored, or a sentence saying why there is none."""
+    if settings.snapshots == "none":
+        return "# Snapshots\n\nSnapshots are not scored (`evaluate.snapshots: none`).\n"
     if table.empty:
         return (
             f"# Snapshots\n\nNo snapshots were found in {snapshots}/ (the train stage writes one every "
             "`train.snapshot_every` epochs), so there is no table of test scores per epoch.\n"
         )
+    which = "every snapshot" if settings.snapshots == "all" else "the last snapshot"
     return (
-        "# Snapshots\n\nTest-set mean IoU of the weights saved during training, beside that epoch's "
-        "training and validation scores.\n\n" + plots.markdown_table(table) + "\n"
+        f"# Snapshots\n\nTest-set mean IoU of {which} saved during training ({' and '.join(settings.snapshot_modes)} "
+        "maps of the whole test tiles), beside that epoch's training and validation scores.\n\n"
+        + plots.markdown_table(table)
+        + "\n"
     )
 
 
-def write_outputs(layout: Layout, results: dict, confusions: dict, table: pd.DataFrame, class_names) -> None:
+def write_outputs(
+    layout: Layout, results: dict, confusions: dict, table: pd.DataFrame, class_names, settings: EvaluateParams
+) -> None:
     write_json(layout.evaluation, results)
     for mode, cm in confusions.items():
         with atomic_file(layout.confusion_rows(mode)) as tmp:
             confusion_rows(cm, class_names).to_csv(tmp, index=False)
     with atomic_file(layout.snapshot_table) as tmp:
         table.to_csv(tmp, index=False)
-    write_text(layout.snapshot_markdown, snapshots_markdown(table, layout.snapshots.path))
+    write_text(layout.snapshot_markdown, snapshots_markdown(table, layout.snapshots.path, settings))
 
 
 def mlflow_metrics(results: dict) -> dict[str, float]:

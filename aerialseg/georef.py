@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aerialseg.atomic import write_text
+from aerialseg.errors import InputError
 from aerialseg.tiles import read_geotags
 
 PIXEL_SCALE, TIEPOINT, TRANSFORMATION, GEOKEYS = 33550, 33922, 34264, 34735
 RASTER_TYPE_KEY, PIXEL_IS_POINT = 1025, 2  # GTRasterTypeGeoKey: 1 = PixelIsArea, 2 = PixelIsPoint
 
 
-class WorldFileError(ValueError):
+class WorldFileError(InputError, ValueError):
     """A world file is not six numbers."""
 
 

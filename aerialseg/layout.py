@@ -105,6 +105,11 @@ class Layout:
     root: Path = Path(".")
 
     @property
+    def params_valid(self) -> Path:
+        """Written by the validate stage once the whole params.yaml passed; download depends on it."""
+        return self.root / "data" / "params-valid.txt"
+
+    @property
     def downloads(self) -> Path:
         """Download cache, kept between runs so an interrupted download resumes (not a DVC output)."""
         return self.root / "data" / "downloads"

@@ -15,10 +15,15 @@ import keras
 import numpy as np
 import pandas as pd
 
+from aerialseg.errors import InputError
 from aerialseg.palette import IGNORE_INDEX
 
 _BYTE_VALUES = 256
 _BLOCK = 1 << 20  # pixels counted at once: bincount's int64 copy of a block stays in cache
+
+
+class MapError(InputError, ValueError):
+    """A label or predicted map that cannot be scored against its partner (size or class values)."""
 
 
 def confusion_matrix(
@@ -38,7 +43,7 @@ def confusion_matrix(
     """
     label, prediction = np.asarray(label), np.asarray(prediction)
     if label.shape != prediction.shape:
-        raise ValueError(f"{source}: label shape {label.shape} and prediction shape {prediction.shape} differ")
+        raise MapError(f"{source}: label shape {label.shape} and prediction shape {prediction.shape} differ")
     label = _as_bytes(label, "label", source).ravel()
     prediction = _as_bytes(prediction, "prediction", source).ravel()
     pairs = np.zeros(_BYTE_VALUES**2, np.int64)
@@ -57,20 +62,20 @@ def _as_bytes(values: np.ndarray, what: str, source: str) -> np.ndarray:
     if not np.issubdtype(values.dtype, np.integer):
         raise TypeError(f"{source}: {what} must hold integer class indices, got {values.dtype}")
     if values.size and (values.min() < 0 or values.max() >= _BYTE_VALUES):
-        raise ValueError(f"{source}: {what} values must lie in 0..255, got {values.min()}..{values.max()}")
+        raise MapError(f"{source}: {what} values must lie in 0..255, got {values.min()}..{values.max()}")
     return values.astype(np.uint8)
 
 
 def _refuse_out_of_range(pairs: np.ndarray, num_classes: int, source: str) -> None:
     bad_labels = np.flatnonzero(pairs[num_classes:].sum(axis=1)) + num_classes
     if bad_labels.size:
-        raise ValueError(
+        raise MapError(
             f"{source}: label holds class value(s) {bad_labels.tolist()}, "
             f"but there are only {num_classes} classes (0..{num_classes - 1})"
         )
     bad_predictions = np.flatnonzero(pairs[:, num_classes:].sum(axis=0)) + num_classes
     if bad_predictions.size:
-        raise ValueError(
+        raise MapError(
             f"{source}: prediction holds class value(s) {bad_predictions.tolist()}, "
             f"but there are only {num_classes} classes (0..{num_classes - 1})"
         )

@@ -32,11 +32,13 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from aerialseg.errors import InputError, MissingFileError
+
 ENCODER_SUBMODEL = "encoder"
 SERIALIZATION_PACKAGE = "aerialseg"
 
 
-class EncoderWeightsError(ValueError):
+class EncoderWeightsError(InputError, ValueError):
     """Pretrained encoder weights could not be obtained or loaded; the message says what to do."""
 
 
@@ -255,7 +257,7 @@ def _load_backbone(encoder: str, backbone: Backbone, encoder_weights: str) -> ke
             ) from error
     path = Path(encoder_weights)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: encoder weights file not found (encoder_weights must be "
             "'imagenet', 'none' or the path of a weights file)"
         )

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aerialseg.errors import InputError
+
 IGNORE_INDEX = 255
 IGNORE_COLOUR = (0, 0, 0)  # how ignored pixels are drawn, and how boundary-free labels mark their boundaries
 
 
-class UnknownColourError(ValueError):
+class UnknownColourError(InputError, ValueError):
     """A label picture holds colours that are not in the palette; ``share`` is their share of its pixels."""
 
     def __init__(self, message: str, share: float):

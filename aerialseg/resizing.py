@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from aerialseg.atomic import atomic_dir
+from aerialseg.errors import InputError
 from aerialseg.georef import read_georef
 from aerialseg.layout import TileFolder
 from aerialseg.manifest import read_manifest, write_manifest
@@ -27,7 +28,7 @@ from aerialseg.potsdam import BOUNDARY_FREE, LABEL_KINDS, parse_tile_name
 from aerialseg.tiles import read_image, write_image
 
 
-class TileSizeError(ValueError):
+class TileSizeError(InputError, ValueError):
     """A photo and its label picture differ in size."""
 
 

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from aerialseg.archives import extract
 from aerialseg.atomic import atomic_dir
 from aerialseg.config import DataParams
+from aerialseg.errors import InputError, MissingFileError
 from aerialseg.georef import read_world_file, world_file_path
 from aerialseg.layout import Layout, TileFolder
 from aerialseg.manifest import write_manifest
@@ -56,7 +57,7 @@ DEFECT_SHARE = 0.01  # a label with more pixels than this outside the palette is
 VARIANT_OF_KIND = {kind: variant for variant, kind in LABEL_KINDS.items()}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A file could not be fetched completely; a partial file is kept for resuming."""
 
 
@@ -65,7 +66,7 @@ class ChecksumError(DownloadError):
     the params may be the wrong one, and a Potsdam archive takes hours to fetch again."""
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """The tiles found do not form a usable data set (missing partners, sizes that differ...)."""
 
 
@@ -391,7 +392,7 @@ def collect_local(
         raise DatasetError("no local paths given (data.local.paths is empty)")
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
-        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+        raise MissingFileError(f"no such file or folder: {', '.join(missing)}")
     scans = [
         scan_folder(path, wanted)
         if path.is_dir()

@@ -13,6 +13,7 @@ import numpy as np
 import tifffile
 
 from aerialseg.atomic import atomic_file
+from aerialseg.errors import InputError, MissingFileError
 from aerialseg.palette import Palette
 from aerialseg.potsdam import BOUNDARY_FREE, FULL
 
@@ -20,7 +21,7 @@ TIFF_SUFFIXES = {".tif", ".tiff"}
 GEO_TAGS = {33550, 33922, 34264, 34735, 34736, 34737}  # pixel scale, tie points, transform, geokeys
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError, ValueError):
     """An image file exists but cannot be decoded (corrupt, truncated or not an image)."""
 
 
@@ -33,7 +34,7 @@ def read_image(path: str | Path, name: str | None = None) -> np.ndarray:
     path = Path(path)
     name = name or str(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{name}: no such file")
+        raise MissingFileError(f"{name}: no such file")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tif:

@@ -83,7 +83,7 @@ def train(layout: Layout, params: Params) -> dict:
         fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights)
         write_outputs(layout, model, state, run.info.run_id, tracking_uri)
         checkpoint.remove()
-        mlflow.keras.log_model(inference_model(model), name="model")
+        tracking.log_model(inference_model(model), params.mlflow.experiment)
     summary = final_summary(pd.DataFrame(state.history))
     print(json.dumps(summary, indent=2))
     return summary

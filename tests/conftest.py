@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +41,7 @@ class FileServer:
         self.requests: list[tuple[str, str | None]] = []
         self.cut_next = 0  # how many coming responses send only half their body, then close
         self.honour_range = True
+        self.bytes_per_second = 0  # > 0: send slowly, like a real download of a large archive
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -80,12 +82,25 @@ def _handler_for(server: FileServer):
                 server.cut_next -= 1
                 body = body[: len(body) // 2]
                 self.close_connection = True
-            self.wfile.write(body)
+            if server.bytes_per_second:
+                _send_slowly(self.wfile, body, server.bytes_per_second)
+            else:
+                self.wfile.write(body)
 
         def log_message(self, *args):
             pass
 
     return Handler
+
+
+def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) -> None:
+    for start in range(0, len(body), chunk):
+        try:
+            stream.write(body[start : start + chunk])
+            stream.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client was killed: what the test wants
+            return
+        time.sleep(chunk / bytes_per_second)
 
 
 @pytest.fixture

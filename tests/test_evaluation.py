@@ -157,3 +157,23 @@ def test_snapshot_table_and_mlflow_logging(project, tmp_path):
     assert logged["test_plain_iou_car"] == pytest.approx(results["plain"]["per_class"]["car"]["iou"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluate")}
     assert {"evaluate/confusion_plain.png", "evaluate/confusion_smooth.png", "evaluate/snapshots.csv"} <= artifacts
+
+
+@pytest.mark.parametrize(
+    "settings, epochs, columns, sentence",
+    [
+        ({"snapshots": "last", "snapshot_modes": ["plain"]}, [4], ["test_miou_plain"], "the last snapshot"),
+        ({"snapshots": "all", "snapshot_modes": ["smooth"]}, [2, 4], ["test_miou_smooth"], "every snapshot"),
+        ({"snapshots": "none"}, [], ["test_miou_plain", "test_miou_smooth"], "not scored"),
+    ],
+)
+def test_snapshot_scoring_is_bounded_as_asked(project, settings, epochs, columns, sentence):
+    layout = project["layout"]
+    write_snapshots(layout, project["palette"])
+
+    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": settings}))
+
+    table = pd.read_csv(layout.snapshot_table)
+    assert table["epoch"].tolist() == epochs
+    assert list(table.columns) == HISTORY_COLUMNS + columns
+    assert sentence in layout.snapshot_markdown.read_text()

@@ -1,4 +1,4 @@
-"""inference.predict_test_tiles, the predict stage's work, on real files: a saved Keras model,
+"""mapping.predict_test_tiles, the predict stage's work, on real files: a saved Keras model,
 resized photos and splits.json."""
 
 import json
@@ -13,8 +13,9 @@ from conftest import repo_params
 
 from aerialseg.blending import predict_probabilities
 from aerialseg.georef import WorldFile, read_world_file, world_file_path, write_world_file
-from aerialseg.inference import KerasPredictor, predict_map, predict_test_tiles
+from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
+from aerialseg.mapping import predict_test_tiles
 from aerialseg.potsdam import photo_name
 from aerialseg.tiles import read_geotags, read_image, write_image
 
@@ -232,3 +233,29 @@ def test_rgba_and_rgbir_images_are_predicted_from_their_rgb_bands():
     from_rgb = predict_probabilities(rgb, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
     from_four = predict_probabilities(four_bands, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
     np.testing.assert_array_equal(from_four, from_rgb)
+
+
+def edge_sensitive_keras_model(classes=CLASSES) -> keras.Model:
+    """3 x 3 convolutions with zero padding: predictions change under flips and turns at window edges."""
+    keras.utils.set_random_seed(1)
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(classes, 3, padding="same", activation="softmax"),
+        ],
+        name="edge_sensitive",
+    )
+
+
+@pytest.mark.parametrize("tta", ["flips", "d4"])
+def test_test_time_augmentation_on_the_device_matches_numpy(tta):
+    """The same maps whether NumPy turns every window (any plain function) or the model does,
+    in one compiled call per batch of windows."""
+    predictor = KerasPredictor(edge_sensitive_keras_model(), CLASSES)
+    image = random_image((70, 45))
+    on_device = predict_probabilities(image, predictor, WINDOW, CLASSES, tta=tta, batch_size=8)
+    in_numpy = predict_probabilities(image, lambda batch: predictor(batch), WINDOW, CLASSES, tta=tta, batch_size=8)
+    np.testing.assert_allclose(on_device, in_numpy, atol=1e-5)
+    assert np.abs(in_numpy - predict_probabilities(image, predictor, WINDOW, CLASSES, tta="none")).max() > 1e-3

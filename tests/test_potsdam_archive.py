@@ -12,8 +12,8 @@ from conftest import POTSDAM_PALETTE, repo_params
 
 from aerialseg.evaluation import evaluate
 from aerialseg.georef import read_world_file, world_file_path
-from aerialseg.inference import predict_test_tiles
 from aerialseg.layout import Layout
+from aerialseg.mapping import predict_test_tiles
 from aerialseg.palette import IGNORE_INDEX
 from aerialseg.patching import make_patches
 from aerialseg.potsdam_zip import write_potsdam_zip
