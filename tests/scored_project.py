@@ -20,9 +20,9 @@ BOUNDARY_RADIUS = 1
 
 
 SCORING_PARAMS = {
+    "evaluate": {"labels": "full", "snapshot_modes": ["plain", "smooth"]},
     "patches": {"patch_size": 16},
     "predict": {"subdivisions": 2, "window_function": "spline", "tta": "none", "batch_size": 8},
-    "evaluate": {"labels": "full"},
 }
 
 

@@ -48,7 +48,7 @@ def test_repro_writes_every_output(project):
         assert 0 <= evaluation[mode]["miou"] <= 1 and 0 < evaluation[mode]["oa"] <= 1
     snapshots = pd.read_csv(project / "metrics/snapshots.csv")
     assert snapshots["epoch"].tolist() == [1, 2]
-    assert snapshots["test_miou_smooth"].between(0, 1).all()
+    assert snapshots["test_miou_plain"].between(0, 1).all()  # evaluate.snapshot_modes: [plain] by default
 
 
 def test_second_repro_does_nothing(project):
