@@ -52,7 +52,6 @@ EncoderName = Annotated[str, _one_of("aerialseg.model", "ENCODERS")]
 LossName = Annotated[str, _one_of("aerialseg.losses", "LOSSES")]
 WindowFunctionName = Annotated[str, _one_of("aerialseg.blending", "WINDOW_FUNCTIONS")]
 TtaName = Annotated[str, _one_of("aerialseg.blending", "TTA_CHOICES")]
-ModeName = Annotated[str, _one_of("aerialseg.blending", "MODES")]
 BandsName = Annotated[str, _one_of("aerialseg.potsdam", "BANDS")]
 LabelVariant = Annotated[str, _one_of("aerialseg.potsdam", "LABEL_KINDS")]
 
@@ -65,6 +64,7 @@ def _tile_id(value):
 
 
 TileId = Annotated[str, BeforeValidator(_tile_id), Field(pattern=r"^\d+_\d+$")]
+ModeName = Annotated[str, _one_of("aerialseg.blending", "MODES")]
 
 
 class ParamsError(InputError, ValueError):

@@ -66,7 +66,10 @@ def symmetric_model(model: keras.Model, transforms: tuple[Transform, ...], size:
     """``model`` wrapped to take N windows and return, per window, the sum over ``transforms`` of
     its predictions with each transform undone (the windows are square, so quarter turns fit)."""
     inputs = keras.Input((*size, channels))
-    outputs = _UndoAndSum(transforms)(model(_Transformed(transforms)(inputs)))
+    predictions = model(_Transformed(transforms)(inputs))
+    if isinstance(predictions, (list, tuple)):  # a functional model saved with outputs=[...], as the train stage's
+        (predictions,) = predictions
+    outputs = _UndoAndSum(transforms)(predictions)
     return keras.Model(inputs, outputs, name=f"{model.name}_tta")
 
 

@@ -135,7 +135,7 @@ def write_tile_predictions(
     with photo_rows(photo, predictor.channels) as rows:  # names a missing or unreadable photo
         georef = read_georef(photo)
         if georef.world is None:
-            print(
+            tqdm.write(
                 f"warning: {photo} has no world file ({world_file_path(photo).name}): the maps of tile {tile} are "
                 "written without one, so a GIS cannot place them (GeoTIFF tags, if any, are kept in the .tif)"
             )

@@ -14,11 +14,16 @@ from tqdm import tqdm
 from aerialseg import plots
 from aerialseg.atomic import atomic_dir, write_json
 from aerialseg.config import Params, PatchParams
+from aerialseg.errors import InputError
 from aerialseg.layout import Layout, PatchFolder, TileFolder
 from aerialseg.manifest import read_manifest
 from aerialseg.palette import Palette
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import class_pixel_counts, count_patches, extract_patches, split_tiles, write_splits
+
+
+class BandsError(InputError, ValueError):
+    """The photos of a split do not all have the same bands."""
 
 
 def make_patches(layout: Layout, params: Params) -> dict[str, list[str]]:
@@ -71,7 +76,7 @@ def write_split_patches(
         if images is None:
             images = np.lib.format.open_memmap(out.images(split), "w+", np.uint8, (total, side, side, photo.shape[2]))
         if photo.shape[2] != images.shape[3]:
-            raise ValueError(
+            raise BandsError(
                 f"{resized.photo(tile)}: has {photo.shape[2]} band(s) but the photo of tile {tiles[0]} has "
                 f"{images.shape[3]}; every photo of a data set must have the same bands"
             )

@@ -20,7 +20,7 @@ BOUNDARY_RADIUS = 1
 
 
 SCORING_PARAMS = {
-    "evaluate": {"snapshot_modes": ["plain", "smooth"], "labels": "full"},
+    "evaluate": {"labels": "full", "snapshot_modes": ["plain", "smooth"]},
     "patches": {"patch_size": 16},
     "predict": {"subdivisions": 2, "window_function": "spline", "tta": "none", "batch_size": 8},
 }

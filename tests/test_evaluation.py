@@ -63,12 +63,7 @@ def test_erode_radius_leaves_boundary_pixels_out(project):
     evaluate(layout, project["params"])
     full = json.loads(layout.evaluation.read_text())
 
-    evaluate(
-        layout,
-        repo_params(
-            {**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "labels": "full", "erode_radius": 1}}
-        ),
-    )
+    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "erode_radius": 1}}))
 
     eroded = json.loads(layout.evaluation.read_text())
     counted = lambda result: sum(c["support"] for c in result["plain"]["per_class"].values())  # noqa: E731
@@ -77,7 +72,9 @@ def test_erode_radius_leaves_boundary_pixels_out(project):
 
 def test_boundary_free_labels_leave_the_boundaries_out_and_the_protocol_says_so(project):
     layout, palette = project["layout"], project["palette"]
-    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {"labels": "no_boundary"}}))
+    evaluate(
+        layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "labels": "no_boundary"}})
+    )
 
     results = json.loads(layout.evaluation.read_text())
     labels = {tile: erode_boundaries(label, BOUNDARY_RADIUS) for tile, label in project["labels"].items()}
@@ -103,7 +100,9 @@ def test_boundary_free_labels_missing_from_the_data_are_named_with_the_ways_out(
     layout = project["layout"]
     layout.resized.label("2_11", "no_boundary").unlink()
     with pytest.raises(FileNotFoundError) as error:
-        evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {"labels": "no_boundary"}}))
+        evaluate(
+            layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "labels": "no_boundary"}})
+        )
     message = str(error.value)
     assert message.startswith(f"test tile 2_11: no boundary-free label {layout.resized.label('2_11', 'no_boundary')}")
     assert "5_Labels_all_noBoundary.zip" in message and "set evaluate.labels to 'full'" in message

@@ -259,3 +259,14 @@ def test_test_time_augmentation_on_the_device_matches_numpy(tta):
     in_numpy = predict_probabilities(image, lambda batch: predictor(batch), WINDOW, CLASSES, tta=tta, batch_size=8)
     np.testing.assert_allclose(on_device, in_numpy, atol=1e-5)
     assert np.abs(in_numpy - predict_probabilities(image, predictor, WINDOW, CLASSES, tta="none")).max() > 1e-3
+
+
+def test_smooth_prediction_takes_the_train_stage_model_with_its_output_in_a_list(tmp_path):
+    """The train stage saves keras.Model(model.inputs, model.outputs): called, it returns a list of one."""
+    inner = tiny_keras_model()
+    keras.Model(inner.inputs, inner.outputs).save(tmp_path / "model.keras")
+    predictor = KerasPredictor(keras.saving.load_model(tmp_path / "model.keras"), CLASSES)
+    image = random_image((40, 40))
+    smooth = predict_probabilities(image, predictor, WINDOW, CLASSES, tta="flips")
+    whole = keras.ops.convert_to_numpy(inner(image[None].astype(np.float32), training=False))[0]
+    np.testing.assert_allclose(smooth, whole, atol=1e-5)  # a per-pixel model: blending changes nothing
