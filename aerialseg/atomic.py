@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from aerialseg.errors import MissingFileError
+
 PARTIAL = ".partial-"  # in the names of files and folders being written
 
 
@@ -83,5 +85,5 @@ def read_json(path: str | Path, written_by: str):
     """Read a JSON output of an earlier stage; a missing file names the stage that writes it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (run the {written_by} stage first)")
+        raise MissingFileError(f"{path}: no such file (run the {written_by} stage first)")
     return json.loads(path.read_text())

@@ -17,18 +17,24 @@ Two modes:
 
 Unlike the widely copied original, prediction streams: windows come from a generator (the
 mirror padding is built one strip of rows at a time), are predicted ``batch_size`` at a time,
-and accumulate into one float32 (H, W, K) buffer, which is then divided by the summed weights,
-so every pixel is exactly normalised, borders included. Peak memory is that buffer plus one
-batch, whatever the tile size; the original holds every window of every rotation in float64 at once (tens of GB for a
-6000 x 6000 tile), leaves the last strip unpredicted when the size is not a multiple of the
-step, and breaks on non-square photos.
+and accumulate into running float32 sums of the rows they touch. Windows go top to bottom, so
+once the next window starts below a row, that row is final: it is divided by its summed
+weights (every pixel exactly normalised, borders included), handed out and forgotten.
+:func:`stream_probabilities` is the algorithm; its image is an array or anything that gives rows
+by index (a raster on disk, read window row by window row), so peak memory is a few windows'
+height of rows plus one batch, whatever the image's size. :func:`predict_probabilities` is the
+same stream collected into one array. The original holds every window of every rotation in
+float64 at once (tens of GB for a 6000 x 6000 tile), leaves the last strip unpredicted when the
+size is not a multiple of the step, and breaks on non-square photos.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -39,6 +45,28 @@ TTA_CHOICES = ("none", "flips", "d4")
 
 PredictBatch = Callable[[np.ndarray], np.ndarray]
 Transform = tuple[int, bool]  # (quarter turns, left-right flip first)
+FinishedRows = tuple[int, np.ndarray]  # (first image row, probabilities of the rows from there)
+
+
+class SymmetricPredictor(Protocol):
+    """A ``predict_batch`` that can also apply test-time transforms itself (see _tta_plan)."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def predict_symmetries(self, batch: np.ndarray, transforms: tuple[Transform, ...]) -> np.ndarray:
+        """For each window, the sum over ``transforms`` of its predictions with the transform
+        undone: (N, window, window, C) in, (N, window, window, K) out."""
+
+
+class Rows(Protocol):
+    """An H x W x C image that gives its rows by index: a NumPy array, or a raster read from disk
+    window by window (aerialseg.rasters.RasterInput), so no whole image need be in memory."""
+
+    shape: tuple[int, ...]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """The image rows ``rows`` (ascending indices), as a (len(rows), W, C) array."""
+
 
 # Test-time augmentation: every transform is undone on the prediction before blending.
 # "flips" = identity, left-right flip, up-down flip (a left-right flip then a half turn) and both
@@ -63,26 +91,56 @@ def predict_probabilities(
     batch_size: int = 16,
     progress: bool = False,
 ) -> np.ndarray:
-    """Class probabilities (H, W, K) float32 for an H x W x C image of any size.
+    """Class probabilities (H, W, K) float32 for an H x W x C image of any size: the rows of
+    :func:`stream_probabilities` (which explains the arguments) collected into one array."""
+    pieces = stream_probabilities(
+        image,
+        predict_batch,
+        window,
+        num_classes,
+        mode=mode,
+        subdivisions=subdivisions,
+        window_function=window_function,
+        tta=tta,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    probabilities = np.empty(image.shape[:2] + (num_classes,), dtype=np.float32)
+    for first, rows in pieces:
+        probabilities[first : first + len(rows)] = rows
+    return probabilities
 
+
+def stream_probabilities(
+    image: Rows,
+    predict_batch: PredictBatch,
+    window: int,
+    num_classes: int,
+    mode: str = "smooth",
+    subdivisions: int = 2,
+    window_function: str = "spline",
+    tta: str = "d4",
+    batch_size: int = 16,
+    progress: bool = False,
+    label: str = "",
+) -> Iterator[FinishedRows]:
+    """Class probabilities of an H x W x C image, finished rows top to bottom: ``(first row,
+    (n, W, K) float32)`` pieces that tile the image exactly once.
+
+    ``image`` is read one window's height of rows at a time (see :class:`Rows`), and a row is
+    handed out as soon as no window still to come touches it, so a raster larger than memory can
+    be predicted and written row band by row band, with the same result as the whole at once.
     ``predict_batch`` maps a float32 (N, window, window, C) batch to (N, window, window, K)
     probabilities. ``mode="plain"`` ignores ``subdivisions``, ``window_function`` and ``tta``.
+    The progress bar (``label`` before its name) counts windows and shows the time left.
     """
-    _check_arguments(image, window, num_classes, mode, subdivisions, window_function, tta, batch_size)
+    _check_arguments(image.shape, window, num_classes, mode, subdivisions, window_function, tta, batch_size)
     smooth = mode == "smooth"
     grid = plan_grid(image.shape[0], image.shape[1], window, subdivisions if smooth else 1)
     profile = window_profile(window, window_function) if smooth else np.ones(window, np.float32)
     transforms = TTA_TRANSFORMS[tta] if smooth else TTA_TRANSFORMS["none"]
-    with tqdm(
-        total=grid.count() * len(transforms), desc=f"{mode} windows", unit="window", disable=not progress, leave=False
-    ) as bar:
-        total = _accumulate(
-            image, grid, predict_batch, np.outer(profile, profile), transforms, num_classes, batch_size, bar
-        )
-    row_sums, col_sums = weight_sums(grid, profile)
-    total /= (row_sums * len(transforms))[:, None, None]
-    total /= col_sums[None, :, None]
-    return total
+    bar = dict(desc=f"{label}{mode} windows", disable=not progress)
+    return _stream(image, grid, predict_batch, profile, transforms, num_classes, batch_size, bar)
 
 
 def probabilities_to_index(probabilities: np.ndarray) -> np.ndarray:
@@ -126,13 +184,16 @@ class Grid:
         low, high = max(first, 0), min(first + self.window, self.image_shape[axis])
         return slice(low, high), slice(low - first, high - first)
 
-    def padded_rows(self, image: np.ndarray, start: int) -> np.ndarray:
+    def padded_rows(self, image: Rows, start: int) -> np.ndarray:
         """The ``window`` canvas rows from ``start``: mirror-padded on the fly, one strip at a time,
-        so no padded copy of the whole image is ever made."""
+        so no padded copy of the whole image is ever made. Only the image rows the strip shows are
+        read; rows above and below the image mirror the image's own first and last rows."""
         rows = _reflect(np.arange(start, start + self.window) - self.border, self.image_shape[0])
+        needed = np.unique(rows)
+        strip = np.asarray(image[needed])[np.searchsorted(needed, rows)]
         right = self.padded_shape[1] - self.border - self.image_shape[1]
-        padding = [(0, 0), (self.border, right)] + [(0, 0)] * (image.ndim - 2)
-        return np.pad(image[rows], padding, mode="reflect")
+        padding = [(0, 0), (self.border, right)] + [(0, 0)] * (strip.ndim - 2)
+        return np.pad(strip, padding, mode="reflect")
 
 
 def plan_grid(height: int, width: int, window: int, subdivisions: int) -> Grid:
@@ -207,29 +268,100 @@ def _axis_weight_sum(grid: Grid, profile: np.ndarray, axis: int) -> np.ndarray:
 # --- Streaming --------------------------------------------------------------------------------
 
 
-def _accumulate(
-    image: np.ndarray,
+class _RunningSums:
+    """Weighted prediction sums of the image rows from ``first`` on, the rows windows still add to.
+
+    Grows to the rows the windows of a batch reach (a window's height, or a few more when a
+    batch spans several rows of windows of a narrow image) and shrinks as rows are finished.
+    """
+
+    def __init__(self, width: int, num_classes: int):
+        self.first = 0
+        self.sums = np.zeros((0, width, num_classes), dtype=np.float32)
+
+    def add(self, rows: slice, cols: slice, values: np.ndarray) -> None:
+        end = rows.stop - self.first
+        if end > len(self.sums):
+            grown = np.zeros((end,) + self.sums.shape[1:], dtype=np.float32)
+            grown[: len(self.sums)] = self.sums
+            self.sums = grown
+        self.sums[rows.start - self.first : end, cols] += values
+
+    def pop(self, stop: int) -> np.ndarray:
+        """Remove and return the sums of rows ``first`` to ``stop`` (no window adds to them any more)."""
+        count = stop - self.first
+        done = self.sums[:count].copy()
+        self.sums = self.sums[count:]
+        self.first = stop
+        return done
+
+
+def _stream(
+    image: Rows,
     grid: Grid,
     predict_batch: PredictBatch,
-    weights: np.ndarray,
+    profile: np.ndarray,
     transforms: tuple[Transform, ...],
     num_classes: int,
     batch_size: int,
-    bar: tqdm,
-) -> np.ndarray:
-    """Sum of weighted, un-transformed window predictions over the image, (H, W, K) float32."""
-    total = np.zeros(grid.image_shape + (num_classes,), dtype=np.float32)
-    for batch in _batches(_windows(image, grid, transforms), batch_size):
-        predictions = _predict(batch, predict_batch, grid.window, num_classes)
-        for (y, x, transform, _), prediction in zip(batch, predictions):
-            (rows, window_rows), (cols, window_cols) = grid.clip(y, 0), grid.clip(x, 1)
-            part = _undo(prediction, transform)[window_rows, window_cols]
-            total[rows, cols] += part * weights[window_rows, window_cols, None]
-        bar.update(len(batch))
-    return total
+    bar: dict,
+) -> Iterator[FinishedRows]:
+    """The generator behind :func:`stream_probabilities`, which checks the arguments before it starts."""
+    row_sums, col_sums = weight_sums(grid, profile)
+    divisors = (row_sums * len(transforms), col_sums)
+    sums = _RunningSums(grid.image_shape[1], num_classes)
+    weights = np.outer(profile, profile)
+    predict, jobs, per_job = _tta_plan(predict_batch, transforms)
+    with tqdm(total=grid.count() * len(transforms), unit="window", leave=False, **bar) as progress:
+        for batch in _batches(_windows(image, grid, jobs), max(1, batch_size // per_job)):
+            # windows come in row order: no window from this batch on touches the rows above its first
+            yield from _finish(sums, min(max(batch[0][0] - grid.border, 0), grid.image_shape[0]), divisors)
+            _accumulate(sums, batch, grid, predict, weights, num_classes)
+            progress.update(len(batch) * per_job)
+        yield from _finish(sums, grid.image_shape[0], divisors)
 
 
-def _windows(image: np.ndarray, grid: Grid, transforms: tuple[Transform, ...]) -> Iterator[tuple]:
+def _tta_plan(predict_batch, transforms: tuple[Transform, ...]) -> tuple[PredictBatch, tuple[Transform, ...], int]:
+    """(predict function, transforms to apply here, forward passes per window sent).
+
+    A :class:`SymmetricPredictor` applies the transforms itself, on its device in one compiled
+    call, and returns each window's summed predictions: windows are sent once, a batch holds
+    ``batch_size // len(transforms)`` of them (the same forward batch), and NumPy accumulates once
+    per window instead of once per transform. Any other function gets every transformed window.
+    """
+    if not hasattr(predict_batch, "predict_symmetries") or len(transforms) == 1:
+        return predict_batch, transforms, 1
+    return functools.partial(predict_batch.predict_symmetries, transforms=transforms), ((0, False),), len(transforms)
+
+
+def _finish(sums: _RunningSums, stop: int, divisors: tuple[np.ndarray, np.ndarray]) -> Iterator[FinishedRows]:
+    """Hand out rows ``sums.first`` to ``stop`` divided by their summed weights (none if there are none)."""
+    if stop <= sums.first:
+        return
+    first, (row_sums, col_sums) = sums.first, divisors
+    rows = sums.pop(stop)
+    rows /= row_sums[first:stop, None, None]
+    rows /= col_sums[None, :, None]
+    yield first, rows
+
+
+def _accumulate(
+    sums: _RunningSums,
+    batch: list[tuple],
+    grid: Grid,
+    predict_batch: PredictBatch,
+    weights: np.ndarray,
+    num_classes: int,
+) -> None:
+    """Add one batch of weighted, un-transformed window predictions to the running sums."""
+    predictions = _predict(batch, predict_batch, grid.window, num_classes)
+    for (y, x, transform, _), prediction in zip(batch, predictions):
+        (rows, window_rows), (cols, window_cols) = grid.clip(y, 0), grid.clip(x, 1)
+        part = _undo(prediction, transform)[window_rows, window_cols]
+        sums.add(rows, cols, part * weights[window_rows, window_cols, None])
+
+
+def _windows(image: Rows, grid: Grid, transforms: tuple[Transform, ...]) -> Iterator[tuple]:
     """(y, x, transform, pixels) of every window and transform, lazily, one strip of rows at a time."""
     for y in grid.starts(0):
         strip = grid.padded_rows(image, y)
@@ -265,9 +397,9 @@ def _undo(window: np.ndarray, transform: Transform) -> np.ndarray:
     return window[:, ::-1] if flip else window
 
 
-def _check_arguments(image, window, num_classes, mode, subdivisions, window_function, tta, batch_size) -> None:
-    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected an H x W x C image, got an array of shape {image.shape}")
+def _check_arguments(shape, window, num_classes, mode, subdivisions, window_function, tta, batch_size) -> None:
+    if len(shape) != 3 or shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"expected an H x W x C image, got an array of shape {tuple(shape)}")
     if mode not in MODES:
         raise ValueError(f"unknown prediction mode {mode!r}: use one of {MODES}")
     if tta not in TTA_CHOICES:

@@ -13,9 +13,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from aerialseg.palette import Palette
+from aerialseg.errors import InputError
+from aerialseg.palette import IGNORE_COLOUR, Palette
+from aerialseg.potsdam import BAND_COUNTS, BANDS, BOUNDARY_FREE
 
 
 def _one_of(module: str, choices: str) -> AfterValidator:
@@ -41,10 +52,23 @@ EncoderName = Annotated[str, _one_of("aerialseg.model", "ENCODERS")]
 LossName = Annotated[str, _one_of("aerialseg.losses", "LOSSES")]
 WindowFunctionName = Annotated[str, _one_of("aerialseg.blending", "WINDOW_FUNCTIONS")]
 TtaName = Annotated[str, _one_of("aerialseg.blending", "TTA_CHOICES")]
+BandsName = Annotated[str, _one_of("aerialseg.potsdam", "BANDS")]
+LabelVariant = Annotated[str, _one_of("aerialseg.potsdam", "LABEL_KINDS")]
 DistributionName = Annotated[str, _one_of("aerialseg.distribution", "DISTRIBUTIONS")]
 
 
-class ParamsError(ValueError):
+def _tile_id(value):
+    """A tile id is text such as "7_10"; YAML reads an unquoted 7_10 as the number 710."""
+    if isinstance(value, int):
+        raise ValueError(f'{value} is a number: write tile ids in quotes ("7_10"), YAML reads 7_10 as 710')
+    return value
+
+
+TileId = Annotated[str, BeforeValidator(_tile_id), Field(pattern=r"^\d+_\d+$")]
+ModeName = Annotated[str, _one_of("aerialseg.blending", "MODES")]
+
+
+class ParamsError(InputError, ValueError):
     """params.yaml is not valid; the message names each bad key."""
 
 
@@ -73,6 +97,9 @@ class LocalSource(Strict):
 
 class DataParams(Strict):
     source: Literal["synthetic", "url", "local"] = "synthetic"
+    bands: BandsName = "rgb"
+    exclude: list[TileId] = []
+    participants_labels: list[TileId] = []
     ignore_unknown_colours: bool = False
     synthetic: SyntheticSource
     url: UrlSource = UrlSource()
@@ -93,9 +120,9 @@ class ResizeParams(Strict):
 
 
 class SplitParams(Strict):
-    train: list[str] = []
-    val: list[str] = []
-    test: list[str] = []
+    train: list[TileId] = []
+    val: list[TileId] = []
+    test: list[TileId] = []
     val_fraction: float = Field(default=0.2, ge=0, lt=1)
     test_fraction: float = Field(default=0.2, ge=0, lt=1)
     seed: int = 0
@@ -157,8 +184,11 @@ class PredictParams(Strict):
 
 
 class EvaluateParams(Strict):
+    labels: LabelVariant = "full"
     erode_radius: int = Field(default=0, ge=0)
     without_classes: tuple[str, ...] = ("clutter",)
+    snapshots: Literal["all", "last", "none"] = "all"
+    snapshot_modes: tuple[ModeName, ...] = Field(default=("plain", "smooth"), min_length=1)
 
 
 class ReportParams(Strict):
@@ -210,6 +240,36 @@ class Params(Strict):
         return self
 
     @model_validator(mode="after")
+    def _bands_fit_the_encoder(self):
+        bands = BAND_COUNTS[BANDS[self.data.bands]]
+        if self.train.encoder != "none" and bands != 3:
+            raise ValueError(
+                f"data.bands {self.data.bands!r} has {bands} bands, but a pretrained encoder "
+                f"({self.train.encoder!r}) takes 3 (its ImageNet weights are for RGB): set train.encoder to "
+                "'none' (the classic U-Net takes any number of bands), or data.bands to 'rgb' or 'irrg'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _boundaries_are_not_a_class(self):
+        black = [name for name, colour in self.classes.items() if colour == IGNORE_COLOUR]
+        if self.evaluate.labels == BOUNDARY_FREE and black:
+            raise ValueError(
+                f"evaluate.labels {BOUNDARY_FREE!r}: boundary-free labels mark boundaries in black "
+                f"{IGNORE_COLOUR}, the colour of class {black[0]!r}; give that class another colour or use 'full'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _excluded_tiles_are_not_split(self):
+        split = self.patches.split
+        listed = {tile: name for name in ("train", "val", "test") for tile in getattr(split, name)}
+        clashes = [f"{tile} (in patches.split.{listed[tile]})" for tile in self.data.exclude if tile in listed]
+        if clashes:
+            raise ValueError(f"data.exclude leaves out tile(s) that the split lists: {', '.join(clashes)}")
+        return self
+
+    @model_validator(mode="after")
     def _patches_fit_the_encoder(self):
         if self.train.encoder != "none" and self.patches.patch_size % 32:
             raise ValueError(
@@ -228,15 +288,28 @@ def _listed(names: list[str]) -> str:
 
 
 def parse_params(raw: dict, source: str = "params.yaml") -> Params:
-    """Validate a params dictionary; every problem is reported with its dotted key."""
+    """Validate a params dictionary; every problem is reported on its own line with its dotted key."""
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        problems = "\n".join(
-            f"  {'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ParamsError(f"{source}: invalid parameters\n{problems}") from None
+        raise ParamsError("\n".join(_describe(problem, source) for problem in error.errors())) from None
+
+
+def _describe(problem: dict, source: str) -> str:
+    """``params.yaml: train.epoch: unknown key (valid keys: ...)``; checks across keys name their keys."""
+    key = ".".join(str(part) for part in problem["loc"])
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        message = f"unknown key (valid keys here: {', '.join(_keys_at(problem['loc'][:-1]))})"
+    return f"{source}: {key}: {message}" if key else f"{source}: {message}"
+
+
+def _keys_at(location: tuple) -> list[str]:
+    """The parameter names allowed in the section at ``location`` (a path of keys from the top)."""
+    model = Params
+    for part in location:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -12,10 +12,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from aerialseg.errors import InputError
 from aerialseg.palette import IGNORE_INDEX
 
 
-class PatchDataError(ValueError):
+class PatchDataError(InputError, ValueError):
     """The patch arrays are missing, empty, inconsistent or hold classes the model does not know."""
 
 
@@ -59,18 +60,30 @@ def d4_choices(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
 def apply_d4(
     images: np.ndarray, labels: np.ndarray, turns: np.ndarray, flips: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Turn sample i by ``turns[i]`` quarters, then mirror it if ``flips[i]``: photo and label alike."""
-    images, labels = images.copy(), labels.copy()
-    for i, (turn, flip) in enumerate(zip(turns, flips)):
-        image, label = np.rot90(images[i], turn), np.rot90(labels[i], turn)
-        if flip:
-            image, label = image[:, ::-1], label[:, ::-1]
-        images[i], labels[i] = image, label
-    return images, labels
+    """Turn sample i by ``turns[i]`` quarters, then mirror it if ``flips[i]``: photo and label alike.
+
+    The samples that drew the same of the 8 symmetries are turned together, so a batch costs at
+    most 8 vectorised copies instead of one Python step per sample (benchmarks/throughput.py).
+    """
+    out_images, out_labels = np.empty_like(images), np.empty_like(labels)
+    for turn, flip in {(int(t), int(f)) for t, f in zip(turns, flips)}:
+        chosen = np.flatnonzero((turns == turn) & (flips == flip))
+        out_images[chosen] = _turn(images[chosen], turn, flip)
+        out_labels[chosen] = _turn(labels[chosen], turn, flip)
+    return out_images, out_labels
+
+
+def _turn(batch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    """Quarter turns of each sample of (N, H, W, ...), then a left-right flip if ``flip``."""
+    turned = np.rot90(batch, turns, axes=(1, 2))
+    return turned[:, :, ::-1] if flip else turned
 
 
 class PatchSequence(keras.utils.PyDataset):
-    """Batches of (float32 RGB 0..255, uint8 class index) patches, reshuffled every epoch.
+    """Batches of (uint8 RGB, uint8 class index) patches, reshuffled every epoch.
+
+    Photos stay uint8 (a quarter of float32's bytes to copy and hand over); the model's input
+    layer casts them to float, exactly.
 
     The order and augmentation of epoch ``e`` depend only on ``seed`` and ``e``, so a resumed
     training sees exactly the batches an uninterrupted one would have seen.
@@ -122,7 +135,7 @@ class PatchSequence(keras.utils.PyDataset):
         if self.augment:
             turns, flips = d4_choices(len(batch), np.random.default_rng([self.seed, self.epoch, index]))
             images, labels = apply_d4(images, labels, turns[mine], flips[mine])
-        return images.astype(np.float32), labels
+        return images, labels
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -1,10 +1,12 @@
 """The evaluate stage: score the test-tile maps (plain and smooth) and every training snapshot.
 
 Outputs, all computed before the first one is written:
-- metrics/evaluate.json: {"plain": {...}, "smooth": {...}} with oa, miou, mf1, the same without
-  ``evaluate.without_classes`` (clutter), per-class IoU / F1 / precision / recall, and the exact
-  confusion matrix (a list, which DVC leaves out of `dvc metrics show`; the report draws its heat
-  maps from it);
+- metrics/evaluate.json: {"plain": {...}, "smooth": {...}, "protocol": {...}} with oa, miou, mf1,
+  the same without ``evaluate.without_classes`` (clutter), per-class IoU / F1 / precision /
+  recall, and the exact confusion matrix (a list, which DVC leaves out of `dvc metrics show`; the
+  report draws its heat maps from it); "protocol" says what was scored (which labels,
+  ``evaluate.labels``: full or boundary-free; which tiles, pooled; which classes), so a number
+  can be set against a published one;
 - metrics/confusion_{plain,smooth}.csv: (actual, predicted) rows for DVC's confusion template,
   the pooled matrix scaled down to about 20000 rows (see metrics.confusion_rows);
 - metrics/snapshots.csv and .md: test mIoU of each snapshot's weights beside that epoch's
@@ -28,11 +30,15 @@ from tqdm import tqdm
 from aerialseg import plots, tracking
 from aerialseg.atomic import atomic_file, write_json, write_text
 from aerialseg.blending import MODES
-from aerialseg.config import Params
+from aerialseg.boundaries import erode_boundaries
+from aerialseg.config import EvaluateParams, Params
+from aerialseg.errors import MissingFileError
 from aerialseg.history import HISTORY_COLUMNS, read_history
 from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
-from aerialseg.metrics import confusion_matrix, confusion_rows, erode_boundaries, scores
+from aerialseg.metrics import confusion_matrix, confusion_rows, scores
+from aerialseg.palette import IGNORE_INDEX
+from aerialseg.potsdam import BOUNDARY_FREE, archive_of
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import read_split
 
@@ -51,30 +57,59 @@ def evaluate(layout: Layout, params: Params) -> dict:
         for mode, cm in confusions.items()
     }
     table = with_history(snapshot_scores(layout, labels, params), read_history(layout.train_history))
-    write_outputs(layout, results, confusions, table, names)
+    write_outputs(layout, {**results, "protocol": protocol(labels, params)}, confusions, table, names, params.evaluate)
     log_to_training_run(layout, results, confusions, names)
+    print(f"scored on the {params.evaluate.labels} labels of test tiles {', '.join(labels)}, pooled")
     for mode in MODES:
         print(f"{mode}: mIoU {results[mode]['miou']:.4f}, OA {results[mode]['oa']:.4f}, mF1 {results[mode]['mf1']:.4f}")
     return results
 
 
 def load_test_labels(layout: Layout, params: Params) -> Labels:
-    """Label map of every test tile (boundaries eroded if asked), with its file."""
-    labels = {}
+    """Label map of every test tile, of the variant ``evaluate.labels`` (boundaries eroded further
+    if asked), with its file."""
+    variant, labels = params.evaluate.labels, {}
     for tile in read_split(layout.patches.splits, "test"):
-        path = layout.resized.label(tile)
+        path = layout.resized.label(tile, variant)
         if not path.is_file():
-            raise FileNotFoundError(f"test tile {tile}: no label {path}")
-        label = read_label(path, params.palette, params.data.ignore_unknown_colours)
+            raise MissingFileError(_no_label(tile, path, variant))
+        label = read_label(path, params.palette, params.data.ignore_unknown_colours, variant)
         labels[tile] = erode_boundaries(label, params.evaluate.erode_radius), path
     return labels
 
 
-def pooled_confusions(labels: Labels, map_source: MapSource, num_classes: int, desc: str) -> dict[str, np.ndarray]:
+def _no_label(tile: str, path: Path, variant: str) -> str:
+    if variant != BOUNDARY_FREE:
+        return f"test tile {tile}: no label {path}"
+    return (
+        f"test tile {tile}: no boundary-free label {path}. evaluate.labels is {BOUNDARY_FREE!r}, so the source "
+        f"must have them (top_potsdam_<tile>_label_noBoundary.tif, in {archive_of('label_noBoundary')}): add "
+        "them to the source and rerun from the download stage, or set evaluate.labels to 'full'"
+    )
+
+
+def protocol(labels: Labels, params: Params) -> dict:
+    """What the scores are of: labels, tiles (pooled), size, pixels scored and ignored, classes."""
+    scored = sum(int((label != IGNORE_INDEX).sum()) for label, _ in labels.values())
+    return {
+        "labels": params.evaluate.labels,
+        "erode_radius": params.evaluate.erode_radius,
+        "tiles": list(labels),
+        "tile_sizes": sorted({f"{label.shape[1]} x {label.shape[0]}" for label, _ in labels.values()}),
+        "pixels_scored": scored,
+        "pixels_ignored": sum(label.size for label, _ in labels.values()) - scored,
+        "classes": list(params.palette.names),
+        "without_classes": list(params.evaluate.without_classes),
+    }
+
+
+def pooled_confusions(
+    labels: Labels, map_source: MapSource, num_classes: int, desc: str, modes: tuple[str, ...] = MODES
+) -> dict[str, np.ndarray]:
     """One confusion matrix per mode, summed over the test tiles."""
-    totals = {mode: np.zeros((num_classes, num_classes), np.int64) for mode in MODES}
+    totals = {mode: np.zeros((num_classes, num_classes), np.int64) for mode in modes}
     for tile, (label, label_path) in tqdm(labels.items(), desc=desc, unit="tile"):
-        for mode in MODES:
+        for mode in modes:
             prediction, source = map_source(tile, mode)
             totals[mode] += confusion_matrix(label, prediction, num_classes, source=f"{source} vs {label_path}")
     return totals
@@ -102,9 +137,12 @@ def snapshot_maps(layout: Layout, predictor: KerasPredictor, params: Params, epo
 
 
 def snapshot_scores(layout: Layout, labels: Labels, params: Params) -> pd.DataFrame:
-    """Test mIoU, plain and smooth, of each snapshot's weights: one row per snapshot epoch."""
-    columns = ["epoch", "test_miou_plain", "test_miou_smooth"]
-    epochs = layout.snapshots.epochs()
+    """Test mIoU of the snapshots' weights that ``evaluate.snapshots`` asks for, in the modes of
+    ``evaluate.snapshot_modes``: one row per snapshot epoch. Each is a whole-tile prediction of
+    every test tile, so with many tiles and snapshots this is the costly part of the stage."""
+    modes = params.evaluate.snapshot_modes
+    columns = ["epoch", *(f"test_miou_{mode}" for mode in modes)]
+    epochs = scored_epochs(layout.snapshots.epochs(), params.evaluate.snapshots)
     if not epochs:
         return pd.DataFrame(columns=columns)
     model = keras.saving.load_model(layout.model, compile=False)  # predicting only
@@ -112,14 +150,15 @@ def snapshot_scores(layout: Layout, labels: Labels, params: Params) -> pd.DataFr
     rows = []
     for epoch in epochs:
         model.load_weights(layout.snapshots.weights(epoch))
-        totals = pooled_confusions(
-            labels,
-            snapshot_maps(layout, predictor, params, epoch),
-            params.palette.num_classes,
-            desc=f"snapshot {epoch}",
-        )
-        rows.append([epoch, *(scores(totals[mode], params.palette.names)["miou"] for mode in MODES)])
+        maps = snapshot_maps(layout, predictor, params, epoch)
+        totals = pooled_confusions(labels, maps, params.palette.num_classes, desc=f"snapshot {epoch}", modes=modes)
+        rows.append([epoch, *(scores(totals[mode], params.palette.names)["miou"] for mode in modes)])
     return pd.DataFrame(rows, columns=columns)
+
+
+def scored_epochs(epochs: list[int], which: str) -> list[int]:
+    """The snapshot epochs ``evaluate.snapshots`` (all, last or none) asks to score."""
+    return {"all": epochs, "last": epochs[-1:], "none": []}[which]
 
 
 def with_history(table: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
@@ -127,27 +166,34 @@ def with_history(table: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     return history[HISTORY_COLUMNS].astype({"epoch": int}).merge(table, on="epoch", how="right")
 
 
-def snapshots_markdown(table: pd.DataFrame, snapshots: Path) -> str:
-    """The snapshot table as Markdown, or a sentence saying why there is none."""
+def snapshots_markdown(table: pd.DataFrame, snapshots: Path, settings: EvaluateParams) -> str:
+    """The snapshot table as Markdown, saying what was scored, or a sentence saying why there is none."""
+    if settings.snapshots == "none":
+        return "# Snapshots\n\nSnapshots are not scored (`evaluate.snapshots: none`).\n"
     if table.empty:
         return (
             f"# Snapshots\n\nNo snapshots were found in {snapshots}/ (the train stage writes one every "
             "`train.snapshot_every` epochs), so there is no table of test scores per epoch.\n"
         )
+    which = "every snapshot" if settings.snapshots == "all" else "the last snapshot"
     return (
-        "# Snapshots\n\nTest-set mean IoU of the weights saved during training, beside that epoch's "
-        "training and validation scores.\n\n" + plots.markdown_table(table) + "\n"
+        f"# Snapshots\n\nTest-set mean IoU of {which} saved during training ({' and '.join(settings.snapshot_modes)} "
+        "maps of the whole test tiles), beside that epoch's training and validation scores.\n\n"
+        + plots.markdown_table(table)
+        + "\n"
     )
 
 
-def write_outputs(layout: Layout, results: dict, confusions: dict, table: pd.DataFrame, class_names) -> None:
+def write_outputs(
+    layout: Layout, results: dict, confusions: dict, table: pd.DataFrame, class_names, settings: EvaluateParams
+) -> None:
     write_json(layout.evaluation, results)
     for mode, cm in confusions.items():
         with atomic_file(layout.confusion_rows(mode)) as tmp:
             confusion_rows(cm, class_names).to_csv(tmp, index=False)
     with atomic_file(layout.snapshot_table) as tmp:
         table.to_csv(tmp, index=False)
-    write_text(layout.snapshot_markdown, snapshots_markdown(table, layout.snapshots.path))
+    write_text(layout.snapshot_markdown, snapshots_markdown(table, layout.snapshots.path, settings))
 
 
 def mlflow_metrics(results: dict) -> dict[str, float]:

@@ -11,22 +11,35 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from aerialseg.potsdam import label_name, photo_name, prediction_name
+from aerialseg.potsdam import BAND_COUNTS, FULL, label_name, photo_name, prediction_name
 
 _SNAPSHOT_WEIGHTS = re.compile(r"^epoch_(?P<epoch>\d+)\.weights\.h5$")
 
 
 @dataclass(frozen=True)
 class TileFolder:
-    """data/raw and data/resized: ``images/`` photos, ``labels/`` label pictures, ``manifest.csv``."""
+    """data/raw and data/resized: ``images/`` photos (each with its world file, if it has one),
+    ``labels/`` label pictures, ``labels_no_boundary/`` the boundary-free ones (if the source has
+    them), ``manifest.csv``."""
 
     path: Path
 
-    def photo(self, tile: str) -> Path:
-        return self.path / "images" / photo_name(tile)
+    def photo(self, tile: str, kind: str | None = None) -> Path:
+        """``images/top_potsdam_<tile>_<kind>.tif``, kind RGB, IRRG or RGBIR (``data.bands``).
 
-    def label(self, tile: str) -> Path:
-        return self.path / "labels" / label_name(tile)
+        A writer names the kind; a reader gets the photo that is there (a folder is written whole,
+        with one kind of photo), so no stage after download needs to know the bands. Where there is
+        none, the RGB name, for the error to show.
+        """
+        folder = self.path / "images"
+        if kind is None:
+            kind = next((kind for kind in BAND_COUNTS if (folder / photo_name(tile, kind)).is_file()), "RGB")
+        return folder / photo_name(tile, kind)
+
+    def label(self, tile: str, variant: str = FULL) -> Path:
+        """The label of a variant: ``full`` in ``labels/``, ``no_boundary`` in ``labels_no_boundary/``."""
+        folder = "labels" if variant == FULL else f"labels_{variant}"
+        return self.path / folder / label_name(tile, variant)
 
     @property
     def manifest(self) -> Path:
@@ -90,6 +103,11 @@ class Layout:
     """Every output path of the pipeline, under ``root`` (the repository)."""
 
     root: Path = Path(".")
+
+    @property
+    def params_valid(self) -> Path:
+        """Written by the validate stage once the whole params.yaml passed; download depends on it."""
+        return self.root / "data" / "params-valid.txt"
 
     @property
     def downloads(self) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from aerialseg.atomic import atomic_file
+from aerialseg.errors import MissingFileError
 
 MANIFEST_COLUMNS = ("tile", "height", "width", "source")
 
@@ -19,7 +20,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     """A stage's manifest.csv (tile, height, width, source); tile ids stay strings such as "2_10"."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (run the stage that writes it first)")
+        raise MissingFileError(f"{path}: no such file (run the stage that writes it first)")
     manifest = pd.read_csv(path, dtype={"tile": str, "source": str}, keep_default_na=False)
     missing = [column for column in MANIFEST_COLUMNS if column not in manifest.columns]
     if missing:

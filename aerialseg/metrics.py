@@ -1,4 +1,4 @@
-"""Segmentation scores: confusion matrices, IoU / F1 per class, ISPRS eroded labels, Keras metrics.
+"""Segmentation scores: confusion matrices, IoU / F1 per class, Keras metrics.
 
 Evaluation sums one confusion matrix per test tile, so a whole 6000 x 6000 Potsdam tile must be
 counted in well under a second: the matrix comes from ``np.bincount`` over packed (label,
@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import keras
 import numpy as np
 import pandas as pd
 
+from aerialseg.errors import InputError
 from aerialseg.palette import IGNORE_INDEX
 
 _BYTE_VALUES = 256
 _BLOCK = 1 << 20  # pixels counted at once: bincount's int64 copy of a block stays in cache
+
+
+class MapError(InputError, ValueError):
+    """A label or predicted map that cannot be scored against its partner (size or class values)."""
 
 
 def confusion_matrix(
@@ -39,7 +43,7 @@ def confusion_matrix(
     """
     label, prediction = np.asarray(label), np.asarray(prediction)
     if label.shape != prediction.shape:
-        raise ValueError(f"{source}: label shape {label.shape} and prediction shape {prediction.shape} differ")
+        raise MapError(f"{source}: label shape {label.shape} and prediction shape {prediction.shape} differ")
     label = _as_bytes(label, "label", source).ravel()
     prediction = _as_bytes(prediction, "prediction", source).ravel()
     pairs = np.zeros(_BYTE_VALUES**2, np.int64)
@@ -58,20 +62,20 @@ def _as_bytes(values: np.ndarray, what: str, source: str) -> np.ndarray:
     if not np.issubdtype(values.dtype, np.integer):
         raise TypeError(f"{source}: {what} must hold integer class indices, got {values.dtype}")
     if values.size and (values.min() < 0 or values.max() >= _BYTE_VALUES):
-        raise ValueError(f"{source}: {what} values must lie in 0..255, got {values.min()}..{values.max()}")
+        raise MapError(f"{source}: {what} values must lie in 0..255, got {values.min()}..{values.max()}")
     return values.astype(np.uint8)
 
 
 def _refuse_out_of_range(pairs: np.ndarray, num_classes: int, source: str) -> None:
     bad_labels = np.flatnonzero(pairs[num_classes:].sum(axis=1)) + num_classes
     if bad_labels.size:
-        raise ValueError(
+        raise MapError(
             f"{source}: label holds class value(s) {bad_labels.tolist()}, "
             f"but there are only {num_classes} classes (0..{num_classes - 1})"
         )
     bad_predictions = np.flatnonzero(pairs[:, num_classes:].sum(axis=0)) + num_classes
     if bad_predictions.size:
-        raise ValueError(
+        raise MapError(
             f"{source}: prediction holds class value(s) {bad_predictions.tolist()}, "
             f"but there are only {num_classes} classes (0..{num_classes - 1})"
         )
@@ -157,23 +161,6 @@ def confusion_rows(cm: np.ndarray, class_names: Sequence[str], max_rows: int = 2
     return pd.DataFrame(
         {"actual": np.repeat(names[actual], repeats), "predicted": np.repeat(names[predicted], repeats)}
     )
-
-
-def erode_boundaries(label: np.ndarray, radius: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Set every pixel within ``radius`` px of a class boundary to ``ignore_index``.
-
-    This is the ISPRS "eroded" ground truth: boundaries drawn by hand are uncertain by a few
-    pixels, so they are not scored. A pixel is on a boundary band when its disc of radius
-    ``radius`` holds more than one value, i.e. when the grey dilation (maximum) and erosion
-    (minimum) of the label map differ there. Edges of ignored areas count as boundaries too;
-    the picture's outer edge does not.
-    """
-    label = np.asarray(label)
-    if radius <= 0:
-        return label.copy()
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    band = cv2.dilate(label, disc) != cv2.erode(label, disc)
-    return np.where(band, np.asarray(ignore_index, label.dtype), label)
 
 
 def training_metrics(num_classes: int) -> list[keras.metrics.Metric]:

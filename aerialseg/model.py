@@ -1,8 +1,9 @@
 """U-Net models for semantic segmentation of aerial photos (Keras 3, any backend).
 
-Every model takes float RGB in 0..255, shape (N, H, W, 3), and returns softmax probabilities
-(N, H, W, K). The input scaling lives inside the model, so training, prediction and a reloaded
-``model.keras`` always agree on it.
+Every model takes a float photo in 0..255, shape (N, H, W, bands), and returns softmax
+probabilities (N, H, W, K): the classic U-Net any number of bands (3 for RGB or IRRG, 4 for
+RGBIR), a pretrained encoder 3, the bands its ImageNet weights know. The input scaling lives
+inside the model, so training, prediction and a reloaded ``model.keras`` always agree on it.
 
 Two families:
 
@@ -16,8 +17,9 @@ Two families:
   ``keras.saving.load_model`` restores it once ``aerialseg.model`` is imported. H and W must be
   multiples of 32 (the backbone's total stride).
 
-``input_shape=(None, None, 3)`` (the default) accepts any such size: the models are fully
-convolutional.
+``input_shape=(None, None, bands)`` (the default: 3 bands) accepts any such size: the models are
+fully convolutional. The number of bands is part of the saved model, so whatever predicts with it
+knows how many bands to give it.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from aerialseg.errors import InputError, MissingFileError
+
 ENCODER_SUBMODEL = "encoder"
 SERIALIZATION_PACKAGE = "aerialseg"
 
 
-class EncoderWeightsError(ValueError):
+class EncoderWeightsError(InputError, ValueError):
     """Pretrained encoder weights could not be obtained or loaded; the message says what to do."""
 
 
@@ -140,9 +144,9 @@ def build_unet(
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     stride = 2**CLASSIC_DEPTH if encoder == "none" else 32
-    _check_input_shape(input_shape, stride)
+    _check_input_shape(input_shape, stride, encoder)
     block = _ConvBlocks(batch_norm, dropout)
-    inputs = keras.Input(shape=input_shape, name="rgb")
+    inputs = keras.Input(shape=input_shape, name="photo")
     if encoder == "none":
         features = _classic_unet_body(inputs, base_filters, block)
     else:
@@ -253,7 +257,7 @@ def _load_backbone(encoder: str, backbone: Backbone, encoder_weights: str) -> ke
             ) from error
     path = Path(encoder_weights)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: encoder weights file not found (encoder_weights must be "
             "'imagenet', 'none' or the path of a weights file)"
         )
@@ -274,9 +278,15 @@ def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
-def _check_input_shape(input_shape: tuple, stride: int) -> None:
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(f"input_shape must be (height, width, 3) for RGB, got {input_shape}")
+def _check_input_shape(input_shape: tuple, stride: int, encoder: str) -> None:
+    if len(input_shape) != 3 or not input_shape[-1] or input_shape[-1] < 1:
+        raise ValueError(f"input_shape must be (height, width, bands), got {input_shape}")
+    if encoder != "none" and input_shape[-1] != 3:
+        raise ValueError(
+            f"a pretrained encoder ({encoder}) takes 3 bands, the RGB its ImageNet weights were trained on, "
+            f"but input_shape {input_shape} has {input_shape[-1]}: use encoder 'none' (the classic U-Net takes "
+            "any number of bands), or 3-band photos (data.bands rgb or irrg)"
+        )
     for side in input_shape[:2]:
         if side is not None and side % stride:
             raise ValueError(

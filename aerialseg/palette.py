@@ -11,11 +11,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aerialseg.errors import InputError
+
 IGNORE_INDEX = 255
+IGNORE_COLOUR = (0, 0, 0)  # how ignored pixels are drawn, and how boundary-free labels mark their boundaries
 
 
-class UnknownColourError(ValueError):
-    """A label picture holds colours that are not in the palette."""
+class UnknownColourError(InputError, ValueError):
+    """A label picture holds colours that are not in the palette; ``share`` is their share of its pixels."""
+
+    def __init__(self, message: str, share: float):
+        super().__init__(message)
+        self.share = share
+
+    def __reduce__(self):  # raised in the resize stage's worker processes, so it must pickle whole
+        return type(self), (str(self), self.share)
 
 
 @dataclass(frozen=True)
@@ -35,11 +45,15 @@ class Palette:
     def num_classes(self) -> int:
         return len(self.names)
 
-    def rgb_to_index(self, rgb: np.ndarray, source: str = "label", ignore_unknown: bool = False) -> np.ndarray:
+    def rgb_to_index(
+        self, rgb: np.ndarray, source: str = "label", ignore_unknown: bool = False, with_ignored: bool = False
+    ) -> np.ndarray:
         """Map an H x W x 3 uint8 label picture to H x W class indices (uint8).
 
         Unknown colours raise UnknownColourError naming ``source``; with ``ignore_unknown`` they
-        become IGNORE_INDEX instead, so a few stray pixels need not stop a run.
+        become IGNORE_INDEX instead, so a few stray pixels need not stop a run. ``with_ignored``:
+        the picture marks ignored pixels in IGNORE_COLOUR (black, as the boundary-free labels mark
+        class boundaries), which become IGNORE_INDEX.
         """
         if rgb.ndim != 3 or rgb.shape[2] < 3:
             raise ValueError(f"{source}: a label must be an RGB picture, got an array of shape {rgb.shape}")
@@ -50,15 +64,18 @@ class Palette:
         position = np.clip(np.searchsorted(sorted_codes, codes), 0, len(sorted_codes) - 1)
         known = sorted_codes[position] == codes
         index = order[position].astype(np.uint8)
+        if with_ignored:
+            ignored = codes == _pack(np.asarray(IGNORE_COLOUR, np.uint8))
+            index[ignored], known[ignored] = IGNORE_INDEX, True
         if not known.all():
             if not ignore_unknown:
-                raise UnknownColourError(f"{source}: {_describe_unknown(codes[~known])}")
+                raise UnknownColourError(f"{source}: {_describe_unknown(codes[~known])}", (~known).mean())
             index[~known] = IGNORE_INDEX
         return index
 
     def index_to_rgb(self, index: np.ndarray) -> np.ndarray:
-        """Colour an H x W class-index map; IGNORE_INDEX pixels become black."""
-        lut = np.zeros((256, 3), dtype=np.uint8)
+        """Colour an H x W class-index map; IGNORE_INDEX pixels become IGNORE_COLOUR."""
+        lut = np.full((256, 3), IGNORE_COLOUR, dtype=np.uint8)
         lut[: self.num_classes] = self.colours
         return lut[index]
 

@@ -14,11 +14,16 @@ from tqdm import tqdm
 from aerialseg import plots
 from aerialseg.atomic import atomic_dir, write_json
 from aerialseg.config import Params, PatchParams
+from aerialseg.errors import InputError
 from aerialseg.layout import Layout, PatchFolder, TileFolder
 from aerialseg.manifest import read_manifest
 from aerialseg.palette import Palette
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import class_pixel_counts, count_patches, extract_patches, split_tiles, write_splits
+
+
+class BandsError(InputError, ValueError):
+    """The photos of a split do not all have the same bands."""
 
 
 def make_patches(layout: Layout, params: Params) -> dict[str, list[str]]:
@@ -53,17 +58,28 @@ def write_split_patches(
     palette: Palette,
     ignore_unknown: bool,
 ) -> np.ndarray:
-    """Write the split's images and labels .npy; return its class pixel counts."""
+    """Write the split's images and labels .npy; return its class pixel counts.
+
+    The images array has as many channels as the photos have bands (3, or 4 for RGBIR), taken from
+    the first photo; every photo must have as many.
+    """
     sizes = manifest.set_index("tile").loc[:, ["height", "width"]]
     tiles = list(manifest["tile"])
     total = sum(count_patches(*sizes.loc[tile], cfg.patch_size, cfg.step, cfg.edge) for tile in tiles)
     side = cfg.patch_size
-    images = np.lib.format.open_memmap(out.images(split), "w+", np.uint8, (total, side, side, 3))
+    images = None  # opened at the first photo, which gives the number of bands
     labels = np.lib.format.open_memmap(out.labels(split), "w+", np.uint8, (total, side, side))
     counts = np.zeros(palette.num_classes, dtype=np.int64)
     start = 0
     for tile in tqdm(tiles, desc=f"patches {split}", unit="tile"):
-        photo = read_image(resized.photo(tile))[..., :3]
+        photo = read_image(resized.photo(tile))
+        if images is None:
+            images = np.lib.format.open_memmap(out.images(split), "w+", np.uint8, (total, side, side, photo.shape[2]))
+        if photo.shape[2] != images.shape[3]:
+            raise BandsError(
+                f"{resized.photo(tile)}: has {photo.shape[2]} band(s) but the photo of tile {tiles[0]} has "
+                f"{images.shape[3]}; every photo of a data set must have the same bands"
+            )
         label = read_label(resized.label(tile), palette, ignore_unknown)
         image_patches = extract_patches(photo, side, cfg.step, cfg.edge, source=f"tile {tile}")
         label_patches = extract_patches(label, side, cfg.step, cfg.edge, source=f"tile {tile}")

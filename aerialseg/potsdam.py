@@ -1,30 +1,75 @@
-"""ISPRS Potsdam's file names: the one place that knows how tiles and their maps are named.
+"""ISPRS Potsdam's file names: the one place that knows how tiles, their maps and archives are named.
 
-Potsdam ships ``top_potsdam_<tile id>_RGB.tif`` photos and ``top_potsdam_<tile id>_label.tif``
-label pictures (tile ids such as ``2_10``); every stage keeps these names, and predicted maps
-follow them as ``top_potsdam_<tile id>_pred.<png|tif>``.
+Potsdam ships each tile (ids such as ``2_10``) as photos of three band sets,
+``top_potsdam_<tile>_RGB.tif``, ``_IRRG.tif`` (infrared, red, green) and ``_RGBIR.tif`` (four
+bands, infrared last), each with a world file (``.tfw``), and as two label pictures:
+``top_potsdam_<tile>_label.tif`` and ``top_potsdam_<tile>_label_noBoundary.tif`` (class boundaries
+eroded and painted black, the labels the benchmark is scored on). The download is one
+``Potsdam.zip`` holding a zip per product (:data:`ARCHIVES`). Every stage keeps these names, and
+predicted maps follow them as ``top_potsdam_<tile>_pred.<png|tif>``.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import PurePath
+from typing import NamedTuple
 
-_TILE_NAME = re.compile(r"^top_potsdam_(?P<tile>\d+_\d+)_(?P<kind>RGB|RGBIR|IRRG|label)\.(tif|tiff|png)$", re.I)
+# data.bands -> the photo file kind; the bands of each kind, in file order (IR: near infrared)
+BANDS = {"rgb": "RGB", "irrg": "IRRG", "rgbir": "RGBIR"}
+BAND_ORDER = {"RGB": ("R", "G", "B"), "IRRG": ("IR", "R", "G"), "RGBIR": ("R", "G", "B", "IR")}
+BAND_COUNTS = {kind: len(order) for kind, order in BAND_ORDER.items()}
+PIXEL_SIZE_M = 0.05  # ground sampling distance of the photos
+# evaluate.labels (a label variant) -> the label file kind
+LABEL_KINDS = {"full": "label", "no_boundary": "label_noBoundary"}
+FULL, BOUNDARY_FREE = "full", "no_boundary"
+
+# What each archive of the ISPRS download holds (file kinds), by its name.
+ARCHIVES = {
+    "1_DSM.zip": ("DSM",),
+    "1_DSM_normalisation.zip": ("nDSM",),
+    "2_Ortho_RGB.zip": ("RGB",),
+    "3_Ortho_IRRG.zip": ("IRRG",),
+    "4_Ortho_RGBIR.zip": ("RGBIR",),
+    "5_Labels_all.zip": ("label",),
+    "5_Labels_all_noBoundary.zip": ("label_noBoundary",),
+    "5_Labels_for_participants.zip": ("label",),
+    "5_Labels_for_participants_no_Boundary.zip": ("label_noBoundary",),
+}
+# The participants' label archives: the labels of the 24 training tiles as first released. Their
+# 4_12 is right where 5_Labels_all's is the label drawn over the photo.
+PARTICIPANTS_PREFIX = "5_labels_for_participants"
+_ARCHIVES_BY_NAME = {name.lower(): kinds for name, kinds in ARCHIVES.items()}
+
+_KINDS = {kind.lower(): kind for kind in (*BAND_ORDER, *LABEL_KINDS.values())}
+_TILE_NAME = re.compile(
+    r"^top_potsdam_(?P<tile>\d+_\d+)_(?P<kind>RGBIR|RGB|IRRG|label_noBoundary|label)\.(?P<suffix>tiff?|png|tfw)$", re.I
+)
 
 
-def parse_tile_name(path: str | Path) -> tuple[str, str] | None:
-    """Return (tile id, kind) of a Potsdam file name, e.g. ('2_10', 'RGB'), or None."""
-    match = _TILE_NAME.match(Path(path).name)
-    return (match["tile"], match["kind"]) if match else None
+class TileName(NamedTuple):
+    """What a Potsdam file name says: its tile, its kind (RGB ... label_noBoundary), and whether it is
+    the world file (``.tfw``) of that picture rather than the picture."""
+
+    tile: str
+    kind: str
+    world_file: bool = False
 
 
-def photo_name(tile: str) -> str:
-    return f"top_potsdam_{tile}_RGB.tif"
+def parse_tile_name(path: str | PurePath) -> TileName | None:
+    """(tile id, kind, world file?) of a Potsdam file name, e.g. ('2_10', 'RGB', False), or None."""
+    match = _TILE_NAME.match(PurePath(path).name)
+    if not match:
+        return None
+    return TileName(match["tile"], _KINDS[match["kind"].lower()], match["suffix"].lower() == "tfw")
 
 
-def label_name(tile: str) -> str:
-    return f"top_potsdam_{tile}_label.tif"
+def photo_name(tile: str, kind: str = "RGB") -> str:
+    return f"top_potsdam_{tile}_{kind}.tif"
+
+
+def label_name(tile: str, variant: str = FULL) -> str:
+    return f"top_potsdam_{tile}_{LABEL_KINDS[variant]}.tif"
 
 
 def prediction_name(tile: str, suffix: str) -> str:
@@ -35,3 +80,18 @@ def prediction_name(tile: str, suffix: str) -> str:
 def tile_order(tile: str) -> tuple[int, ...]:
     """Sort key that puts 2_9 before 2_10."""
     return tuple(int(part) for part in tile.split("_"))
+
+
+def archive_kinds(path: str | PurePath) -> tuple[str, ...] | None:
+    """The file kinds a Potsdam archive holds, known from its name; None for a name Potsdam does not use."""
+    return _ARCHIVES_BY_NAME.get(PurePath(path).name.lower())
+
+
+def archive_of(kind: str) -> str:
+    """The archive of the ISPRS download that holds the files of ``kind`` (all tiles)."""
+    return next(name for name, kinds in ARCHIVES.items() if kinds == (kind,) and not from_participants(name))
+
+
+def from_participants(path: str | PurePath) -> bool:
+    """Whether a file lies in (the folder or archive of) the participants' labels."""
+    return any(part.lower().startswith(PARTICIPANTS_PREFIX) for part in PurePath(path).parts)

@@ -21,6 +21,7 @@ from aerialseg.history import read_history
 from aerialseg.layout import Layout
 from aerialseg.metrics import without_suffix
 from aerialseg.palette import Palette
+from aerialseg.potsdam import BOUNDARY_FREE
 from aerialseg.tiles import read_image, read_label
 from aerialseg.tiling import read_split
 
@@ -48,16 +49,18 @@ def snapshot_maps(layout: Layout) -> list[Snapshot]:
     return [(epoch, *(read_image(snapshots.map(epoch, mode)) for mode in MODES)) for epoch in snapshots.epochs()]
 
 
-def truth_colours(layout: Layout, tile: str, params: Params) -> np.ndarray:
-    label = read_label(layout.resized.label(tile), params.palette, params.data.ignore_unknown_colours)
-    return params.palette.index_to_rgb(label)
+def truth_colours(layout: Layout, tile: str, params: Params, variant: str) -> np.ndarray:
+    """The labels of ``tile`` that were scored (boundary-free: boundaries black), coloured."""
+    path = layout.resized.label(tile, variant)
+    return params.palette.index_to_rgb(read_label(path, params.palette, params.data.ignore_unknown_colours, variant))
 
 
-def tile_comparison(layout: Layout, tile: str, params: Params):
+def tile_comparison(layout: Layout, tile: str, params: Params, variant: str):
+    """Photo (its first three bands: RGB, or IRRG's false colours), truth, plain and smooth map."""
     photo = read_image(layout.resized.photo(tile))[..., :3]
     plain, smooth = (read_image(layout.predictions.map(mode, tile, ".png")) for mode in MODES)
     return plots.comparison_figure(
-        photo, truth_colours(layout, tile, params), plain, smooth, params.palette, f"test tile {tile}"
+        photo, truth_colours(layout, tile, params, variant), plain, smooth, params.palette, f"test tile {tile}"
     )
 
 
@@ -65,6 +68,7 @@ def draw_figures(
     out: Path, layout: Layout, params: Params, tiles: dict, evaluation: dict, snapshots: list[Snapshot]
 ) -> None:
     palette: Palette = params.palette
+    variant = evaluation["protocol"]["labels"]
     plots.save_figure(plots.training_curves_figure(read_history(layout.train_history)), out / "curves.png")
     for mode in MODES:
         cm = np.asarray(evaluation[mode]["confusion_matrix"])
@@ -72,10 +76,10 @@ def draw_figures(
             plots.confusion_figure(cm, palette.names, f"Test confusion, {mode}"), out / f"confusion_{mode}.png"
         )
     for tile in tqdm(tiles["test"], desc="comparisons", unit="tile"):
-        plots.save_figure(tile_comparison(layout, tile, params), out / f"{tile}_comparison.png")
+        plots.save_figure(tile_comparison(layout, tile, params, variant), out / f"{tile}_comparison.png")
     if snapshots:
         val_tile = tiles["val"][0]
-        truth = truth_colours(layout, val_tile, params)
+        truth = truth_colours(layout, val_tile, params, variant)
         plots.save_figure(
             plots.snapshot_grid_figure(truth, snapshots, palette, f"Validation tile {val_tile}"),
             out / "snapshot_grid.png",
@@ -97,9 +101,9 @@ def summary_labels(without_classes: tuple[str, ...]) -> dict[str, str]:
 def report_markdown(
     evaluation: dict, params: Params, tiles: dict, snapshots: list[Snapshot], snapshot_markdown: str
 ) -> str:
-    """metrics/report.md: scores, then pictures, linked relative to metrics/."""
+    """metrics/report.md: scores with what they are of, then pictures, linked relative to metrics/."""
     names = params.palette.names
-    labels = summary_labels(params.evaluate.without_classes)
+    labels = summary_labels(tuple(evaluation["protocol"]["without_classes"]))
     summary = pd.DataFrame(
         [{"mode": mode, **{label: evaluation[mode][key] for key, label in labels.items()}} for mode in MODES]
     )
@@ -120,10 +124,12 @@ def report_markdown(
 
 ## Test scores
 
-Pooled over the test tiles {", ".join(tiles["test"])}: plain = windows side by side, smooth =
-overlapping windows blended (with the test-time augmentation set in `predict.tta`).
+Plain = windows side by side, smooth = overlapping windows blended (with the test-time
+augmentation set in `predict.tta`).
 
 {plots.markdown_table(summary)}
+
+{protocol_text(evaluation["protocol"])}
 
 {plots.markdown_table(per_class)}
 
@@ -137,3 +143,29 @@ overlapping windows blended (with the test-time augmentation set in `predict.tta
 ## Test tiles
 
 {comparisons}"""
+
+
+def protocol_text(protocol: dict) -> str:
+    """What the scores above are of, in words, and which of them the published tables give."""
+    if protocol["labels"] == BOUNDARY_FREE:
+        labels = "the boundary-free labels (a band around every class boundary, black in them, is not scored)"
+    else:
+        labels = "the full labels (every pixel scored, boundaries included)"
+    if protocol["erode_radius"]:
+        labels += f", class boundaries further eroded by {protocol['erode_radius']} px"
+    classes, left_out = protocol["classes"], protocol["without_classes"]
+    without = (
+        f' "w/o {", ".join(left_out)}": over the other {len(classes) - len(left_out)} classes, the pixels of '
+        f"{', '.join(left_out)} left out of OA too."
+        if left_out
+        else ""
+    )
+    return (
+        f"**Protocol.** Scored on {labels}; the pixels of the {len(protocol['tiles'])} test tile(s) "
+        f"{', '.join(protocol['tiles'])} pooled into one confusion matrix per mode, at the working resolution "
+        f"({' and '.join(protocol['tile_sizes'])} px a tile): {protocol['pixels_scored']:,} pixels scored, "
+        f"{protocol['pixels_ignored']:,} ignored. OA, mIoU and mF1: over all {len(classes)} classes "
+        f"({', '.join(classes)}).{without} The published Potsdam tables (ISPRS benchmark, GeoSeg / UNetFormer) "
+        "give mIoU and mF1 over the 5 classes without clutter and OA over all classes, on the boundary-free labels "
+        "of the 14 official test tiles at full resolution (5 cm); mmsegmentation gives the mIoU over all 6 classes."
+    )

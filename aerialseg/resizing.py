@@ -1,8 +1,10 @@
 """The resize stage: every tile brought to the working resolution, photos and labels alike.
 
-Photos are resampled with Lanczos, labels with exact nearest neighbour so they keep palette
-colours only. Tiles are resized by worker processes in parallel, into a folder that replaces the
-previous output only when every tile succeeded.
+Photos (all their bands) are resampled with Lanczos, labels (full and boundary-free) with exact
+nearest neighbour so they keep palette colours only. A photo's world file and GeoTIFF tags are
+scaled with it (aerialseg.georef), so it still lies where it did. Tiles are resized by worker
+processes in parallel, into a folder that replaces the previous output only when every tile
+succeeded.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import pandas as pd
 from tqdm import tqdm
 
 from aerialseg.atomic import atomic_dir
+from aerialseg.errors import InputError
+from aerialseg.georef import read_georef
 from aerialseg.layout import TileFolder
 from aerialseg.manifest import read_manifest, write_manifest
 from aerialseg.palette import Palette
+from aerialseg.potsdam import BOUNDARY_FREE, LABEL_KINDS, parse_tile_name
 from aerialseg.tiles import read_image, write_image
 
 
-class TileSizeError(ValueError):
+class TileSizeError(InputError, ValueError):
     """A photo and its label picture differ in size."""
 
 
@@ -97,17 +102,30 @@ def _resize_tile(
     size: tuple[int, int] | None,
     ignore_unknown: bool,
 ) -> tuple[int, int]:
-    """Resize one photo/label pair; return the new (height, width)."""
-    photo_path, label_path = raw.photo(tile), raw.label(tile)
-    photo, label = read_image(photo_path)[..., :3], read_image(label_path)[..., :3]
-    if photo.shape[:2] != label.shape[:2]:
-        raise TileSizeError(
-            f"tile {tile}: photo {photo_path} is {photo.shape[1]}x{photo.shape[0]} px but label "
-            f"{label_path} is {label.shape[1]}x{label.shape[0]} px (width x height)"
-        )
+    """Resize one tile's photo (with its position) and each label it has; return the new (height, width)."""
+    photo_path = raw.photo(tile)
+    photo = read_image(photo_path)
     size_hw = target_size(photo.shape[:2], scale, size)
-    label = resize_label(label, size_hw)
-    palette.rgb_to_index(label, source=f"{label_path} (resized)", ignore_unknown=ignore_unknown)
-    write_image(out.photo(tile), resize_photo(photo, size_hw))
-    write_image(out.label(tile), label)
+    target = out.photo(tile, parse_tile_name(photo_path).kind)
+    georef = read_georef(photo_path).scaled(photo.shape[:2], size_hw)
+    write_image(target, resize_photo(photo, size_hw), georef.geotags)
+    georef.write_world_file(target)
+    for variant in LABEL_KINDS:
+        label_path = raw.label(tile, variant)
+        if variant == BOUNDARY_FREE and not label_path.is_file():
+            continue  # a source without boundary-free labels has none for any tile
+        label = read_image(label_path)[..., :3]
+        if photo.shape[:2] != label.shape[:2]:
+            raise TileSizeError(
+                f"tile {tile}: photo {photo_path} is {photo.shape[1]}x{photo.shape[0]} px but label "
+                f"{label_path} is {label.shape[1]}x{label.shape[0]} px (width x height)"
+            )
+        label = resize_label(label, size_hw)
+        palette.rgb_to_index(
+            label,
+            source=f"{label_path} (resized)",
+            ignore_unknown=ignore_unknown,
+            with_ignored=variant == BOUNDARY_FREE,
+        )
+        write_image(out.label(tile, variant), label)
     return size_hw

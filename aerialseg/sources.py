@@ -1,10 +1,15 @@
-"""Getting the raw data set: download, unpack and check Potsdam tiles before any stage uses them.
+"""Getting the raw data set: download, read and check Potsdam tiles before any stage uses them.
 
-ISPRS Potsdam comes as large zip archives (``2_Ortho_RGB.zip`` with ``top_potsdam_2_10_RGB.tif``,
-``5_Labels_all.zip`` with ``top_potsdam_2_10_label.tif``, sometimes zipped once more). Downloads
-resume after an interruption and are checked against their SHA-256, so a broken transfer is never
-mistaken for data. Every tile is read once here: a corrupt file, a photo without its label or a
-label with a colour outside the palette stops the pipeline at its first stage, naming the file.
+ISPRS Potsdam comes as one ``Potsdam.zip`` holding a zip per product (``2_Ortho_RGB.zip`` with
+``2_Ortho_RGB/top_potsdam_2_10_RGB.tif`` and its ``.tfw`` world file, ``5_Labels_all.zip`` with
+``top_potsdam_2_10_label.tif``, ...: see aerialseg.potsdam), as those zips alone, or unpacked.
+Only the files the params need are read (:class:`Wanted`: the photos of ``data.bands`` with their
+world files, the labels and boundary-free labels, of the tiles not in ``data.exclude``); the
+other products' archives (surface models, other band sets: most of the 50 GB) are not opened
+(aerialseg.archives). Downloads resume after an interruption and are checked against their
+SHA-256, so a broken transfer is never mistaken for data. Every tile is read once here: a corrupt
+file, a photo without its label, a label with a colour outside the palette or a picture that is no
+label at all stops the pipeline at its first stage, naming the file.
 """
 
 from __future__ import annotations
@@ -13,11 +18,10 @@ import hashlib
 import os
 import shutil
 import tempfile
-import zipfile
-import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -25,19 +29,35 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
+from aerialseg.archives import extract
 from aerialseg.atomic import atomic_dir
 from aerialseg.config import DataParams
+from aerialseg.errors import InputError, MissingFileError
+from aerialseg.georef import read_world_file, world_file_path
 from aerialseg.layout import Layout, TileFolder
 from aerialseg.manifest import write_manifest
-from aerialseg.palette import Palette
-from aerialseg.potsdam import parse_tile_name, tile_order
+from aerialseg.palette import Palette, UnknownColourError
+from aerialseg.potsdam import (
+    BAND_COUNTS,
+    BANDS,
+    BOUNDARY_FREE,
+    FULL,
+    LABEL_KINDS,
+    archive_kinds,
+    archive_of,
+    from_participants,
+    parse_tile_name,
+    tile_order,
+)
 from aerialseg.synthetic import write_dataset
 from aerialseg.tiles import TIFF_SUFFIXES, read_geotags, read_image, write_image
 
 TIMEOUT_S = 60  # seconds without a byte before a transfer counts as interrupted
+DEFECT_SHARE = 0.01  # a label with more pixels than this outside the palette is no label picture at all
+VARIANT_OF_KIND = {kind: variant for variant, kind in LABEL_KINDS.items()}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A file could not be fetched completely; a partial file is kept for resuming."""
 
 
@@ -46,12 +66,12 @@ class ChecksumError(DownloadError):
     the params may be the wrong one, and a Potsdam archive takes hours to fetch again."""
 
 
-class ArchiveError(ValueError):
-    """A file is not a readable zip archive."""
-
-
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """The tiles found do not form a usable data set (missing partners, sizes that differ...)."""
+
+
+class DefectiveLabelError(DatasetError):
+    """A label picture is mostly not class colours: a broken file, not a few stray pixels."""
 
 
 def download(url: str, dest_dir: str | Path, sha256: str, chunk: int = 1 << 20) -> Path:
@@ -139,63 +159,97 @@ def _verify(path: Path, url: str, sha256: str) -> None:
         )
 
 
-def extract_archives(paths: Iterable[str | Path], dest_dir: str | Path) -> list[Path]:
-    """Unzip each archive into its own folder under ``dest_dir``; zips inside are unzipped too.
+@dataclass(frozen=True)
+class Wanted:
+    """Which Potsdam files a run reads: the photos of one band set (``kind``) with their world files,
+    the labels and boundary-free labels; nothing of the tiles in ``exclude``. Labels of the tiles
+    in ``participants`` come from the participants' archives only, all others never do."""
 
-    Returns the folders, one per archive, in the order given.
-    """
-    folders = []
-    for number, archive in enumerate(map(Path, paths)):
-        folder = Path(dest_dir) / f"{number:02d}_{archive.stem}"
-        _extract_nested(archive, folder, str(archive))
-        folders.append(folder)
-    return folders
+    kind: str = "RGB"
+    exclude: frozenset[str] = frozenset()
+    participants: frozenset[str] = frozenset()
 
+    @classmethod
+    def of(cls, data: DataParams) -> Wanted:
+        return cls(BANDS[data.bands], frozenset(data.exclude), frozenset(data.participants_labels))
 
-def _extract_nested(archive: Path, folder: Path, name: str) -> None:
-    """Unzip ``archive`` and the zips in it. ``name`` is what errors call it: for a zip inside a zip,
-    ``<outer archive>!<member>``, as its unpacked copy in the work folder is deleted afterwards."""
-    _extract(archive, folder, name)
-    for inner in sorted(folder.rglob("*.zip")):
-        _extract_nested(inner, inner.with_suffix(""), f"{name}!{inner.relative_to(folder).as_posix()}")
-        inner.unlink()  # our own copy inside the work folder; its content is now beside it
+    def file(self, path: PurePath) -> bool:
+        """Whether to read the file at ``path`` (relative to the folder or archive it is in)."""
+        name = parse_tile_name(path)
+        if name is None or name.tile in self.exclude:
+            return False
+        if name.kind in VARIANT_OF_KIND:
+            return not name.world_file and from_participants(path) == (name.tile in self.participants)
+        return name.kind == self.kind
 
-
-def _extract(archive: Path, folder: Path, name: str) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            members = zipped.infolist()
-            with tqdm(
-                total=sum(m.file_size for m in members),
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=f"unzip {archive.name}",
-            ) as bar:
-                for member in members:
-                    zipped.extract(member, folder)
-                    bar.update(member.file_size)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise ArchiveError(f"{name}: not a zip archive, or a corrupt or truncated one ({error})") from error
+    def archive(self, path: PurePath) -> bool:
+        """Whether to open a zip inside an archive: not if Potsdam names it for files not wanted."""
+        kinds = archive_kinds(path)
+        if kinds is None:
+            return True  # a zip of another name may hold anything
+        if from_participants(path) and not self.participants:
+            return False
+        return any(kind == self.kind or kind in VARIANT_OF_KIND for kind in kinds)
 
 
-def find_tile_pairs(folders: Iterable[str | Path]) -> dict[str, tuple[Path, Path]]:
-    """Find ``top_potsdam_<tile>_RGB`` photos and ``top_potsdam_<tile>_label`` pictures anywhere below
-    ``folders`` and pair them by tile id, in tile order.
+EVERY_RGB_TILE = Wanted()  # the RGB photos, their world files and both labels of every tile
 
-    Other Potsdam products (IRRG, RGBIR, DSM, labels without boundaries) are left out. Symlinked
-    folders and files are followed, as a data set is often assembled from links.
-    """
-    folders = [Path(folder) for folder in folders]
-    found = {"rgb": defaultdict(list), "label": defaultdict(list)}
-    for folder in folders:
-        for path in _files_below(folder):
-            parsed = parse_tile_name(path)
-            if parsed and parsed[1].lower() in found and path.is_file():
-                found[parsed[1].lower()][parsed[0]].append(path)
-    photos, labels = found["rgb"], found["label"]
-    _check_pairs(photos, labels, folders)
-    return {tile: (photos[tile][0], labels[tile][0]) for tile in sorted(photos, key=tile_order)}
+
+@dataclass(frozen=True)
+class Found:
+    """A file of the source: where it is now, and what messages call it (``archive!member`` for a
+    file unpacked into the work folder, which is gone when the message is read)."""
+
+    path: Path
+    name: str
+
+
+@dataclass(frozen=True)
+class TileFiles:
+    """The files of one tile: photo, its world file (if any), labels by variant (``full`` always)."""
+
+    photo: Found
+    labels: dict[str, Found]
+    world: Found | None = None
+
+
+@dataclass
+class Scan:
+    """What one listed path gave: the wanted files (unpacked if in an archive), the names of every
+    Potsdam file seen there (wanted or not), and the zips inside it that were left shut."""
+
+    given: Path
+    files: dict[Path, str] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+    unopened: list[str] = field(default_factory=list)
+
+
+def scan_folder(folder: str | Path, wanted: Wanted) -> Scan:
+    """The wanted files below ``folder``, through symlinked folders too; nothing is copied."""
+    folder = Path(folder)
+    files = [path for path in _files_below(folder) if parse_tile_name(path) and path.is_file()]
+    return Scan(
+        folder,
+        {path: str(path) for path in files if wanted.file(path.relative_to(folder))},
+        [str(path) for path in files],
+    )
+
+
+def scan_archive(archive: str | Path, work: str | Path, wanted: Wanted) -> Scan:
+    """The wanted files of a zip (and of the zips in it) unpacked into ``work``, and nothing else."""
+    done = extract(archive, work, wanted.file, wanted.archive)
+    seen = [*done.written.values(), *(name for name in done.passed if parse_tile_name(_member(name)))]
+    return Scan(Path(archive), done.written, seen, done.unopened)
+
+
+def _member(name: str) -> PurePath:
+    """The file name part of ``archive!inner!member``."""
+    return PurePath(name.rsplit("!", 1)[-1])
+
+
+def find_tiles(folders: Iterable[str | Path], wanted: Wanted = EVERY_RGB_TILE) -> dict[str, TileFiles]:
+    """The files of every tile below ``folders`` (already unpacked), in tile order."""
+    return pair_tiles([scan_folder(folder, wanted) for folder in folders], wanted)
 
 
 def _files_below(folder: Path) -> list[Path]:
@@ -215,128 +269,262 @@ def _files_below(folder: Path) -> list[Path]:
     return sorted(files)
 
 
-def _check_pairs(photos: dict[str, list[Path]], labels: dict[str, list[Path]], folders: list[Path]) -> None:
-    if not photos and not labels:
-        raise DatasetError(
-            f"no Potsdam tiles (top_potsdam_<tile>_RGB.tif with top_potsdam_<tile>_label.tif) found under "
-            f"{', '.join(map(str, folders)) or 'no folder'}; zip archives must be listed themselves"
+def pair_tiles(scans: list[Scan], wanted: Wanted) -> dict[str, TileFiles]:
+    """Group the wanted files by tile and check they make a data set: every photo with its label,
+    each file once, boundary-free labels for all tiles or none, every excluded tile present."""
+    found = defaultdict(list)  # (tile, kind, world file) -> files
+    for scan in scans:
+        for path, name in scan.files.items():
+            found[parse_tile_name(path)].append(Found(path, name))
+    photos = {key.tile: files for key, files in found.items() if key.kind == wanted.kind and not key.world_file}
+    labels = {
+        variant: {key.tile: files for key, files in found.items() if key.kind == kind}
+        for variant, kind in LABEL_KINDS.items()
+    }
+    _check_excluded(wanted, scans)
+    if not photos:
+        raise DatasetError(_no_photos(wanted, scans))
+    _check_pairs(photos, labels[FULL], wanted, found)
+    _check_boundary_free(photos, labels[BOUNDARY_FREE])
+    worlds = {key.tile: files[0] for key, files in found.items() if key.kind == wanted.kind and key.world_file}
+    return {
+        tile: TileFiles(
+            photos[tile][0],
+            {variant: by_tile[tile][0] for variant, by_tile in labels.items() if tile in by_tile},
+            worlds.get(tile),
         )
+        for tile in sorted(photos, key=tile_order)
+    }
+
+
+def _check_excluded(wanted: Wanted, scans: list[Scan]) -> None:
+    present = {parse_tile_name(_member(name)).tile for scan in scans for name in scan.seen}
+    absent = sorted(wanted.exclude - present, key=tile_order)
+    if absent:
+        raise DatasetError(
+            f"data.exclude names tile(s) {absent} that the source does not have (its tiles: "
+            f"{', '.join(sorted(present, key=tile_order)) or 'none'}): a typo? Correct or remove them"
+        )
+
+
+def _no_photos(wanted: Wanted, scans: list[Scan]) -> str:
+    """The message when no photo of the chosen band set was found: what each path holds instead."""
+    if not any(scan.seen for scan in scans):
+        return (
+            f"no Potsdam tiles (top_potsdam_<tile>_{wanted.kind}.tif with top_potsdam_<tile>_label.tif) found in "
+            f"{', '.join(str(scan.given) for scan in scans) or 'no folder'}; zip archives must be listed themselves"
+        )
+    band = next(band for band, kind in BANDS.items() if kind == wanted.kind)
+    held = [kind for scan in scans for kind in _kinds_held(scan)]
+    other = [name for name, kind in BANDS.items() if kind in held]
+    return (
+        f"data.bands is {band}, but there is no {wanted.kind} photo (top_potsdam_<tile>_{wanted.kind}.tif, in "
+        f"{archive_of(wanted.kind)}) in the source. What it holds:\n  "
+        + "\n  ".join(_inventory(scan) for scan in scans)
+        + f"\nAdd {archive_of(wanted.kind)} to the source"
+        + (f", or set data.bands to {' or '.join(other)}" if other else "")
+    )
+
+
+def _kinds_held(scan: Scan) -> list[str]:
+    """Kinds of the Potsdam files seen in a scan, and of the zips left shut (by their names)."""
+    seen = [parse_tile_name(_member(name)).kind for name in scan.seen]
+    return seen + [kind for name in scan.unopened for kind in archive_kinds(_member(name)) or ()]
+
+
+def _inventory(scan: Scan) -> str:
+    counts = Counter(
+        name.kind + (" world file" if name.world_file else "")
+        for name in (parse_tile_name(_member(seen)) for seen in scan.seen)
+    )
+    held = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items())) or "no Potsdam tile files"
+    shut = [f"{name} ({', '.join(archive_kinds(_member(name)) or ('?',))})" for name in scan.unopened]
+    return f"{scan.given}: {held}" + (f"; not opened: {', '.join(shut)}" if shut else "")
+
+
+def _check_pairs(photos: dict, labels: dict, wanted: Wanted, found: dict) -> None:
+    def participants_note(tile: str) -> str:
+        if tile not in wanted.participants:
+            return ""
+        return " (data.participants_labels lists it: its labels come only from 5_Labels_for_participants*)"
+
     problems = (
-        [f"photo without a label: tile {tile} ({photos[tile][0]})" for tile in sorted(photos.keys() - labels.keys())]
-        + [f"label without a photo: tile {tile} ({labels[tile][0]})" for tile in sorted(labels.keys() - photos.keys())]
+        [
+            f"photo without a label: tile {tile} ({photos[tile][0].name}){participants_note(tile)}"
+            for tile in sorted(photos.keys() - labels.keys(), key=tile_order)
+        ]
         + [
-            f"tile {tile} found more than once: {', '.join(map(str, paths))}"
-            for found in (photos, labels)
-            for tile, paths in sorted(found.items())
-            if len(paths) > 1
+            f"label without a photo: tile {tile} ({labels[tile][0].name})"
+            for tile in sorted(labels.keys() - photos.keys(), key=tile_order)
+        ]
+        + [
+            f"tile {key.tile} found more than once: {', '.join(file.name for file in files)}"
+            for key, files in sorted(found.items())
+            if len(files) > 1
         ]
     )
     if problems:
         raise DatasetError("the tiles do not pair up:\n  " + "\n  ".join(problems))
 
 
-def collect_local(paths: Iterable[str | Path], work_dir: str | Path) -> dict[str, tuple[Path, Path]]:
-    """Pair the tiles in zip archives (unpacked into ``work_dir``) and already-unpacked folders.
+def _check_boundary_free(photos: dict, boundary_free: dict) -> None:
+    """Boundary-free labels for every tile or for none: some missing is a source put together wrong."""
+    missing = sorted(photos.keys() - boundary_free.keys(), key=tile_order)
+    if boundary_free and missing:
+        raise DatasetError(
+            f"boundary-free labels (top_potsdam_<tile>_label_noBoundary.tif) were found for {len(boundary_free)} "
+            f"tile(s) but not for {missing}. Add the missing ones ({archive_of('label_noBoundary')} holds all "
+            f"tiles), or leave these tiles out with data.exclude"
+        )
 
-    A line per path says how many photos and labels it gave, so that a path giving fewer than
-    expected is seen before any training on them.
+
+def collect_local(
+    paths: Iterable[str | Path], work_dir: str | Path, wanted: Wanted = EVERY_RGB_TILE
+) -> dict[str, TileFiles]:
+    """The files of every tile in zip archives (the wanted members unpacked into ``work_dir``) and
+    already-unpacked folders.
+
+    A line per path says how many photos, world files and labels it gave, so that a path giving
+    fewer than expected is seen before any training on them.
     """
     paths = [Path(path) for path in paths]
     if not paths:
         raise DatasetError("no local paths given (data.local.paths is empty)")
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
-        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    unpacked = iter(extract_archives([path for path in paths if not path.is_dir()], work_dir))
-    folders = [path if path.is_dir() else next(unpacked) for path in paths]
-    pairs = find_tile_pairs(folders)
-    for path, folder in zip(paths, folders):
-        print(_found_in(path, folder, pairs))
-    return pairs
+        raise MissingFileError(f"no such file or folder: {', '.join(missing)}")
+    scans = [
+        scan_folder(path, wanted)
+        if path.is_dir()
+        else scan_archive(path, Path(work_dir) / f"{number:02d}_{path.stem}", wanted)
+        for number, path in enumerate(paths)
+    ]
+    tiles = pair_tiles(scans, wanted)
+    for scan in scans:
+        print(_found_in(scan, tiles))
+    return tiles
 
 
-def _found_in(path: Path, folder: Path, pairs: dict[str, tuple[Path, Path]]) -> str:
-    photos = sum(photo.is_relative_to(folder) for photo, _ in pairs.values())
-    labels = sum(label.is_relative_to(folder) for _, label in pairs.values())
-    return f"{photos} photo(s) and {labels} label(s) of Potsdam tiles in {path}"
+def _found_in(scan: Scan, tiles: dict[str, TileFiles]) -> str:
+    def used(files) -> int:
+        return sum(file is not None and file.path in scan.files for file in files)
+
+    photos = used(files.photo for files in tiles.values())
+    worlds = used(files.world for files in tiles.values())
+    labels = used(files.labels.get(FULL) for files in tiles.values())
+    boundary_free = used(files.labels.get(BOUNDARY_FREE) for files in tiles.values())
+    return (
+        f"{photos} photo(s) with {worlds} world file(s), {labels} label(s) and {boundary_free} boundary-free "
+        f"label(s) of Potsdam tiles in {scan.given}"
+    )
 
 
 def collect_url(
-    files: Iterable[tuple[str, str]], cache_dir: str | Path, work_dir: str | Path
-) -> dict[str, tuple[Path, Path]]:
-    """Download each ``(url, sha256)`` archive into ``cache_dir`` (kept, so a rerun resumes) and pair its tiles."""
+    files: Iterable[tuple[str, str]], cache_dir: str | Path, work_dir: str | Path, wanted: Wanted = EVERY_RGB_TILE
+) -> dict[str, TileFiles]:
+    """Download each ``(url, sha256)`` archive into ``cache_dir`` (kept, so a rerun resumes) and read its tiles."""
     files = list(files)
     if not files:
         raise DatasetError("no files to download (data.url.files is empty)")
-    return collect_local([download(url, cache_dir, sha256) for url, sha256 in files], work_dir)
+    return collect_local([download(url, cache_dir, sha256) for url, sha256 in files], work_dir, wanted)
 
 
 def download_raw(layout: Layout, data: DataParams, palette: Palette) -> pd.DataFrame:
     """The download stage: the tiles of ``data.source``, checked, into data/raw with its manifest.
 
-    Archives are unpacked into a temporary folder beside data/raw; data/raw is built aside and
-    swapped in only when every tile has passed its checks, so a failure leaves the previous one.
+    Archive members are unpacked into a temporary folder beside data/raw; data/raw is built aside
+    and swapped in only when every tile has passed its checks, so a failure leaves the previous one.
     """
     raw = layout.raw.path
     raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=raw.parent) as work, atomic_dir(raw) as staging:
-        pairs = collect_pairs(data, palette, layout.downloads, Path(work))
-        return prepare_raw(pairs, TileFolder(staging), palette, data.ignore_unknown_colours, data.source)
+        tiles = collect_tiles(data, palette, layout.downloads, Path(work))
+        return prepare_raw(tiles, TileFolder(staging), palette, data.ignore_unknown_colours, data.source)
 
 
-def collect_pairs(data: DataParams, palette: Palette, downloads: Path, work: Path) -> dict[str, tuple[Path, Path]]:
-    """Photo and label file of every tile of the chosen source, unpacked or generated into ``work``."""
+def collect_tiles(data: DataParams, palette: Palette, downloads: Path, work: Path) -> dict[str, TileFiles]:
+    """The files of every tile of the chosen source, unpacked or generated into ``work``."""
+    wanted = Wanted.of(data)
     if data.source == "url":
-        return collect_url([(file.url, file.sha256) for file in data.url.files], downloads, work)
+        return collect_url([(file.url, file.sha256) for file in data.url.files], downloads, work, wanted)
     if data.source == "local":
-        return collect_local(data.local.paths, work)
+        return collect_local(data.local.paths, work, wanted)
     synthetic = data.synthetic
-    write_dataset(work / "images", work / "labels", synthetic.tiles, synthetic.size, synthetic.seed, palette)
-    return find_tile_pairs([work])
+    write_dataset(TileFolder(work), synthetic.tiles, synthetic.size, synthetic.seed, palette, wanted.kind)
+    return find_tiles([work], wanted)
 
 
 def prepare_raw(
-    pairs: dict[str, tuple[Path, Path]],
+    tiles: dict[str, TileFiles],
     out: TileFolder,
     palette: Palette,
     ignore_unknown: bool = False,
     source: str = "",
 ) -> pd.DataFrame:
-    """Check every pair and store it as ``images/top_potsdam_<tile>_RGB.tif`` and
-    ``labels/top_potsdam_<tile>_label.tif`` under ``out``, with ``manifest.csv``.
+    """Check every tile and store it under ``out``: ``images/top_potsdam_<tile>_<bands>.tif`` with its
+    world file, ``labels/`` and ``labels_no_boundary/``, and ``manifest.csv``.
 
-    Each photo and label is decoded in full (so truncated files are caught here), their sizes must
-    agree and the label may hold palette colours only (unless ``ignore_unknown``).
+    Each picture is decoded in full (so truncated files are caught here), one at a time (a
+    6000 x 6000 tile is 144 MB a picture); sizes must agree, a photo must have its bands, a world
+    file its six numbers, and labels palette colours only (unless ``ignore_unknown``, and never
+    more than DEFECT_SHARE of them).
     """
     rows = []
-    for tile, (photo, label) in tqdm(pairs.items(), desc="check tiles", unit="tile"):
-        height, width = _store_pair(tile, Path(photo), Path(label), out, palette, ignore_unknown)
+    for tile, files in tqdm(tiles.items(), desc="check tiles", unit="tile"):
+        height, width = _store_tile(tile, files, out, palette, ignore_unknown)
         rows.append({"tile": tile, "height": height, "width": width, "source": source})
     return write_manifest(out.manifest, rows)
 
 
-def _store_pair(
-    tile: str, photo: Path, label: Path, out: TileFolder, palette: Palette, ignore_unknown: bool
+def _store_tile(
+    tile: str, files: TileFiles, out: TileFolder, palette: Palette, ignore_unknown: bool
 ) -> tuple[int, int]:
-    pixels = read_image(photo)
-    colours = read_image(label)
-    if pixels.shape[2] < 3:
-        raise DatasetError(f"{photo}: expected an RGB photo, got {pixels.shape[2]} channel(s)")
-    if pixels.shape[:2] != colours.shape[:2]:
-        raise DatasetError(
-            f"tile {tile}: photo {photo} is {pixels.shape[1]}x{pixels.shape[0]} px but label {label} is "
-            f"{colours.shape[1]}x{colours.shape[0]} px"
-        )
-    palette.rgb_to_index(colours, source=str(label), ignore_unknown=ignore_unknown)
-    _store(photo, pixels, out.photo(tile))
-    _store(label, colours, out.label(tile))
-    return pixels.shape[:2]
+    kind = parse_tile_name(files.photo.path).kind
+    pixels = read_image(files.photo.path, files.photo.name)
+    bands = BAND_COUNTS[kind]
+    if pixels.shape[2] < bands:
+        raise DatasetError(f"{files.photo.name}: a {kind} photo has {bands} bands, this one {pixels.shape[2]}")
+    size = pixels.shape[:2]
+    _store(files.photo, pixels, out.photo(tile, kind), bands)
+    if files.world:
+        read_world_file(files.world.path, files.world.name)  # six numbers, or an error naming it
+        shutil.copyfile(files.world.path, world_file_path(out.photo(tile, kind)))
+    del pixels
+    for variant, label in files.labels.items():
+        colours = read_image(label.path, label.name)
+        if colours.shape[:2] != size:
+            raise DatasetError(
+                f"tile {tile}: photo {files.photo.name} is {size[1]}x{size[0]} px but label {label.name} is "
+                f"{colours.shape[1]}x{colours.shape[0]} px"
+            )
+        _check_label(tile, label.name, colours, palette, ignore_unknown, variant)
+        _store(label, colours, out.label(tile, variant), 3)
+    return size
 
 
-def _store(source: Path, pixels: np.ndarray, target: Path) -> None:
-    """Copy an RGB TIFF as it is; convert anything else (PNG, RGBA) to an RGB TIFF, keeping geotags."""
+def _check_label(tile: str, name: str, colours, palette: Palette, ignore_unknown: bool, variant: str) -> None:
+    """Palette colours only (and black, in a boundary-free label); a few stray pixels may be let
+    through with ``ignore_unknown``, but a picture that is mostly other colours is refused always."""
+    try:
+        palette.rgb_to_index(colours, source=name, with_ignored=variant == BOUNDARY_FREE)
+    except UnknownColourError as error:
+        if error.share > DEFECT_SHARE:
+            raise DefectiveLabelError(
+                f"{name}: {error.share:.1%} of its pixels are not class colours, so this is no label picture "
+                f"({error}). Potsdam's 5_Labels_all.zip has one such file: top_potsdam_4_12_label.tif is the label "
+                f'drawn over the photo. Either leave the tile out (data.exclude: ["{tile}"]), or take its labels '
+                f'from the participants\' archives, which are right (data.participants_labels: ["{tile}"], with '
+                "5_Labels_for_participants.zip in the source, as it is in Potsdam.zip)"
+            ) from error
+        if not ignore_unknown:
+            raise
+
+
+def _store(source: Found, pixels: np.ndarray, target: Path, bands: int) -> None:
+    """Copy a TIFF of ``bands`` bands as it is; write anything else (PNG, RGBA, extra bands) as a
+    TIFF of its first ``bands`` bands, keeping its GeoTIFF tags."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if source.suffix.lower() in TIFF_SUFFIXES and pixels.shape[2] == 3:
-        shutil.copyfile(source, target)
+    if source.path.suffix.lower() in TIFF_SUFFIXES and pixels.shape[2] == bands:
+        shutil.copyfile(source.path, target)
     else:
-        write_image(target, pixels[..., :3], read_geotags(source))
+        write_image(target, pixels[..., :bands], read_geotags(source.path))

@@ -7,6 +7,10 @@ building sites). The classes are made to be confusable the way real ones are (gr
 grey roads, lawns next to trees, shadows over everything), yet each stays recognisable from its
 local colour, texture and shape, so a small U-Net can learn them in minutes.
 
+Like Potsdam, a tile comes as a photo of one band set (RGB, or with near infrared, where
+vegetation shines: IRRG, RGBIR), a world file placing it on the ground, a label picture and a
+boundary-free label picture (class boundaries eroded and painted black, as ISPRS made them).
+
 Everything is drawn with OpenCV and vectorised numpy from one seed: the same seed gives the same
 bytes on every machine.
 """
@@ -15,14 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from aerialseg.boundaries import ISPRS_RADIUS, erode_boundaries
+from aerialseg.georef import WorldFile, world_file_path, write_world_file
+from aerialseg.layout import TileFolder
 from aerialseg.palette import Palette
-from aerialseg.potsdam import label_name, photo_name
+from aerialseg.potsdam import BAND_ORDER, BOUNDARY_FREE, PIXEL_SIZE_M
 from aerialseg.tiles import write_image
 
 CLASSES = ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter")  # looked up by name
@@ -44,6 +50,9 @@ _TEXTURE[[ASPHALT, PAVING, MARKING, ROOF, LAWN, TREE, CAR, GRAVEL, SOIL, CONTAIN
     (0.10, 0.12, 0.12),
     (0.03, 0.00, 0.02),
 ]
+# Near infrared: a material's mean visible brightness times this; leaves reflect it strongly.
+_NIR_GAIN = np.full(256, 0.95, np.float32)
+_NIR_GAIN[[LAWN, TREE, SOIL]] = (1.9, 2.6, 1.2)
 # Broad patches also turn parts of lawns dry and yellowish, as in a real summer.
 _PATCH_TINT = np.zeros((256, 3), np.float32)
 _PATCH_TINT[LAWN] = (10.0, 7.0, -3.0)
@@ -616,8 +625,11 @@ def _smooth_noise(rng: np.random.Generator, size_hw: tuple[int, int], cell: int)
     return field / max(float(field.std()), 1e-6)
 
 
-def _render(scene: _Scene) -> np.ndarray:
-    """Texture, shadows, per-tile light and sensor noise turn the layers into an 8-bit photo."""
+def _render(scene: _Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Texture, shadows, per-tile light and sensor noise turn the layers into an 8-bit RGB photo.
+
+    Returns the photo and its texture and light fields, which the infrared band shares.
+    """
     rng = scene.rng
     size_hw = (scene.height, scene.width)
     grain = rng.standard_normal(size_hw, dtype=np.float32)
@@ -633,17 +645,39 @@ def _render(scene: _Scene) -> np.ndarray:
     shade = cv2.GaussianBlur(scene.building_shade * scene.tree_shade, (0, 0), 1.2)
     light = rng.uniform(0.85, 1.12) * (1 + 0.05 * _smooth_noise(rng, size_hw, 256))
     tint = rng.uniform(0.97, 1.03, 3).astype(np.float32)
-    photo *= (shade * light)[..., None] * tint
-    photo += 2.5 * rng.standard_normal(photo.shape, dtype=np.float32)
-    photo = cv2.GaussianBlur(photo, (0, 0), 0.6)
-    return np.clip(photo + 0.5, 0, 255).astype(np.uint8)
+    lighting = shade * light
+    photo *= lighting[..., None] * tint
+    return _sensor(rng, photo), texture, lighting
 
 
-def generate_tile(seed: int, size: int | tuple[int, int], palette: Palette) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic tile: (RGB photo H x W x 3 uint8, colour label H x W x 3 uint8 in palette colours).
+def _sensor(rng: np.random.Generator, bands: np.ndarray) -> np.ndarray:
+    """Sensor noise and optical blur, then 8 bits."""
+    bands += 2.5 * rng.standard_normal(bands.shape, dtype=np.float32)
+    bands = cv2.GaussianBlur(bands, (0, 0), 0.6)
+    return np.clip(bands + 0.5, 0, 255).astype(np.uint8)
 
-    ``size`` is the side of a square tile or (height, width). The palette must name Potsdam's six
-    classes; their colours and order come from it, so the label follows params.yaml.
+
+def _near_infrared(scene: _Scene, texture: np.ndarray, lighting: np.ndarray) -> np.ndarray:
+    """The infrared band, under the same texture and light as the photo (its noise drawn after the
+    photo's, so a tile's RGB bands are the same bytes whichever band set is asked for)."""
+    brightness = scene.albedo.mean(axis=-1) * _NIR_GAIN[scene.material]
+    return _sensor(scene.rng, brightness * texture * lighting)
+
+
+def _band_set(rgb: np.ndarray, infrared: np.ndarray | None, kind: str) -> np.ndarray:
+    """The photo of band set ``kind`` (RGB, IRRG, RGBIR) from its RGB and infrared bands."""
+    bands = {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "IR": infrared}
+    return np.stack([bands[band] for band in BAND_ORDER[kind]], axis=-1)
+
+
+def generate_tile(
+    seed: int, size: int | tuple[int, int], palette: Palette, kind: str = "RGB"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic tile: (photo H x W x bands uint8, colour label H x W x 3 uint8 in palette colours).
+
+    ``size`` is the side of a square tile or (height, width); ``kind`` the photo's band set (RGB,
+    IRRG, RGBIR). The palette must name Potsdam's six classes; their colours and order come from
+    it, so the label follows params.yaml.
     """
     size_hw = (size, size) if isinstance(size, int) else tuple(size)
     missing = set(CLASSES) - set(palette.names)
@@ -657,7 +691,23 @@ def generate_tile(seed: int, size: int | tuple[int, int], palette: Palette) -> t
     _park_cars(scene, roads)
     _street_trees(scene, roads)
     _guarantee_clutter(scene)
-    return _render(scene), palette.index_to_rgb(scene.classes)
+    rgb, texture, lighting = _render(scene)
+    infrared = _near_infrared(scene, texture, lighting) if "IR" in BAND_ORDER[kind] else None
+    return _band_set(rgb, infrared, kind), palette.index_to_rgb(scene.classes)
+
+
+def boundary_free(label: np.ndarray, palette: Palette) -> np.ndarray:
+    """The boundary-free version of a colour label: a band of ISPRS's radius around every class
+    boundary painted black."""
+    return palette.index_to_rgb(erode_boundaries(palette.rgb_to_index(label), ISPRS_RADIUS))
+
+
+def world_file(tile: str, size: int) -> WorldFile:
+    """Where a synthetic tile lies: Potsdam's 5 cm pixels, tiles side by side by id, in UTM zone 33N
+    near Potsdam (the centre of the top-left pixel, as world files give it)."""
+    column, row = (int(part) for part in tile.split("_"))
+    x, y = 366_000 + column * size * PIXEL_SIZE_M, 5_812_000 - row * size * PIXEL_SIZE_M
+    return WorldFile(PIXEL_SIZE_M, 0.0, 0.0, -PIXEL_SIZE_M, x + PIXEL_SIZE_M / 2, y - PIXEL_SIZE_M / 2)
 
 
 def tile_ids(count: int) -> list[str]:
@@ -665,10 +715,9 @@ def tile_ids(count: int) -> list[str]:
     return [f"{2 + i // 5}_{10 + i % 5}" for i in range(count)]
 
 
-def write_dataset(
-    images_dir: str | Path, labels_dir: str | Path, tiles: int, size: int, seed: int, palette: Palette
-) -> list[str]:
-    """Write ``tiles`` tiles as Potsdam-named 8-bit RGB TIFFs; return their tile ids.
+def write_dataset(out: TileFolder, tiles: int, size: int, seed: int, palette: Palette, kind: str = "RGB") -> list[str]:
+    """Write ``tiles`` tiles as Potsdam names them into ``out``: photos of band set ``kind`` with
+    world files, labels and boundary-free labels; return their tile ids.
 
     Each tile has its own seed derived from (``seed``, tile number), so adding tiles leaves the
     earlier ones unchanged.
@@ -676,7 +725,9 @@ def write_dataset(
     ids = tile_ids(tiles)
     for number, tile in enumerate(tqdm(ids, desc="synthetic tiles", unit="tile")):
         tile_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-        photo, label = generate_tile(tile_seed, size, palette)
-        write_image(Path(images_dir) / photo_name(tile), photo)
-        write_image(Path(labels_dir) / label_name(tile), label)
+        photo, label = generate_tile(tile_seed, size, palette, kind)
+        write_image(out.photo(tile, kind), photo)
+        write_world_file(world_file_path(out.photo(tile, kind)), world_file(tile, size))
+        write_image(out.label(tile), label)
+        write_image(out.label(tile, BOUNDARY_FREE), boundary_free(label, palette))
     return ids

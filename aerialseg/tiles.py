@@ -13,21 +13,28 @@ import numpy as np
 import tifffile
 
 from aerialseg.atomic import atomic_file
+from aerialseg.errors import InputError, MissingFileError
 from aerialseg.palette import Palette
+from aerialseg.potsdam import BOUNDARY_FREE, FULL
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 GEO_TAGS = {33550, 33922, 34264, 34735, 34736, 34737}  # pixel scale, tie points, transform, geokeys
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError, ValueError):
     """An image file exists but cannot be decoded (corrupt, truncated or not an image)."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an 8-bit image as H x W x C (RGB order) uint8, planar TIFFs too; name the file in every error."""
+def read_image(path: str | Path, name: str | None = None) -> np.ndarray:
+    """Read an 8-bit image as H x W x C (RGB order) uint8, planar TIFFs too; name the file in every error.
+
+    ``name``: what errors call the file, if not its path (``archive.zip!member`` for a file unpacked
+    from an archive into a work folder that is gone when the error is read).
+    """
     path = Path(path)
+    name = name or str(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{name}: no such file")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tif:
@@ -41,17 +48,22 @@ def read_image(path: str | Path) -> np.ndarray:
             if image.ndim == 3:
                 image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     except Exception as error:  # tifffile raises many types for truncated or foreign files
-        raise ImageReadError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+        raise ImageReadError(f"{name}: cannot read image ({type(error).__name__}: {error})") from error
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or image.dtype != np.uint8:
-        raise ImageReadError(f"{path}: expected an 8-bit picture, got {image.dtype} of shape {image.shape}")
+        raise ImageReadError(f"{name}: expected an 8-bit picture, got {image.dtype} of shape {image.shape}")
     return image
 
 
-def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False) -> np.ndarray:
-    """Read a colour-coded label picture as an H x W uint8 class-index map."""
-    return palette.rgb_to_index(read_image(path), source=str(path), ignore_unknown=ignore_unknown)
+def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False, variant: str = FULL) -> np.ndarray:
+    """Read a colour-coded label picture as an H x W uint8 class-index map.
+
+    ``variant`` ``no_boundary``: a boundary-free label, whose black pixels are ignored pixels.
+    """
+    return palette.rgb_to_index(
+        read_image(path), source=str(path), ignore_unknown=ignore_unknown, with_ignored=variant == BOUNDARY_FREE
+    )
 
 
 def read_geotags(path: str | Path) -> list[tuple]:

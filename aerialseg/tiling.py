@@ -13,12 +13,14 @@ import numpy as np
 from patchify import patchify
 
 from aerialseg.atomic import write_json
+from aerialseg.errors import InputError, MissingFileError
 
 SPLITS = ("train", "val", "test")
 
 
-class SplitError(ValueError):
-    """The tile split is impossible: unknown, repeated or missing tiles, or an empty split."""
+class SplitError(InputError, ValueError):
+    """The tiles cannot be split or cut as asked: unknown, repeated or missing tiles, an empty
+    split, or patches larger than a tile."""
 
 
 def split_tiles(
@@ -62,7 +64,7 @@ def read_split(path: str | Path, name: str) -> list[str]:
     """The tile ids of split ``name`` in the splits.json of the patches stage (must not be empty)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; run the patches stage first")
+        raise MissingFileError(f"{path}: no such file; run the patches stage first")
     tiles = json.loads(path.read_text()).get(name)
     if not tiles:
         raise SplitError(f'{path}: no {name} tiles listed under "{name}"')
@@ -88,7 +90,7 @@ def extract_patches(image: np.ndarray, patch_size: int, step: int, edge: str, so
     """
     height, width = image.shape[:2]
     if patch_size > height or patch_size > width:
-        raise ValueError(f"{source}: patch size {patch_size} is larger than the tile ({height}x{width})")
+        raise SplitError(f"{source}: patch size {patch_size} is larger than the tile ({height}x{width})")
     if edge == "reflect":
         image = _reflect_pad_to_grid(image, patch_size, step)
     elif edge != "crop":

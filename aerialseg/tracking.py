@@ -16,14 +16,18 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema, TensorSpec
+
+from aerialseg.errors import InputError
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 PARAMS_ORIGIN, ENV_ORIGIN = "params.yaml mlflow.tracking_uri", f"the {ENV_URI} environment variable"
 
 
-class TrackingStoreError(RuntimeError):
+class TrackingStoreError(InputError, RuntimeError):
     """The MLflow tracking store cannot be used, or lacks the run to log to; the message names the URI."""
 
 
@@ -193,6 +197,23 @@ def _find_run(run_id: str):
             return None
         raise
     return None if run.info.lifecycle_stage == "deleted" else run
+
+
+def log_model(model, registered_name: str) -> None:
+    """Log the trained model in MLflow's Keras flavour and register it as a new version of
+    ``registered_name`` (the experiment's name) in the model registry, with a signature (float32
+    pixels 0..255 of any batch and size in, per-pixel class probabilities out), so that
+    `mlflow models serve -m models:/<name>/<version>` and mlflow.pyfunc load and check it.
+
+    No input example: mlflow.keras writes it before it creates the model's folder and fails
+    (MLflow issue 16183, open in MLflow 3.17).
+    """
+    channels, classes = model.input_shape[-1], model.output_shape[-1]
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, channels))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, classes))]),
+    )
+    mlflow.keras.log_model(model, name="model", registered_model_name=registered_name, signature=signature)
 
 
 def git_commit(root: str | Path = ".") -> str | None:

@@ -70,7 +70,8 @@ def train(layout: Layout, params: Params) -> dict | None:
             model, state = resumed
             print(f"resuming after epoch {state.epoch}")
         else:
-            model, state = fresh_model(params, class_weights, math.ceil(len(train_x) / cfg.batch_size)), TrainingState()
+            steps = math.ceil(len(train_x) / cfg.batch_size)
+            model, state = fresh_model(params, class_weights, steps, bands=train_x.shape[-1]), TrainingState()
     cluster.check_same(state.epoch, "the epoch they resume after")
     train_batches, val_batches = patch_batches(cfg, cluster, state, train_x, train_y, val_x, val_y)
     if not cluster.chief:
@@ -86,13 +87,13 @@ def train(layout: Layout, params: Params) -> dict | None:
             mlflow.set_tag("git_commit", tracking.git_commit(layout.root))
         relog_missing_epochs(state)
         val_tile = read_split(patches.splits, "val")[0]
-        val_photo = read_image(layout.resized.photo(val_tile))[..., :3]
+        val_photo = read_image(layout.resized.photo(val_tile))
         snapshot = snapshot_writer(layout.snapshots, params, val_photo, cluster)
         callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x), cluster)]
         fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights, cluster)
         write_outputs(layout, model, state, run.info.run_id, tracking_uri)
         checkpoint.remove()
-        mlflow.keras.log_model(inference_model(model), name="model")
+        tracking.log_model(inference_model(model), params.mlflow.experiment)
     summary = final_summary(pd.DataFrame(state.history))
     print(json.dumps(summary, indent=2))
     return summary
@@ -186,8 +187,11 @@ def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epoc
     )
 
 
-def fresh_model(params: Params, class_weights, steps_per_epoch: int):
-    """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all."""
+def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int = 3):
+    """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all.
+
+    ``bands``: of the patches (4 for RGBIR), so the model's input shape carries it to prediction.
+    """
     cfg = params.train
     model = build_model(
         cfg.model,
@@ -197,6 +201,7 @@ def fresh_model(params: Params, class_weights, steps_per_epoch: int):
         base_filters=cfg.base_filters,
         batch_norm=cfg.batch_norm,
         dropout=cfg.dropout,
+        input_shape=(None, None, bands),
     )
     if cfg.freeze_encoder_epochs:
         set_encoder_trainable(model, False)

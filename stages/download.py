@@ -3,6 +3,7 @@
 from aerialseg.config import load_params
 from aerialseg.layout import Layout
 from aerialseg.sources import download_raw
+from aerialseg.stage_run import run_stage
 
 
 def main() -> None:
@@ -11,4 +12,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -3,6 +3,7 @@
 from aerialseg.config import load_params
 from aerialseg.evaluation import evaluate
 from aerialseg.layout import Layout
+from aerialseg.stage_run import run_stage
 
 
 def main() -> None:
@@ -10,4 +11,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -1,8 +1,9 @@
 """predict stage: every whole test tile mapped by the trained model, plainly and smooth-blended."""
 
 from aerialseg.config import load_params
-from aerialseg.inference import predict_test_tiles
 from aerialseg.layout import Layout
+from aerialseg.mapping import predict_test_tiles
+from aerialseg.stage_run import run_stage
 
 
 def main() -> None:
@@ -11,4 +12,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -3,6 +3,7 @@
 from aerialseg.config import load_params
 from aerialseg.layout import Layout
 from aerialseg.resizing import resize_dataset
+from aerialseg.stage_run import run_stage
 
 WORKERS = 2
 
@@ -21,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -2,6 +2,7 @@
 
 from aerialseg.config import load_params
 from aerialseg.layout import Layout
+from aerialseg.stage_run import run_stage
 from aerialseg.training import train
 
 
@@ -10,4 +11,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +18,7 @@ from pipeline_helpers import REPO, deep_update
 from aerialseg.config import Params, parse_params
 from aerialseg.palette import Palette
 from aerialseg.potsdam import label_name, photo_name
+from aerialseg.potsdam_zip import write_potsdam_zip
 from aerialseg.tiles import write_image
 
 
@@ -39,6 +41,7 @@ class FileServer:
         self.requests: list[tuple[str, str | None]] = []
         self.cut_next = 0  # how many coming responses send only half their body, then close
         self.honour_range = True
+        self.bytes_per_second = 0  # > 0: send slowly, like a real download of a large archive
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -79,12 +82,25 @@ def _handler_for(server: FileServer):
                 server.cut_next -= 1
                 body = body[: len(body) // 2]
                 self.close_connection = True
-            self.wfile.write(body)
+            if server.bytes_per_second:
+                _send_slowly(self.wfile, body, server.bytes_per_second)
+            else:
+                self.wfile.write(body)
 
         def log_message(self, *args):
             pass
 
     return Handler
+
+
+def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) -> None:
+    for start in range(0, len(body), chunk):
+        try:
+            stream.write(body[start : start + chunk])
+            stream.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client was killed: what the test wants
+            return
+        time.sleep(chunk / bytes_per_second)
 
 
 @pytest.fixture
@@ -141,3 +157,31 @@ def potsdam_archives(tmp_path):
         zip_folder(tmp_path / "source" / name, tmp_path / f"{name}.zip") for name in ("2_Ortho_RGB", "5_Labels_all")
     ]
     return archives, tiles
+
+
+ARCHIVE_TILES = ["2_10", "2_11", "4_12"]  # 4_12's labels in 5_Labels_all are defective, as in the download
+
+
+@pytest.fixture(scope="session")
+def potsdam_zip(tmp_path_factory) -> Path:
+    """Potsdam.zip as ISPRS ships it, small: every band set with world files, both label variants,
+    the participants' labels of 4_12 (right, where 5_Labels_all's are the label over the photo), DSM
+    and reference-code decoys. Read only; copy it to change it."""
+    return write_potsdam_zip(
+        tmp_path_factory.mktemp("download") / "Potsdam.zip",
+        ARCHIVE_TILES,
+        64,
+        POTSDAM_PALETTE,
+        filler=1 << 20,
+        defective=["4_12"],
+        participants=["4_12"],
+    )
+
+
+def without_members(archive: Path, target: Path, *dropped: str) -> Path:
+    """A copy of ``archive`` without the members named ``dropped``, as a user's partial download."""
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(target, "w") as copy:
+        for info in source.infolist():
+            if info.filename not in dropped:
+                copy.writestr(info, source.read(info))
+    return target

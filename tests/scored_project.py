@@ -1,11 +1,13 @@
-"""A scored project for the evaluation and reporting tests: resized tiles, predictions with known
-errors, a training history and, on request, snapshots of known skill, under a temporary root."""
+"""A scored project for the evaluation and reporting tests: resized tiles (labels full and
+boundary-free), predictions with known errors, a training history and, on request, snapshots of
+known skill, under a temporary root."""
 
 import keras
 import numpy as np
 import pandas as pd
 from conftest import repo_params
 
+from aerialseg.boundaries import erode_boundaries
 from aerialseg.layout import Layout
 from aerialseg.tiles import write_image
 from aerialseg.tiling import write_splits
@@ -14,9 +16,11 @@ TEST_TILES = ["2_10", "2_11"]
 VAL_TILE = "3_10"
 SHAPE = (32, 48)
 HISTORY_EPOCHS = range(1, 5)
+BOUNDARY_RADIUS = 1
 
 
 SCORING_PARAMS = {
+    "evaluate": {"labels": "full", "snapshot_modes": ["plain", "smooth"]},
     "patches": {"patch_size": 16},
     "predict": {"subdivisions": 2, "window_function": "spline", "tta": "none", "batch_size": 8},
 }
@@ -31,7 +35,10 @@ def scored_project(root, changes: dict | None = None) -> dict:
     labels = {}
     for tile in TEST_TILES + [VAL_TILE]:
         labels[tile] = rng.integers(0, palette.num_classes, SHAPE).astype(np.uint8)
+        labels[tile][:, : SHAPE[1] // 2] = labels[tile][0, 0]  # one class on the left half, noise on the right
         write_image(layout.resized.label(tile), palette.index_to_rgb(labels[tile]))
+        boundary_free = palette.index_to_rgb(erode_boundaries(labels[tile], BOUNDARY_RADIUS))
+        write_image(layout.resized.label(tile, "no_boundary"), boundary_free)
         write_image(layout.resized.photo(tile), palette.index_to_rgb(labels[tile]))
     predictions = {
         mode: {tile: with_errors(labels[tile], share, rng) for tile in TEST_TILES}

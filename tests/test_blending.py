@@ -10,6 +10,7 @@ from aerialseg.blending import (
     plan_grid,
     predict_probabilities,
     probabilities_to_index,
+    stream_probabilities,
     weight_sums,
     window_profile,
     window_weights,
@@ -218,3 +219,75 @@ def test_probabilities_to_index_picks_the_most_probable_class():
 def test_progress_bar_counts_windows(capsys):
     predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, mode="plain", progress=True)
     assert "plain windows" in capsys.readouterr().err
+
+
+def window_dependent(batch: np.ndarray) -> np.ndarray:
+    """Softmax of the brightness plus each pixel's place in its window: every window gives other
+    numbers for the same pixel, so only the exact same windows, weights and order reproduce it."""
+    window = batch.shape[1]
+    place = (np.arange(window)[:, None] + 2 * np.arange(window)[None, :]) / (3 * window)
+    logits = (batch.astype(np.float32).mean(axis=-1) / 255 + place)[..., None] * np.arange(CLASSES, dtype=np.float32)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class RecordingRows:
+    """An image that is only ever read by rows, as a raster on disk is; records every read."""
+
+    def __init__(self, image: np.ndarray):
+        self.image, self.shape, self.reads = image, image.shape, []
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        assert rows.min() >= 0 and rows.max() < self.shape[0], "rows outside the image are mirrored, never read"
+        assert (np.diff(rows) > 0).all(), "rows are asked for in ascending order, once each"
+        self.reads.append(rows)
+        return self.image[rows]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (300, 37), (129, 200)])
+@pytest.mark.parametrize("mode, subdivisions, batch_size", [("plain", 1, 16), ("smooth", 2, 16), ("smooth", 4, 5)])
+def test_streamed_rows_are_the_whole_image_prediction_band_by_band(shape, mode, subdivisions, batch_size):
+    image = random_image(shape)
+    options = dict(mode=mode, subdivisions=subdivisions, tta="flips", batch_size=batch_size)
+    source = RecordingRows(image)
+    pieces = list(stream_probabilities(source, window_dependent, WINDOW, CLASSES, **options))
+    firsts = [first for first, _ in pieces]
+    assert firsts == sorted(firsts) and firsts[0] == 0
+    assert [first + len(rows) for first, rows in pieces[:-1]] == firsts[1:]  # no row missing or repeated
+    assert sum(len(rows) for _, rows in pieces) == shape[0]
+    if shape[0] > 2 * WINDOW:
+        assert len(pieces) > 1  # finished rows come out while the windows go on
+    whole = predict_probabilities(image, window_dependent, WINDOW, CLASSES, **options)
+    np.testing.assert_array_equal(np.concatenate([rows for _, rows in pieces]), whole)
+    assert max(len(rows) for rows in source.reads) <= WINDOW  # one window's height of rows at a time
+    assert sum(len(rows) for rows in source.reads) <= subdivisions * shape[0] + 2 * WINDOW
+
+
+def test_streaming_holds_a_few_windows_of_rows_not_the_image():
+    """A tall image generated row by row on request: the stream keeps the rows that windows still
+    add to, never the whole image's probabilities."""
+    height, width = 2000, 400
+
+    class GeneratedRows:
+        shape = (height, width, 3)
+
+        def __getitem__(self, rows):
+            return np.broadcast_to(
+                (rows[:, None, None] * 7 + np.arange(width)[None, :, None] * 3) % 256, (len(rows), width, 3)
+            )
+
+    whole_map = height * width * CLASSES * 4
+    tracemalloc.start()
+    finished = 0
+    for first, rows in stream_probabilities(GeneratedRows(), channel_argmax_one_hot, WINDOW, CLASSES, tta="none"):
+        assert first == finished
+        finished += len(rows)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert finished == height
+    assert peak < whole_map / 8  # about a batch of windows and their predictions, and 2 windows of rows
+
+
+def test_bad_arguments_are_refused_before_the_stream_starts():
+    with pytest.raises(ValueError, match="unknown prediction mode 'blurry'"):
+        stream_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, mode="blurry")

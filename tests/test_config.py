@@ -94,6 +94,8 @@ def test_encoder_needs_patches_divisible_by_its_stride(raw):
         ("train", "loss", "lovasz", "aerialseg.losses.LOSSES"),
         ("predict", "tta", "d8", "aerialseg.blending.TTA_CHOICES"),
         ("predict", "window_function", "gauss", "aerialseg.blending.WINDOW_FUNCTIONS"),
+        ("data", "bands", "rgbn", "aerialseg.potsdam.BANDS"),
+        ("evaluate", "labels", "eroded", "aerialseg.potsdam.LABEL_KINDS"),
     ],
 )
 def test_choices_come_from_the_modules_that_implement_them(raw, section, key, value, module_choices):
@@ -112,3 +114,69 @@ def test_scores_without_classes_must_name_classes(raw):
     raw["evaluate"]["without_classes"] = ["clutter", "water"]
     with pytest.raises(ParamsError, match=r"evaluate.without_classes: \['water'\] are not among the classes"):
         parse_params(raw)
+
+
+def test_tile_ids_must_be_quoted_text(raw):
+    raw["data"]["exclude"] = yaml.safe_load("[7_10]")  # YAML reads 7_10 as the number 710
+    with pytest.raises(ParamsError, match=r'data\.exclude\.0: .*710 is a number: write tile ids in quotes \("7_10"\)'):
+        parse_params(raw)
+    raw["data"]["exclude"] = ["7-10"]
+    with pytest.raises(ParamsError, match=r"data\.exclude\.0: String should match pattern"):
+        parse_params(raw)
+    raw["data"]["exclude"] = ["7_10"]
+    assert parse_params(raw).data.exclude == ["7_10"]
+
+
+def test_four_bands_need_the_classic_unet(raw):
+    raw["data"]["bands"] = "rgbir"
+    raw["train"]["encoder"] = "resnet50"
+    raw["patches"]["patch_size"] = 128
+    with pytest.raises(ParamsError, match=r"data.bands 'rgbir' has 4 bands, but a pretrained encoder .* takes 3"):
+        parse_params(raw)
+    raw["data"]["bands"] = "irrg"
+    assert parse_params(raw).train.encoder == "resnet50"
+
+
+def test_an_excluded_tile_cannot_be_in_the_split(raw):
+    raw["data"]["exclude"] = ["7_10"]
+    raw["patches"]["split"].update(train=["2_10", "7_10"], val=["2_11"], test=["2_12"])
+    with pytest.raises(ParamsError, match=r"data.exclude leaves out tile\(s\) that the split lists: 7_10 \(in patches"):
+        parse_params(raw)
+
+
+def test_boundary_free_labels_need_black_free_of_classes(raw):
+    raw["classes"]["clutter"] = [0, 0, 0]
+    raw["evaluate"]["labels"] = "no_boundary"
+    with pytest.raises(ParamsError, match=r"boundary-free labels mark boundaries in black .* class 'clutter'"):
+        parse_params(raw)
+    raw["evaluate"]["labels"] = "full"
+    parse_params(raw)
+
+
+OFFICIAL_TRAINING_TILES = (
+    "2_10 2_11 2_12 3_10 3_11 3_12 4_10 4_11 4_12 5_10 5_11 5_12 6_7 6_8 6_9 6_10 6_11 6_12 7_7 7_8 7_9 7_10 7_11 7_12"
+)
+OFFICIAL_TEST_TILES = "2_13 2_14 3_13 3_14 4_13 4_14 4_15 5_13 5_14 5_15 6_13 6_14 6_15 7_13"
+
+
+def keys(mapping: dict, prefix: str = "") -> set[str]:
+    return {
+        key
+        for name, value in mapping.items()
+        for key in ({f"{prefix}{name}"} | (keys(value, f"{prefix}{name}.") if isinstance(value, dict) else set()))
+        if not key.startswith("classes.")
+    }
+
+
+def test_the_official_protocol_params_validate_and_split_the_tiles_as_published():
+    path = REPO_PARAMS.with_name("params-potsdam.yaml")
+    params = load_params(path)
+    split = params.patches.split
+    assert sorted(split.test) == sorted(OFFICIAL_TEST_TILES.split())
+    assert split.val == ["2_10"] and params.data.exclude == ["7_10"] and params.data.participants_labels == ["4_12"]
+    assert sorted(split.train + split.val + params.data.exclude) == sorted(OFFICIAL_TRAINING_TILES.split())
+    assert (params.evaluate.labels, params.evaluate.without_classes) == ("no_boundary", ("clutter",))
+    assert (params.data.source, params.data.local.paths) == ("local", [Path("Potsdam.zip")])
+    assert params.classes == load_params(REPO_PARAMS).classes
+    # it replaces params.yaml (cp params-potsdam.yaml params.yaml): every key of params.yaml, no other
+    assert keys(yaml.safe_load(path.read_text())) == keys(yaml.safe_load(REPO_PARAMS.read_text()))

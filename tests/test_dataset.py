@@ -31,7 +31,7 @@ def test_class_count_mismatch(tmp_path):
         open_patches(images, labels, 4)
 
 
-def test_batches_are_memory_mapped_float_and_aligned(tmp_path):
+def test_batches_are_memory_mapped_uint8_and_aligned(tmp_path):
     images, labels = open_patches(*write_patches(tmp_path), 6)
     assert isinstance(images, np.memmap)
     sequence = PatchSequence(images, labels, batch_size=4, shuffle=True, augment=True, seed=1)
@@ -39,8 +39,8 @@ def test_batches_are_memory_mapped_float_and_aligned(tmp_path):
     seen = 0
     for i in range(len(sequence)):
         x, y = sequence[i]
-        assert x.dtype == np.float32 and y.dtype == np.uint8
-        np.testing.assert_array_equal(x[..., 0], y * 40.0)  # augmentation moved photo and label together
+        assert x.dtype == np.uint8 and y.dtype == np.uint8  # the model's input layer casts to float
+        np.testing.assert_array_equal(x[..., 0], y * 40)  # augmentation moved photo and label together
         seen += len(x)
     assert seen == 10
 
@@ -63,6 +63,22 @@ def test_d4_augmentation_uses_all_eight_transforms():
     augmented, labels = augment_d4(images, patch.repeat(200, axis=0), np.random.default_rng(0))
     assert len({a[..., 0].tobytes() for a in augmented}) == 8
     np.testing.assert_array_equal(augmented[..., 0], labels)
+
+
+def test_each_sample_gets_the_symmetry_it_drew_as_one_at_a_time_would():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 6, (64, 8, 8), dtype=np.uint8)
+    augmented, augmented_labels = augment_d4(images, labels, np.random.default_rng(9))
+    draws = np.random.default_rng(9)
+    turns, flips = draws.integers(0, 4, 64), draws.integers(0, 2, 64)
+    for i in range(64):
+        expected = np.rot90(images[i], turns[i])
+        expected_label = np.rot90(labels[i], turns[i])
+        if flips[i]:
+            expected, expected_label = expected[:, ::-1], expected_label[:, ::-1]
+        np.testing.assert_array_equal(augmented[i], expected)
+        np.testing.assert_array_equal(augmented_labels[i], expected_label)
 
 
 def test_every_batch_splits_evenly_over_the_devices(tmp_path):

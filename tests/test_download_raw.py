@@ -1,16 +1,22 @@
 """sources.download_raw, the download stage's work, for each source: params in, data/raw out."""
 
 import hashlib
+import io
+import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import repo_params
 
-from aerialseg.layout import Layout
+from aerialseg.archives import ArchiveError
+from aerialseg.georef import WorldFileError, read_world_file, world_file_path
+from aerialseg.layout import Layout, TileFolder
 from aerialseg.potsdam import label_name, photo_name
-from aerialseg.sources import ChecksumError, download_raw
-from aerialseg.tiles import read_image
+from aerialseg.sources import ChecksumError, DefectiveLabelError, download_raw
+from aerialseg.synthetic import world_file
+from aerialseg.tiles import read_image, read_label
 
 
 @pytest.fixture
@@ -82,3 +88,80 @@ def test_synthetic_source_writes_checked_tiles(project):
     for tile in table["tile"]:
         assert read_image(root / "data/raw/images" / photo_name(tile)).shape == (64, 64, 3)
         assert (root / "data/raw/labels" / label_name(tile)).is_file()
+
+
+# --- Potsdam.zip as downloaded ---------------------------------------------------------------------
+
+
+def raw_files(root: Path) -> dict[str, bytes]:
+    raw = root / "data/raw"
+    return {p.relative_to(raw).as_posix(): p.read_bytes() for p in sorted(raw.rglob("*")) if p.is_file()}
+
+
+def with_nested_member(archive: Path, target: Path, nested: str, member: str, data: bytes) -> Path:
+    """A copy of ``archive`` whose nested zip ``nested`` has ``member`` replaced by ``data``."""
+    with zipfile.ZipFile(archive) as source:
+        inner = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(source.read(nested))) as old, zipfile.ZipFile(inner, "w") as new:
+            for info in old.infolist():
+                new.writestr(info, data if info.filename == member else old.read(info))
+        with zipfile.ZipFile(target, "w") as copy:
+            for info in source.infolist():
+                copy.writestr(info, inner.getvalue() if info.filename == nested else source.read(info))
+    return target
+
+
+@pytest.fixture
+def earlier_raw(project):
+    """data/raw of an earlier successful run, which a failed one must leave as it was."""
+    root = project(source="synthetic", synthetic={"tiles": 3, "size": 64, "seed": 0})
+    return root, raw_files(root)
+
+
+def test_the_defective_label_of_4_12_stops_the_download_with_both_ways_out(project, potsdam_zip, earlier_raw):
+    root, before = earlier_raw
+    with pytest.raises(DefectiveLabelError) as error:
+        project(source="local", local={"paths": [str(potsdam_zip)]})
+    message = str(error.value)
+    assert message.startswith(f"{potsdam_zip}!Potsdam/5_Labels_all.zip!top_potsdam_4_12_label.tif: ")
+    share = float(re.search(r": ([\d.]+)% of its pixels are not class colours", message)[1])
+    assert 50 < share <= 100
+    assert 'data.exclude: ["4_12"]' in message and 'data.participants_labels: ["4_12"]' in message
+    assert raw_files(root) == before  # nothing earlier is lost
+
+
+def test_rgbir_photos_world_files_and_both_labels_from_potsdam_zip(project, potsdam_zip, palette):
+    root = project(source="local", local={"paths": [str(potsdam_zip)]}, bands="rgbir", participants_labels=["4_12"])
+    raw = TileFolder(root / "data/raw")
+    assert list(manifest(root)["tile"]) == ["2_10", "2_11", "4_12"]
+    for tile in ("2_10", "2_11", "4_12"):
+        assert read_image(raw.photo(tile)).shape == (64, 64, 4)
+        assert raw.photo(tile).name == f"top_potsdam_{tile}_RGBIR.tif"
+        assert read_world_file(world_file_path(raw.photo(tile))) == world_file(tile, 64)
+        read_label(raw.label(tile), palette)
+        read_label(raw.label(tile, "no_boundary"), palette, variant="no_boundary")
+    with zipfile.ZipFile(potsdam_zip) as outer:
+        participants = zipfile.ZipFile(io.BytesIO(outer.read("Potsdam/5_Labels_for_participants.zip")))
+        assert raw.label("4_12").read_bytes() == participants.read(label_name("4_12"))
+
+
+def test_a_world_file_that_is_not_six_numbers_is_named_in_its_archive(project, potsdam_zip, earlier_raw, tmp_path):
+    root, before = earlier_raw
+    member = f"2_Ortho_RGB/{photo_name('2_11')[:-4]}.tfw"
+    broken = with_nested_member(potsdam_zip, tmp_path / "Potsdam.zip", "Potsdam/2_Ortho_RGB.zip", member, b"0.05\n")
+    with pytest.raises(WorldFileError, match=re.escape(f"{broken}!Potsdam/2_Ortho_RGB.zip!{member}: a world file")):
+        project(source="local", local={"paths": [str(broken)]}, exclude=["4_12"])
+    assert raw_files(root) == before
+
+
+def test_a_corrupt_inner_archive_keeps_the_earlier_data(project, potsdam_zip, earlier_raw, tmp_path):
+    root, before = earlier_raw
+    broken = tmp_path / "Potsdam.zip"
+    with zipfile.ZipFile(potsdam_zip) as source, zipfile.ZipFile(broken, "w") as copy:
+        for info in source.infolist():
+            data = source.read(info)
+            copy.writestr(info, data[: len(data) // 2] if info.filename.endswith("5_Labels_all.zip") else data)
+    with pytest.raises(ArchiveError, match=re.escape(f"{broken}!Potsdam/5_Labels_all.zip")):
+        project(source="local", local={"paths": [str(broken)]})
+    assert raw_files(root) == before
+    assert sorted(p.name for p in (root / "data").iterdir()) == ["raw"]  # no work folder left

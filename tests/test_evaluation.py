@@ -8,11 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import repo_params
-from scored_project import SCORING_PARAMS, SHAPE, pooled, scored_project, write_prediction, write_snapshots
+from scored_project import (
+    BOUNDARY_RADIUS,
+    SCORING_PARAMS,
+    SHAPE,
+    pooled,
+    scored_project,
+    write_prediction,
+    write_snapshots,
+)
 from sklearn.metrics import accuracy_score, f1_score, jaccard_score
 
+from aerialseg.boundaries import erode_boundaries
 from aerialseg.evaluation import evaluate
 from aerialseg.history import HISTORY_COLUMNS
+from aerialseg.palette import IGNORE_INDEX
 
 
 @pytest.fixture
@@ -53,11 +63,50 @@ def test_erode_radius_leaves_boundary_pixels_out(project):
     evaluate(layout, project["params"])
     full = json.loads(layout.evaluation.read_text())
 
-    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {"erode_radius": 1}}))
+    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "erode_radius": 1}}))
 
     eroded = json.loads(layout.evaluation.read_text())
     counted = lambda result: sum(c["support"] for c in result["plain"]["per_class"].values())  # noqa: E731
     assert 0 < counted(eroded) < counted(full)
+
+
+def test_boundary_free_labels_leave_the_boundaries_out_and_the_protocol_says_so(project):
+    layout, palette = project["layout"], project["palette"]
+    evaluate(
+        layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "labels": "no_boundary"}})
+    )
+
+    results = json.loads(layout.evaluation.read_text())
+    labels = {tile: erode_boundaries(label, BOUNDARY_RADIUS) for tile, label in project["labels"].items()}
+    truth, kept = pooled(labels), pooled(labels) != IGNORE_INDEX
+    assert 0 < kept.sum() < truth.size  # the boundary bands are left out, the rest is scored
+    for mode in ("plain", "smooth"):
+        predicted = pooled(project["predictions"][mode])
+        assert results[mode]["miou"] == pytest.approx(jaccard_score(truth[kept], predicted[kept], average="macro"))
+        assert results[mode]["oa"] == pytest.approx(accuracy_score(truth[kept], predicted[kept]))
+    assert results["protocol"] == {
+        "labels": "no_boundary",
+        "erode_radius": 0,
+        "tiles": ["2_10", "2_11"],
+        "tile_sizes": [f"{SHAPE[1]} x {SHAPE[0]}"],
+        "pixels_scored": int(kept.sum()),
+        "pixels_ignored": int((~kept).sum()),
+        "classes": list(palette.names),
+        "without_classes": ["clutter"],
+    }
+
+
+def test_boundary_free_labels_missing_from_the_data_are_named_with_the_ways_out(project):
+    layout = project["layout"]
+    layout.resized.label("2_11", "no_boundary").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        evaluate(
+            layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], "labels": "no_boundary"}})
+        )
+    message = str(error.value)
+    assert message.startswith(f"test tile 2_11: no boundary-free label {layout.resized.label('2_11', 'no_boundary')}")
+    assert "5_Labels_all_noBoundary.zip" in message and "set evaluate.labels to 'full'" in message
+    assert not layout.evaluation.exists()
 
 
 def test_a_test_tile_without_label_is_named_and_nothing_is_written(project):
@@ -112,3 +161,28 @@ def test_snapshot_table_and_mlflow_logging(project, tmp_path):
     assert logged["test_plain_iou_car"] == pytest.approx(results["plain"]["per_class"]["car"]["iou"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluate")}
     assert {"evaluate/confusion_plain.png", "evaluate/confusion_smooth.png", "evaluate/snapshots.csv"} <= artifacts
+
+
+@pytest.mark.parametrize(
+    "settings, epochs, columns, sentence",
+    [
+        ({"snapshots": "last", "snapshot_modes": ["plain"]}, [4], ["test_miou_plain"], "the last snapshot"),
+        ({"snapshots": "all", "snapshot_modes": ["smooth"]}, [2, 4], ["test_miou_smooth"], "every snapshot"),
+        (
+            {"snapshots": "none", "snapshot_modes": ["plain", "smooth"]},
+            [],
+            ["test_miou_plain", "test_miou_smooth"],
+            "not scored",
+        ),
+    ],
+)
+def test_snapshot_scoring_is_bounded_as_asked(project, settings, epochs, columns, sentence):
+    layout = project["layout"]
+    write_snapshots(layout, project["palette"])
+
+    evaluate(layout, repo_params({**SCORING_PARAMS, "evaluate": {**SCORING_PARAMS["evaluate"], **settings}}))
+
+    table = pd.read_csv(layout.snapshot_table)
+    assert table["epoch"].tolist() == epochs
+    assert list(table.columns) == HISTORY_COLUMNS + columns
+    assert sentence in layout.snapshot_markdown.read_text()

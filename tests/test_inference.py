@@ -1,4 +1,4 @@
-"""inference.predict_test_tiles, the predict stage's work, on real files: a saved Keras model,
+"""mapping.predict_test_tiles, the predict stage's work, on real files: a saved Keras model,
 resized photos and splits.json."""
 
 import json
@@ -12,8 +12,10 @@ import tifffile
 from conftest import repo_params
 
 from aerialseg.blending import predict_probabilities
-from aerialseg.inference import KerasPredictor, predict_map, predict_test_tiles
+from aerialseg.georef import WorldFile, read_world_file, world_file_path, write_world_file
+from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout
+from aerialseg.mapping import predict_test_tiles
 from aerialseg.potsdam import photo_name
 from aerialseg.tiles import read_geotags, read_image, write_image
 
@@ -100,6 +102,25 @@ def test_stage_writes_plain_and_smooth_maps_of_every_test_tile(project):
 
     geotags = read_geotags(out / "smooth/top_potsdam_2_10_pred.tif")
     assert [(code, value) for code, _, _, value, _ in geotags] == [(33550, PIXEL_SCALE)]
+
+
+def test_maps_get_the_photo_world_file_and_a_photo_without_one_is_warned_about(project, capsys):
+    save_model(project / "models/model.keras")
+    world = WorldFile(0.1, 0.0, 0.0, -0.1, 366682.05, 5808337.95)
+    write_world_file(world_file_path(project / "data/resized/images" / photo_name("2_10")), world)
+    predict(project)
+
+    out = project / "data/predictions"
+    for mode in ("plain", "smooth"):
+        assert read_world_file(out / mode / "top_potsdam_2_10_pred.tfw") == world
+        assert read_world_file(out / mode / "top_potsdam_2_10_pred.pgw") == world
+        assert not list((out / mode).glob("top_potsdam_2_11_pred.?[gf]w"))  # its photo has none
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {project / 'data/resized/images' / photo_name('2_11')} has no world file "
+        "(top_potsdam_2_11_RGB.tfw): the maps of tile 2_11 are written without one, so a GIS cannot place them "
+        "(GeoTIFF tags, if any, are kept in the .tif)"
+    ]
 
 
 def test_missing_splits_file_is_named(project):
@@ -212,3 +233,40 @@ def test_rgba_and_rgbir_images_are_predicted_from_their_rgb_bands():
     from_rgb = predict_probabilities(rgb, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
     from_four = predict_probabilities(four_bands, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
     np.testing.assert_array_equal(from_four, from_rgb)
+
+
+def edge_sensitive_keras_model(classes=CLASSES) -> keras.Model:
+    """3 x 3 convolutions with zero padding: predictions change under flips and turns at window edges."""
+    keras.utils.set_random_seed(1)
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(classes, 3, padding="same", activation="softmax"),
+        ],
+        name="edge_sensitive",
+    )
+
+
+@pytest.mark.parametrize("tta", ["flips", "d4"])
+def test_test_time_augmentation_on_the_device_matches_numpy(tta):
+    """The same maps whether NumPy turns every window (any plain function) or the model does,
+    in one compiled call per batch of windows."""
+    predictor = KerasPredictor(edge_sensitive_keras_model(), CLASSES)
+    image = random_image((70, 45))
+    on_device = predict_probabilities(image, predictor, WINDOW, CLASSES, tta=tta, batch_size=8)
+    in_numpy = predict_probabilities(image, lambda batch: predictor(batch), WINDOW, CLASSES, tta=tta, batch_size=8)
+    np.testing.assert_allclose(on_device, in_numpy, atol=1e-5)
+    assert np.abs(in_numpy - predict_probabilities(image, predictor, WINDOW, CLASSES, tta="none")).max() > 1e-3
+
+
+def test_smooth_prediction_takes_the_train_stage_model_with_its_output_in_a_list(tmp_path):
+    """The train stage saves keras.Model(model.inputs, model.outputs): called, it returns a list of one."""
+    inner = tiny_keras_model()
+    keras.Model(inner.inputs, inner.outputs).save(tmp_path / "model.keras")
+    predictor = KerasPredictor(keras.saving.load_model(tmp_path / "model.keras"), CLASSES)
+    image = random_image((40, 40))
+    smooth = predict_probabilities(image, predictor, WINDOW, CLASSES, tta="flips")
+    whole = keras.ops.convert_to_numpy(inner(image[None].astype(np.float32), training=False))[0]
+    np.testing.assert_allclose(smooth, whole, atol=1e-5)  # a per-pixel model: blending changes nothing

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from aerialseg.metrics import confusion_matrix, confusion_rows, erode_boundaries, scores, training_metrics
+from aerialseg.metrics import confusion_matrix, confusion_rows, scores, training_metrics
 from aerialseg.palette import IGNORE_INDEX
 
 NAMES = ["road", "building", "tree", "clutter"]
@@ -97,21 +97,6 @@ def test_confusion_matrix_refuses_a_class_value_beyond_the_classes():
     prediction[1, 1] = 7
     with pytest.raises(ValueError, match=r"a\.tif: prediction holds class value\(s\) \[7\].*6 classes"):
         confusion_matrix(np.zeros((4, 4), np.uint8), prediction, 6, source="a.tif")
-
-
-def test_erosion_ignores_exactly_the_band_around_a_boundary():
-    label = np.zeros((30, 40), np.uint8)
-    label[:, 20:] = 1
-    radius = 3
-
-    eroded = erode_boundaries(label, radius)
-
-    ignored_columns = np.flatnonzero((eroded == IGNORE_INDEX).all(axis=0))
-    np.testing.assert_array_equal(ignored_columns, np.arange(20 - radius, 20 + radius))
-    kept = eroded != IGNORE_INDEX
-    np.testing.assert_array_equal(eroded[kept], label[kept])  # the rest, image edges included, is untouched
-    assert kept.sum() == label.size - 2 * radius * label.shape[0]
-    np.testing.assert_array_equal(erode_boundaries(label, 0), label)
 
 
 def test_confusion_rows_cross_tabulate_to_the_scaled_matrix():

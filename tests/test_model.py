@@ -89,6 +89,20 @@ def test_input_sizes_that_cannot_be_halved_enough_are_refused():
         build_unet(NUM_CLASSES, encoder="vgg16", input_shape=(48, 48, 3))
 
 
+def test_classic_unet_takes_four_bands_and_keeps_them_in_the_saved_model(tmp_path):
+    """RGBIR photos: the band count is the model's input shape, saved with it."""
+    model = build_unet(NUM_CLASSES, base_filters=2, input_shape=(None, None, 4))
+    photos = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 4)).astype("float32")
+    assert model.predict(photos, verbose=0).shape == (1, 32, 32, NUM_CLASSES)
+    model.save(tmp_path / "model.keras")
+    assert keras.saving.load_model(tmp_path / "model.keras").input_shape == (None, None, None, 4)
+
+
+def test_a_pretrained_encoder_refuses_other_than_three_bands():
+    with pytest.raises(ValueError, match=r"pretrained encoder \(mobilenetv2\) takes 3 bands.*has 4.*encoder 'none'"):
+        build_unet(NUM_CLASSES, encoder="mobilenetv2", input_shape=(None, None, 4))
+
+
 @pytest.fixture(scope="module", params=list(BACKBONES))
 def encoder_unet(request):
     """One U-Net per pretrained encoder, randomly initialised; built once per module."""

@@ -1,11 +1,15 @@
-"""End to end: `dvc repro` of the whole pipeline in a fresh git repo, then `dvc exp run`."""
+"""End to end: `dvc repro` of the whole pipeline in a fresh git repo, failures that cost nothing,
+then `dvc exp run`."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import altered, make_project, run
+from pipeline_helpers import altered, deep_update, make_project, run
 from test_dvc_yaml import read_pipeline
 
 pytestmark = pytest.mark.slow
@@ -44,7 +48,7 @@ def test_repro_writes_every_output(project):
         assert 0 <= evaluation[mode]["miou"] <= 1 and 0 < evaluation[mode]["oa"] <= 1
     snapshots = pd.read_csv(project / "metrics/snapshots.csv")
     assert snapshots["epoch"].tolist() == [1, 2]
-    assert snapshots["test_miou_smooth"].between(0, 1).all()
+    assert snapshots["test_miou_plain"].between(0, 1).all()  # evaluate.snapshot_modes: [plain] by default
 
 
 def test_second_repro_does_nothing(project):
@@ -69,6 +73,88 @@ def test_metrics_and_plots_are_shown(project):
     assert "smooth" in metrics and "val_jaccard" in metrics
     run(["dvc", "plots", "show", "-o", "plots"], project)
     assert (project / "plots" / "index.html").is_file()
+
+
+def output_checksums(project: Path) -> dict[str, str]:
+    """SHA-256 of every file the stages write (data/, models/, metrics/)."""
+    files = (path for folder in ("data", "models", "metrics") for path in sorted((project / folder).rglob("*")))
+    return {
+        str(path.relative_to(project)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in files
+        if path.is_file()
+    }
+
+
+def params_with(project: Path, changes: dict) -> bytes:
+    return yaml.safe_dump(deep_update(yaml.safe_load((project / "params.yaml").read_text()), changes)).encode()
+
+
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"classes": {"tree": [0, 300, 0]}}, "classes"),
+        ({"data": {"sorce": "url"}}, "data.sorce"),
+        ({"resize": {"scael": 0.5}}, "resize.scael"),
+        ({"patches": {"split": {"tset": []}}}, "patches.split.tset"),
+        ({"train": {"epoch": 3}}, "train.epoch"),
+        ({"mlflow": {"experimnet": "x"}}, "mlflow.experimnet"),
+        ({"predict": {"tta": "d8"}}, "predict.tta"),
+        ({"evaluate": {"erode": 1}}, "evaluate.erode"),
+        ({"report": {"video_fps": 0}}, "report.video_fps"),
+        ({"trian": {"epochs": 3}}, "trian"),
+    ],
+)
+def test_a_typo_in_any_section_stops_the_pipeline_before_any_stage_runs(project, changes, key):
+    before = output_checksums(project)
+    params = project / "params.yaml"
+    with altered(params, params_with(project, changes)):
+        result = run(["dvc", "repro"], project, check=False)
+    assert result.returncode != 0
+    assert f"error: params.yaml: {key}:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("Running stage")] == [
+        "Running stage 'validate':"
+    ]
+    assert output_checksums(project) == before
+
+
+def test_a_failing_stage_keeps_the_outputs_of_its_last_successful_run(project, tmp_path):
+    """Each stage fails in turn, on bad params or bad input; every output stays byte-identical."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    params = project / "params.yaml"
+    evaluation = project / "metrics/evaluate.json"
+    prediction = project / "data/predictions/smooth/top_potsdam_2_13_pred.tif"
+    failures = [  # (stage, file to alter, its content, dvc repro arguments, expected message)
+        (
+            "download",
+            params,
+            params_with(project, {"data": {"source": "local", "local": {"paths": [str(tmp_path)]}}}),
+            [],
+            "no Potsdam tiles",
+        ),
+        ("patches", params, params_with(project, {"patches": {"patch_size": 256}}), [], "larger than the tile"),
+        (
+            "train",
+            params,
+            params_with(project, {"mlflow": {"tracking_uri": f"sqlite:///{a_file}/mlflow.db"}}),
+            ["-f", "-s", "train"],  # mlflow settings alone never rerun the training
+            "cannot be used",
+        ),
+        ("evaluate", prediction, prediction.read_bytes()[:300], ["-s", "evaluate"], "cannot read image"),
+        ("report", evaluation, b"{}", ["-s", "report"], "KeyError"),
+    ]
+    before = output_checksums(project)
+    for stage, path, content, arguments, message in failures:
+        with altered(path, content):
+            result = run(["dvc", "repro", *arguments], project, check=False)
+        assert result.returncode != 0, stage
+        assert f"Running stage '{stage}'" in result.stdout, stage
+        assert message in result.stderr, (stage, result.stderr[-2000:])
+        assert "outputs of the last successful run are back in place" in result.stderr, stage
+        assert output_checksums(project) == before, stage
+    # as before the failed attempts, but for the params check, which passed with the params tried
+    assert set(json.loads(run(["dvc", "status", "--json"], project).stdout)) <= {"validate"}
 
 
 def test_experiment_reruns_only_training_onwards_and_logs_a_new_mlflow_run(project):

@@ -42,6 +42,8 @@ def test_report_draws_every_figure_and_links_them(project):
     linked = set(re.findall(r"\(figures/([^)]+)\)", markdown))
     assert linked == expected
     assert "| smooth |" in markdown and "## Snapshots" in markdown and "mIoU w/o clutter" in markdown
+    assert "**Protocol.** Scored on the full labels (every pixel scored" in markdown
+    assert "the pixels of the 2 test tile(s) 2_10, 2_11 pooled into one confusion matrix per mode" in markdown
 
 
 def test_report_without_snapshots_says_so_and_skips_their_pictures(project):

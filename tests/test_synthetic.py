@@ -6,6 +6,8 @@ import pytest
 import tifffile
 from conftest import POTSDAM_PALETTE
 
+from aerialseg.georef import read_world_file, world_file_path
+from aerialseg.layout import TileFolder
 from aerialseg.palette import Palette
 from aerialseg.synthetic import generate_tile, tile_ids, write_dataset
 from aerialseg.tiles import read_label
@@ -104,24 +106,49 @@ def test_tile_ids_are_potsdam_style_rows_of_five():
 
 
 def test_write_dataset_writes_potsdam_named_8bit_rgb_tiffs(tmp_path, palette):
-    ids = write_dataset(tmp_path / "images", tmp_path / "labels", 3, 96, 5, palette)
+    out = TileFolder(tmp_path)
+    ids = write_dataset(out, 3, 96, 5, palette)
     assert ids == ["2_10", "2_11", "2_12"]
-    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"top_potsdam_{tile}_RGB.tif" for tile in ids]
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(
+        f"top_potsdam_{tile}_RGB.{suffix}" for tile in ids for suffix in ("tif", "tfw")
+    )
     assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [f"top_potsdam_{tile}_label.tif" for tile in ids]
     photos = []
     for tile in ids:
-        with tifffile.TiffFile(tmp_path / "images" / f"top_potsdam_{tile}_RGB.tif") as tif:
+        with tifffile.TiffFile(out.photo(tile)) as tif:
             page = tif.pages[0]
             assert page.photometric == tifffile.PHOTOMETRIC.RGB and page.bitspersample == 8
             photos.append(page.asarray())
         assert photos[-1].shape == (96, 96, 3) and photos[-1].dtype == np.uint8
-        read_label(tmp_path / "labels" / f"top_potsdam_{tile}_label.tif", palette)  # palette colours only
+        read_label(out.label(tile), palette)  # palette colours only
+        read_label(out.label(tile, "no_boundary"), palette, variant="no_boundary")  # and black
     assert not np.array_equal(photos[0], photos[1]), "each tile has its own seed"
 
 
 def test_write_dataset_is_reproducible_and_extending_keeps_earlier_tiles(tmp_path, palette):
-    write_dataset(tmp_path / "a/images", tmp_path / "a/labels", 2, 64, 9, palette)
-    write_dataset(tmp_path / "b/images", tmp_path / "b/labels", 3, 64, 9, palette)
+    write_dataset(TileFolder(tmp_path / "a"), 2, 64, 9, palette)
+    write_dataset(TileFolder(tmp_path / "b"), 3, 64, 9, palette)
     for tile in ("2_10", "2_11"):
         name = f"images/top_potsdam_{tile}_RGB.tif"
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_infrared_band_sets_share_the_rgb_bands_and_vegetation_shines_in_infrared(palette):
+    rgb, label = generate_tile(4, 256, palette)
+    rgbir, _ = generate_tile(4, 256, palette, "RGBIR")
+    irrg, _ = generate_tile(4, 256, palette, "IRRG")
+    assert rgbir.shape == (256, 256, 4) and irrg.shape == (256, 256, 3)
+    np.testing.assert_array_equal(rgbir[..., :3], rgb)  # the same RGB bytes, whichever set is asked for
+    np.testing.assert_array_equal(irrg, rgbir[..., [3, 0, 1]])  # infrared, red, green
+    classes = palette.rgb_to_index(label)
+    infrared = rgbir[..., 3].astype(float)
+    vegetation = np.isin(classes, [palette.names.index("tree"), palette.names.index("low_vegetation")])
+    assert infrared[vegetation].mean() > infrared[~vegetation].mean() + 40
+
+
+def test_tiles_lie_side_by_side_on_the_ground(tmp_path, palette):
+    """Neighbouring ids are neighbouring tiles: 2_11 starts where 2_10 ends, at 5 cm per pixel."""
+    write_dataset(TileFolder(tmp_path), 2, 64, 0, palette)
+    first, second = (read_world_file(world_file_path(TileFolder(tmp_path).photo(tile))) for tile in ("2_10", "2_11"))
+    assert (first.a, first.e) == (0.05, -0.05)
+    assert second.ground(-0.5, -0.5) == pytest.approx(first.ground(-0.5, 63.5))  # top of 2_11 = bottom of 2_10

@@ -1,0 +1,223 @@
+"""Benchmark: training throughput of the default and the seed-size U-Net, and the loader alone.
+
+For each model, patches/s and achieved GFLOP/s of the training step, from arrays in memory and
+through the pipeline's input path (memory-mapped .npy, PatchSequence with shuffling and D4
+augmentation), with and without XLA compilation, with and without the training metrics. Then the
+loader alone (no model): patches/s of PatchSequence over 256 x 256 patches, in memory and
+memory-mapped, without and with D4, today's code beside the previous one (per-sample D4 and a
+float32 copy of every batch), kept here as the reference.
+
+FLOPs are counted from the model's layers: 2 k_h k_w C_in C_out per output pixel of every Conv2D
+(per input pixel of every Conv2DTranspose); a training step counts 3 forward passes (the
+backward pass costs about two), the usual approximation. BatchNorm, activations, pooling and the
+loss are left out (a few percent). The CPU model and its vector extensions are printed first:
+figures from different CPUs must not be compared as if alike.
+
+    python -m benchmarks.throughput             # both models, every variant, the loader (~15 min on 2 cores)
+    python -m benchmarks.throughput --quick     # fewer patches and steps, for a check of the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from aerialseg.dataset import PatchSequence, open_patches
+from aerialseg.losses import make_loss
+from aerialseg.metrics import training_metrics
+from aerialseg.model import build_unet
+
+CLASSES = 6
+MODELS = {  # name: (base filters, patch side, batch size, batches per measurement, every variant?)
+    "default (classic U-Net, 16 filters, 128 px)": (16, 128, 16, 10, True),
+    # about 290 GFLOP per patch: seconds per patch on 2 cores, so fewer batches and variants
+    "seed size (classic U-Net, 64 filters, 256 px)": (64, 256, 4, 5, False),
+}
+INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_description() -> str:
+    """CPU model, logical cores and the vector extensions that decide convolution speed."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    extensions = " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or "none listed"
+    return f"{model}; {os.cpu_count()} logical cores; {extensions}"
+
+
+def conv_flops(model: keras.Model) -> float:
+    """Forward-pass FLOPs of the convolutions of a model built for one fixed patch size."""
+    total = 0.0
+    for layer in _all_layers(model):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            kernel_h, kernel_w, c_in, c_out = layer.kernel.shape
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                c_in, c_out = c_out, c_in  # Keras stores (k, k, out, in) for transposed convolutions
+                height, width = layer.input.shape[1:3]
+            else:
+                height, width = layer.output.shape[1:3]
+            total += 2.0 * kernel_h * kernel_w * c_in * c_out * height * width
+    return total
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield from _all_layers(layer) if isinstance(layer, keras.Model) else (layer,)
+
+
+def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = build_unet(CLASSES, base_filters=base_filters, input_shape=(side, side, 3))
+    model.compile(
+        optimizer="adam",
+        loss=make_loss("dice_focal", CLASSES),
+        metrics=training_metrics(CLASSES) if metrics else None,
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+class BatchTimer(keras.callbacks.Callback):
+    """Seconds from one batch's end to the next's (fetching the batch included), after the
+    first ``skip`` batches (tracing and compiling)."""
+
+    def __init__(self, skip: int):
+        super().__init__()
+        self.skip, self.ends = skip, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch >= self.skip:
+            self.ends.append(time.perf_counter())
+
+    @property
+    def seconds(self) -> np.ndarray:
+        return np.diff(self.ends)
+
+
+def training_rate(model: keras.Model, data: dict, batch_size: int, skip: int) -> float:
+    """Patches/s of the training step: median batch time after the warm-up batches."""
+    timer = BatchTimer(skip)
+    model.fit(callbacks=[timer], verbose=0, epochs=1, **data)
+    return batch_size / float(np.median(timer.seconds))
+
+
+def model_rows(name: str, filters: int, side: int, batch: int, batches: int, every_variant: bool, folder: Path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch * batches, side, side, 3), dtype=np.uint8)
+    labels = rng.integers(0, CLASSES, (batch * batches, side, side), dtype=np.uint8)
+    np.save(folder / "images.npy", images)
+    np.save(folder / "labels.npy", labels)
+    mapped = open_patches(folder / "images.npy", folder / "labels.npy", CLASSES)
+    inputs = dict(
+        zip(
+            INPUTS,
+            (
+                dict(x=images, y=labels, batch_size=batch, shuffle=False),
+                dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
+            ),
+        )
+    )
+    variants = [(source, xla, metrics) for source in INPUTS for xla in (False, True) for metrics in (True, False)]
+    if not every_variant:
+        variants = [(INPUTS[0], False, True), (INPUTS[0], True, True), (INPUTS[1], False, True)]
+    flops = 3 * conv_flops(build_unet(CLASSES, base_filters=filters, input_shape=(side, side, 3)))
+    print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)", flush=True)
+    rows = []
+    for source, jit_compile, metrics in variants:
+        rate = training_rate(fresh_model(filters, side, jit_compile, metrics), inputs[source], batch, skip=1)
+        rows.append(
+            f"| {name} | {source} | {'on' if jit_compile else 'off'} | {'on' if metrics else 'off'} "
+            f"| {rate:.2f} | {rate * flops / 1e9:.0f} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def previous_augment_d4(images, labels, rng):
+    """The loader's D4 augmentation before this benchmark: one Python step per sample."""
+    images, labels = images.copy(), labels.copy()
+    for i, (turns, flip) in enumerate(zip(rng.integers(0, 4, len(images)), rng.integers(0, 2, len(images)))):
+        image, label = np.rot90(images[i], turns), np.rot90(labels[i], turns)
+        if flip:
+            image, label = image[:, ::-1], label[:, ::-1]
+        images[i], labels[i] = image, label
+    return images, labels
+
+
+class PreviousPatchSequence(PatchSequence):
+    """The loader before this benchmark: per-sample D4 and a float32 copy of every batch."""
+
+    def __getitem__(self, index: int):
+        batch = np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
+        images, labels = self.images[batch], self.labels[batch]
+        if self.augment:
+            images, labels = previous_augment_d4(images, labels, np.random.default_rng([self.seed, self.epoch, index]))
+        return images.astype(np.float32), labels
+
+
+def loader_rate(sequence: PatchSequence) -> float:
+    """Patches/s of reading every batch of one epoch (the second epoch, so the page cache is warm)."""
+    sequence.on_epoch_end()
+    started = time.perf_counter()
+    count = sum(len(sequence[index][0]) for index in range(len(sequence)))
+    return count / (time.perf_counter() - started)
+
+
+def loader_rows(patches: int, folder: Path, side: int = 256, batch: int = 16) -> list[str]:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (patches, side, side, 3), dtype=np.uint8)
+    labels = rng.integers(0, CLASSES, (patches, side, side), dtype=np.uint8)
+    np.save(folder / "loader_images.npy", images)
+    np.save(folder / "loader_labels.npy", labels)
+    mapped = open_patches(folder / "loader_images.npy", folder / "loader_labels.npy", CLASSES)
+    rows = []
+    for storage, arrays in (("in memory", (images, labels)), ("memory-mapped", mapped)):
+        for augment in (False, True):
+            rates = [
+                loader_rate(kind(*arrays, batch, shuffle=True, augment=augment, seed=0))
+                for kind in (PreviousPatchSequence, PatchSequence)
+            ]
+            rows.append(
+                f"| {storage} | {'D4' if augment else 'none'} | {rates[0]:.0f} | {rates[1]:.0f} "
+                f"| {rates[1] / rates[0]:.1f}x |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer patches: checks the script, not the machine")
+    args = parser.parse_args()
+    print(f"CPU: {cpu_description()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        model_table = ["| model | input | XLA | metrics | patches/s | GFLOP/s |", "|---|---|---|---|---:|---:|"]
+        for name, (filters, side, batch, batches, every_variant) in MODELS.items():
+            batches = 3 if args.quick else batches
+            model_table += model_rows(
+                name, filters, side, batch, batches, every_variant and not args.quick, Path(folder)
+            )
+        loader_table = [
+            "| storage | augmentation | previous loader patches/s | loader patches/s | speed-up |",
+            "|---|---|---:|---:|---:|",
+        ]
+        loader_table += loader_rows(64 if args.quick else 1024, Path(folder))
+    print("\n".join(["", *model_table, "", "Loader alone, 256 x 256 patches, batches of 16:", *loader_table]))
+
+
+if __name__ == "__main__":
+    main()

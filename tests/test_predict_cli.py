@@ -1,0 +1,344 @@
+"""aerialseg-predict on real files: georeferenced rasters written with rasterio, a saved Keras
+model, the repository's params.yaml; the maps are read back with rasterio (GDAL) and tifffile."""
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import rasterio
+import tifffile
+import tomllib
+from affine import Affine
+from conftest import POTSDAM_PALETTE
+from pipeline_helpers import REPO, environment
+from rasterio.transform import from_origin
+
+from aerialseg.blending import predict_probabilities
+from aerialseg.config import PredictParams
+from aerialseg.inference import KerasPredictor, load_predictor
+from aerialseg.layout import Layout
+from aerialseg.mapping import map_raster, predict_test_tiles, probability_bytes
+from aerialseg.potsdam import photo_name
+from aerialseg.predict import find_inputs, main
+from aerialseg.tiles import write_image
+
+PARAMS = REPO / "params.yaml"
+WINDOW = 32
+ORIGIN = from_origin(367_000.0, 5_810_000.0, 0.05, 0.05)  # a 5 cm photo in ETRS89 / UTM 33N, as Potsdam's
+CRS = "EPSG:25833"
+OPTIONS = ["--window", str(WINDOW), "--tta", "flips"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A 3 x 3 convolution with zero padding: each window's edges change the numbers, so only the
+    very windows, weights and order of the in-memory prediction give the same map."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 64),
+            keras.layers.Conv2D(POTSDAM_PALETTE.num_classes, 3, padding="same", activation="softmax"),
+        ]
+    )
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return path
+
+
+def photo(seed: int, shape=(300, 200), bands=3) -> np.ndarray:
+    """Blocky random colours (H x W x bands), so classes form regions as in a real map."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (shape[0] // 10 + 1, shape[1] // 10 + 1, bands))
+    return np.repeat(np.repeat(coarse, 10, axis=0), 10, axis=1)[: shape[0], : shape[1]].astype(np.uint8)
+
+
+def write_geotiff(path: Path, pixels: np.ndarray, **profile) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width, bands = pixels.shape
+    options = dict(driver="GTiff", crs=CRS, transform=ORIGIN) | profile
+    with rasterio.open(path, "w", height=height, width=width, count=bands, dtype=pixels.dtype, **options) as dataset:
+        dataset.write(np.moveaxis(pixels, -1, 0))
+    return path
+
+
+def predict(*arguments) -> int:
+    return main([*map(str, arguments)])
+
+
+FLIPS = PredictParams(tta="flips")  # the settings OPTIONS gives the command
+
+
+def in_memory(model_file: Path, pixels: np.ndarray, options: PredictParams = FLIPS) -> np.ndarray:
+    """The probabilities of the whole photo held in memory at once, as blending computes them."""
+    predictor = KerasPredictor(keras.saving.load_model(model_file), POTSDAM_PALETTE.num_classes)
+    return predict_probabilities(pixels, predictor, WINDOW, POTSDAM_PALETTE.num_classes, **options.model_dump())
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def error_line(capsys) -> str:
+    """The command's one error line; besides it stderr may hold only the progress bar (the
+    windows done before the failure), and never a traceback."""
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, lines
+    assert all(" windows: " in line for line in lines if line not in errors), lines
+    return errors[0]
+
+
+def test_a_georeferenced_raster_becomes_a_coloured_cog_on_the_same_grid(tmp_path, model_file, capsys):
+    pixels = photo(0)
+    scene = write_geotiff(tmp_path / "in/scene.tif", pixels)
+    out = tmp_path / "maps"
+    assert predict("--model", model_file, "--params", PARAMS, "--out", out, "--probabilities", *OPTIONS, scene) == 0
+    captured = capsys.readouterr()
+    assert f"{scene} -> {out / 'scene.tif'}, {out / 'scene_probabilities.tif'}" in captured.out
+    assert "scene.tif: smooth windows" in captured.err  # the progress bar
+
+    probabilities = in_memory(model_file, pixels)
+    with rasterio.open(scene) as source, rasterio.open(out / "scene.tif") as index_map:
+        assert index_map.crs == source.crs and index_map.transform == source.transform
+        assert index_map.bounds == source.bounds  # corner coordinates
+        assert (index_map.count, index_map.dtypes) == (1, ("uint8",))
+        np.testing.assert_array_equal(index_map.read(1), probabilities.argmax(-1))  # as if predicted whole
+        assert index_map.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        colours = index_map.colormap(1)
+        assert [colours[i][:3] for i in range(POTSDAM_PALETTE.num_classes)] == list(POTSDAM_PALETTE.colours)
+        assert json.loads(index_map.tags()["CLASS_NAMES"]) == list(POTSDAM_PALETTE.names)
+        assert json.loads(index_map.tags()["PREDICTION"]) == {
+            "mode": "smooth",
+            "window": WINDOW,
+            **PredictParams(tta="flips").model_dump(),
+        }
+    with rasterio.open(out / "scene_probabilities.tif") as maps:
+        assert maps.bounds == source.bounds and maps.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert maps.descriptions == POTSDAM_PALETTE.names
+        assert maps.scales == (1 / 255,) * POTSDAM_PALETTE.num_classes
+        np.testing.assert_array_equal(np.moveaxis(maps.read(), 0, -1), probability_bytes(probabilities))
+
+
+def test_the_cog_is_tiled_compressed_with_overviews_and_directories_before_pixels(tmp_path, model_file):
+    """Written in row bands of 128 (smaller tiles than the default 512, so a small raster has
+    overviews), and still the very map of the whole photo predicted at once."""
+    pixels = photo(1, shape=(300, 250))
+    scene = write_geotiff(tmp_path / "scene.tif", pixels)
+    predictor = load_predictor(model_file, POTSDAM_PALETTE.num_classes, WINDOW)
+    options = PredictParams(tta="none", subdivisions=4)
+    cog = tmp_path / "map.tif"
+    map_raster(scene, cog, predictor, POTSDAM_PALETTE, WINDOW, "smooth", options, block_size=128)
+
+    with rasterio.open(cog) as index_map:
+        assert index_map.tags(ns="IMAGE_STRUCTURE") | {"LAYOUT": "COG", "COMPRESSION": "DEFLATE"} == index_map.tags(
+            ns="IMAGE_STRUCTURE"
+        )
+        assert index_map.block_shapes == [(128, 128)]
+        assert index_map.overviews(1) == [2, 4]
+        np.testing.assert_array_equal(index_map.read(1), in_memory(model_file, pixels, options).argmax(-1))
+    with tifffile.TiffFile(cog) as tif:  # the COG layout itself: every directory before any pixel
+        assert len(tif.pages) == 3 and all(page.is_tiled for page in tif.pages)
+        assert max(page.offset for page in tif.pages) < min(min(page.dataoffsets) for page in tif.pages)
+
+
+def test_a_world_file_places_the_map_and_a_plain_picture_gets_a_note(tmp_path, model_file, capsys):
+    write_image(tmp_path / "in/placed.png", photo(2, shape=(70, 90)))
+    (tmp_path / "in/placed.pgw").write_text("0.5\n0\n0\n-0.5\n1000.25\n2000.25\n")  # pixel size, rotation, centre
+    write_image(tmp_path / "in/plain.jpg", photo(3, shape=(40, 50)))
+    out = tmp_path / "maps"
+    assert predict("--model", model_file, "--params", PARAMS, "--out", out, *OPTIONS, tmp_path / "in") == 0
+    with rasterio.open(out / "placed.tif") as placed:
+        assert placed.transform == Affine(0.5, 0, 1000, 0, -0.5, 2000.5)  # a world file names pixel centres
+        assert placed.bounds == rasterio.open(tmp_path / "in/placed.png").bounds
+    assert f"note: {tmp_path / 'in/plain.jpg'}: not georeferenced" in capsys.readouterr().err
+    assert files_in(out) == ["placed.tif", "plain.tif"]
+
+
+def test_extra_bands_are_dropped_with_a_note(tmp_path, model_file, capsys):
+    rgb = photo(4)
+    scene = write_geotiff(tmp_path / "rgbir.tif", np.concatenate([rgb, photo(5, bands=1)], axis=-1))
+    assert predict("--model", model_file, "--params", PARAMS, "--out", tmp_path / "maps", *OPTIONS, scene) == 0
+    assert "has 4 bands and the model takes 3: mapping it from bands 1 to 3 (RGB)" in capsys.readouterr().err
+    with rasterio.open(tmp_path / "maps/rgbir.tif") as index_map:
+        np.testing.assert_array_equal(index_map.read(1), in_memory(model_file, rgb).argmax(-1))
+
+
+def test_the_stage_and_the_command_make_the_same_map(tmp_path, model_file):
+    project = tmp_path / "project"
+    tile_photo = write_geotiff(project / "data/resized/images" / photo_name("2_10"), photo(6, shape=(90, 70)))
+    (project / "data/patches").mkdir(parents=True)
+    (project / "data/patches/splits.json").write_text(json.dumps({"train": [], "val": [], "test": ["2_10"]}))
+    (project / "models").mkdir()
+    shutil.copy(model_file, project / "models/model.keras")
+    predict_test_tiles(Layout(project), POTSDAM_PALETTE, WINDOW, FLIPS)
+    for mode in ("plain", "smooth"):
+        out = tmp_path / mode
+        assert (
+            predict("--model", model_file, "--params", PARAMS, "--out", out, *OPTIONS, "--mode", mode, tile_photo) == 0
+        )
+        stage_map = tifffile.imread(project / f"data/predictions/{mode}/top_potsdam_2_10_pred.tif")
+        with rasterio.open(out / "top_potsdam_2_10_RGB.tif") as command_map:
+            np.testing.assert_array_equal(command_map.read(1), stage_map)
+
+
+# --- inputs and outputs -----------------------------------------------------------------------
+
+
+def test_inputs_are_files_folders_and_globs_each_once(tmp_path):
+    for name in ("a.tif", "b.png", "c.txt", "sub/d.tif"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = find_inputs([str(tmp_path / "b.png"), str(tmp_path), str(tmp_path / "**/*.tif")])
+    assert [path.relative_to(tmp_path).as_posix() for path in found] == ["b.png", "a.tif", "sub/d.tif"]
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ("missing.tif", "missing.tif: no such file or folder (check the path)"),
+        ("nothing-*.tif", "nothing-*.tif: no file matches this pattern (check it)"),
+        (
+            "empty",
+            "empty: no raster files (.tif, .tiff, .png, .jpg, .jpeg, .jp2, .img, .vrt) in this folder (give files)",
+        ),
+    ],
+)
+def test_inputs_that_name_nothing_are_refused(tmp_path, model_file, capsys, given, message):
+    (tmp_path / "empty").mkdir()
+    assert predict("--model", model_file, "--out", tmp_path / "maps", tmp_path / given) == 1
+    assert error_line(capsys) == f"error: {tmp_path}/{message}"
+
+
+def test_an_existing_map_is_refused_unless_overwrite(tmp_path, model_file, capsys):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(7, shape=(40, 40)))
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps/scene.tif").write_bytes(b"an older map")
+    arguments = ["--model", model_file, "--params", PARAMS, "--out", tmp_path / "maps", *OPTIONS, scene]
+    assert predict(*arguments) == 1
+    assert error_line(capsys) == f"error: {tmp_path}/maps/scene.tif: already exists (pass --overwrite to replace it)"
+    assert (tmp_path / "maps/scene.tif").read_bytes() == b"an older map"
+    assert predict(*arguments, "--overwrite") == 0
+    assert rasterio.open(tmp_path / "maps/scene.tif").tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+
+
+def test_two_inputs_with_one_map_name_are_refused(tmp_path, model_file, capsys):
+    write_image(tmp_path / "a/scene.png", photo(8, shape=(20, 20)))
+    write_image(tmp_path / "b/scene.png", photo(9, shape=(20, 20)))
+    assert predict("--model", model_file, "--out", tmp_path / "maps", tmp_path / "a", tmp_path / "b") == 1
+    assert "scene.tif: would be the map of both" in error_line(capsys)
+
+
+def test_an_output_folder_under_a_file_is_refused(tmp_path, model_file, capsys):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(10, shape=(20, 20)))
+    (tmp_path / "file").write_text("not a folder")
+    assert predict("--model", model_file, "--out", tmp_path / "file/maps", scene) == 1
+    assert error_line(capsys).startswith(f"error: {tmp_path}/file/maps: cannot write maps into this folder (")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv to drop root's DAC override")
+def test_a_read_only_output_folder_is_refused_in_one_line(tmp_path, model_file):
+    """As a real process, without root's power to write anywhere (tests run as root)."""
+    scene = write_geotiff(tmp_path / "scene.tif", photo(11, shape=(20, 20)))
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o555)
+    command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", sys.executable]
+    command += ["-m", "aerialseg.predict", "--model", str(model_file), "--out", str(read_only), str(scene)]
+    result = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {read_only}: cannot write maps into this folder (Permission denied) (choose a folder you can write "
+        "to with --out)"
+    ]
+    assert os.listdir(read_only) == []
+
+
+# --- bad rasters and models -------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_a_raster_is_named(tmp_path, model_file, capsys):
+    (tmp_path / "notes.tif").write_text("field notes, not a picture")
+    assert predict("--model", model_file, "--params", PARAMS, "--out", tmp_path / "maps", tmp_path / "notes.tif") == 1
+    line = error_line(capsys)
+    assert line.startswith(f"error: {tmp_path}/notes.tif: not a raster GDAL can read (")
+    assert line.endswith("(give a GeoTIFF, PNG, JPEG or another GDAL raster format)")
+    assert files_in(tmp_path / "maps") == []
+
+
+def test_a_raster_truncated_midway_fails_there_and_leaves_the_older_map(tmp_path, model_file, capsys):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(12, shape=(300, 200)))
+    scene.write_bytes(scene.read_bytes()[: scene.stat().st_size * 2 // 3])  # an interrupted copy
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps/scene.tif").write_bytes(b"an older map")
+    arguments = ["--model", model_file, "--params", PARAMS, "--out", tmp_path / "maps", *OPTIONS, "--overwrite"]
+    assert predict(*arguments, "--probabilities", scene) == 1
+    line = error_line(capsys)
+    assert line.startswith(f"error: {scene}: cannot read rows ")
+    assert line.endswith("(the file is truncated or corrupt: check it with `gdalinfo -checksum`, or copy it again)")
+    assert files_in(tmp_path / "maps") == ["scene.tif"]  # no half map, no temporary, no probabilities
+    assert (tmp_path / "maps/scene.tif").read_bytes() == b"an older map"
+
+
+@pytest.mark.parametrize(
+    "pixels, message",
+    [
+        (photo(13, bands=2), "has 2 channel(s) but the model takes 3 (give an image with the model's 3 bands)"),
+        (photo(14).astype(np.uint16), "has uint16 bands, but the model takes 8-bit ones (convert it first"),
+    ],
+)
+def test_a_raster_the_model_cannot_take_is_refused_before_any_map(tmp_path, model_file, capsys, pixels, message):
+    good = write_geotiff(tmp_path / "a_good.tif", photo(15))
+    bad = write_geotiff(tmp_path / "b_bad.tif", pixels)
+    assert predict("--model", model_file, "--params", PARAMS, "--out", tmp_path / "maps", good, bad) == 1
+    assert error_line(capsys).startswith(f"error: {bad}: {message}")
+    assert files_in(tmp_path / "maps") == []  # refused before the good one was started
+
+
+def save_classifier(path: Path) -> Path:
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(6)], name="classifier")
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("missing.keras", "missing.keras: no such model file (train one with `dvc repro`"),
+        ("notes.keras", "notes.keras: not a Keras model ("),
+        ("classifier.keras", "classifier.keras: model 'classifier' is not a segmentation model: "),
+    ],
+)
+def test_a_model_that_cannot_map_is_named(tmp_path, capsys, model, message):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(16, shape=(40, 40)))
+    (tmp_path / "notes.keras").write_text("not a model")
+    save_classifier(tmp_path / "classifier.keras")
+    assert predict("--model", tmp_path / model, "--params", PARAMS, "--out", tmp_path / "maps", scene) == 1
+    line = error_line(capsys)
+    assert line.startswith(f"error: {tmp_path}/{message}")
+    if model == "classifier.keras":
+        assert "is not a segmentation model: input shape (None, 8, 8, 3), output shape (None, 6)" in line
+    assert files_in(tmp_path / "maps") == []
+
+
+def test_missing_params_are_asked_for(tmp_path, model_file, capsys):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(17, shape=(20, 20)))
+    arguments = ["--model", model_file, "--params", tmp_path / "params.yaml", "--out", tmp_path / "maps", scene]
+    assert predict(*arguments) == 1
+    assert error_line(capsys) == (
+        f"error: {tmp_path}/params.yaml: no such file (run aerialseg-predict in the aerialseg repository, whose "
+        "params.yaml names the classes the model was trained on, or pass --params PATH)"
+    )
+
+
+def test_console_scripts_name_the_commands_main_functions():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"aerialseg-predict", "aerialseg-export"}
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function))
