@@ -30,6 +30,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from aerialseg.errors import InputError
+
 DISTRIBUTIONS = ("none", "data_parallel")
 HOST_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",  # the coordinator (process 0), host:port
@@ -38,8 +40,9 @@ HOST_VARIABLES = (
 )
 
 
-class DistributionError(ValueError):
-    """The devices, hosts or batch size do not allow the data-parallel training asked for."""
+class DistributionError(InputError, ValueError):
+    """The devices, hosts or batch size do not allow the data-parallel training asked for (the
+    stage reports it in one line)."""
 
 
 @dataclass(frozen=True)
