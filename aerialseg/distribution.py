@@ -169,8 +169,9 @@ def jax_hosts(environ: Mapping[str, str]) -> dict[str, int | str] | None:
 def _jax_cluster(environ: Mapping[str, str]) -> Cluster:
     import jax
 
-    if jax_hosts(environ):
-        keras.distribution.initialize()  # reads HOST_VARIABLES; jax.distributed.initialize underneath
+    hosts = jax_hosts(environ)
+    if hosts:  # jax.distributed.initialize underneath
+        keras.distribution.initialize(hosts["coordinator"], hosts["processes"], hosts["process"])
     engine = keras.distribution.DataParallel(auto_shard_dataset=False)  # PatchSequence feeds each process its part
     index, count = jax.process_index(), jax.process_count()
     return Cluster(len(keras.distribution.list_devices()), (index, count), count, index == 0, engine)
