@@ -54,6 +54,7 @@ WindowFunctionName = Annotated[str, _one_of("aerialseg.blending", "WINDOW_FUNCTI
 TtaName = Annotated[str, _one_of("aerialseg.blending", "TTA_CHOICES")]
 BandsName = Annotated[str, _one_of("aerialseg.potsdam", "BANDS")]
 LabelVariant = Annotated[str, _one_of("aerialseg.potsdam", "LABEL_KINDS")]
+DistributionName = Annotated[str, _one_of("aerialseg.distribution", "DISTRIBUTIONS")]
 
 
 def _tile_id(value):
@@ -151,6 +152,7 @@ class TrainParams(Strict):
     seed: int = 0
     snapshot_every: int = Field(ge=1)
     mixed_precision: bool = False
+    distribution: DistributionName = "none"
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -7,7 +7,6 @@ set never has to fit in memory and the model is not kept waiting (see benchmarks
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import keras
@@ -48,12 +47,24 @@ def open_patches(images_path: str | Path, labels_path: str | Path, num_classes: 
 
 
 def augment_d4(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Apply one random flip/90-degree rotation per sample, the same to photo and label.
+    """Apply one random flip/90-degree rotation per sample, the same to photo and label."""
+    turns, flips = d4_choices(len(images), rng)
+    return apply_d4(images, labels, turns, flips)
+
+
+def d4_choices(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Quarter turns (0..3) and flips (0 or 1) of ``count`` samples, drawn from ``rng``."""
+    return rng.integers(0, 4, count), rng.integers(0, 2, count)
+
+
+def apply_d4(
+    images: np.ndarray, labels: np.ndarray, turns: np.ndarray, flips: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn sample i by ``turns[i]`` quarters, then mirror it if ``flips[i]``: photo and label alike.
 
     The samples that drew the same of the 8 symmetries are turned together, so a batch costs at
     most 8 vectorised copies instead of one Python step per sample (benchmarks/throughput.py).
     """
-    turns, flips = rng.integers(0, 4, len(images)), rng.integers(0, 2, len(images))
     out_images, out_labels = np.empty_like(images), np.empty_like(labels)
     for turn, flip in {(int(t), int(f)) for t, f in zip(turns, flips)}:
         chosen = np.flatnonzero((turns == turn) & (flips == flip))
@@ -76,6 +87,13 @@ class PatchSequence(keras.utils.PyDataset):
 
     The order and augmentation of epoch ``e`` depend only on ``seed`` and ``e``, so a resumed
     training sees exactly the batches an uninterrupted one would have seen.
+
+    Data-parallel training splits every batch evenly over ``devices``, so a short last batch is
+    cut to a multiple of it (at most ``devices - 1`` patches left out; with shuffling, others
+    each epoch). Of each such global batch, ``part = (index, count)`` yields the index-th of
+    ``count`` equal slices: the share one process of a multi-host training feeds to its devices.
+    The slices of all processes, in process order, are the batch a single process would yield,
+    augmented alike, so the training is the same however many processes feed it.
     """
 
     def __init__(
@@ -87,11 +105,14 @@ class PatchSequence(keras.utils.PyDataset):
         augment: bool = False,
         seed: int = 0,
         first_epoch: int = 0,
+        devices: int = 1,
+        part: tuple[int, int] = (0, 1),
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
+        self.devices, self.part = devices, part
         self.epoch = first_epoch
         self._order = self._epoch_order()
 
@@ -101,13 +122,19 @@ class PatchSequence(keras.utils.PyDataset):
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
+        full, rest = divmod(len(self.images), self.batch_size)
+        return full + (rest >= self.devices)
 
     def __getitem__(self, index: int):
-        batch = np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
-        images, labels = self.images[batch], self.labels[batch]
+        batch = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = np.sort(batch[: len(batch) - len(batch) % self.devices])
+        process, processes = self.part
+        share = len(batch) // processes
+        mine = slice(process * share, (process + 1) * share)
+        images, labels = self.images[batch[mine]], self.labels[batch[mine]]
         if self.augment:
-            images, labels = augment_d4(images, labels, np.random.default_rng([self.seed, self.epoch, index]))
+            turns, flips = d4_choices(len(batch), np.random.default_rng([self.seed, self.epoch, index]))
+            images, labels = apply_d4(images, labels, turns[mine], flips[mine])
         return images, labels
 
     def on_epoch_end(self) -> None:

@@ -59,6 +59,13 @@ class _MaskedSegmentationLoss(keras.losses.Loss):
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32") * valid
         return one_hot, valid, ops.cast(y_pred, "float32")
 
+    @staticmethod
+    def _per_sample(loss, y_pred):
+        """The batch's ``loss`` repeated for every sample. Keras averages a loss over the batch, and
+        under tf.distribute also divides it by the replica count, so that the replicas' gradients
+        add up to their mean; a scalar skips both, and two devices would double loss and gradient."""
+        return ops.broadcast_to(loss, ops.shape(y_pred)[:1])
+
     def _weights(self):
         weights = [1.0] * self.num_classes if self.class_weights is None else self.class_weights
         return ops.convert_to_tensor(weights, dtype="float32")
@@ -100,7 +107,8 @@ class DiceFocalLoss(_MaskedSegmentationLoss):
 
     def call(self, y_true, y_pred):
         one_hot, valid, probabilities = self._targets(y_true, y_pred)
-        return self._dice_loss(one_hot, valid, probabilities) + self._focal_loss(one_hot, probabilities)
+        loss = self._dice_loss(one_hot, valid, probabilities) + self._focal_loss(one_hot, probabilities)
+        return self._per_sample(loss, y_pred)
 
     def get_config(self):
         return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
@@ -134,7 +142,7 @@ class MaskedCrossEntropy(_MaskedSegmentationLoss):
 
     def call(self, y_true, y_pred):
         one_hot, _, probabilities = self._targets(y_true, y_pred)
-        return self._pixel_mean(-self._log(probabilities), one_hot)
+        return self._per_sample(self._pixel_mean(-self._log(probabilities), one_hot), y_pred)
 
 
 LOSSES = {"dice_focal": DiceFocalLoss, "crossentropy": MaskedCrossEntropy}

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-from contextlib import closing, contextmanager
+import tempfile
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
 import mlflow
@@ -64,6 +65,8 @@ def check_store(uri: str, origin: str) -> None:
     try:
         problem = _sqlite_problem(path) if path else None
         if problem is None:
+            if path:
+                _create_sqlite_store_once(path)
             with _few_http_retries():
                 MlflowClient(uri).search_experiments(max_results=1)
     except Exception as error:  # whatever the store raises (SQLAlchemy, OS, HTTP...), it cannot be used
@@ -96,6 +99,25 @@ def _sqlite_problem(path: Path) -> str | None:
         with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
             db.execute("PRAGMA schema_version")  # fails on a file that is not an SQLite database
     return None
+
+
+def _create_sqlite_store_once(path: Path) -> None:
+    """Make the SQLite store ``path`` if it is missing, also when several trainings do so at the
+    same moment (`dvc queue start -j 2` on a fresh clone, where mlflow.db is not in git): MLflow
+    building the tables of one new file from two processes fails in one of them, as both run
+    the migrations. So each builds a store of its own beside ``path``, and the first to link
+    its file into place wins; the others use that one."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, own = tempfile.mkstemp(prefix=f".{path.name}.new-", dir=path.parent)
+    os.close(fd)
+    try:
+        MlflowClient(f"sqlite:///{own}").search_experiments(max_results=1)  # builds the tables
+        with suppress(FileExistsError):
+            os.link(own, path)  # atomic, and never replaces a store another process linked first
+    finally:
+        os.remove(own)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from aerialseg.blending import MODES
 from aerialseg.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
 from aerialseg.config import Params, TrainParams
 from aerialseg.dataset import PatchSequence, open_patches
+from aerialseg.distribution import ONE_DEVICE, Cluster, join
 from aerialseg.history import write_history
 from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout, SnapshotFolder
@@ -36,9 +37,14 @@ from aerialseg.tiling import read_split
 PARAMS_OUTSIDE_TRAINING = {"mlflow", "evaluate", "report"}  # changing these must not restart a checkpoint
 
 
-def train(layout: Layout, params: Params) -> dict:
-    """Train (or resume) as ``params`` say; write the model, history and summary; return the summary."""
+def train(layout: Layout, params: Params) -> dict | None:
+    """Train (or resume) as ``params`` say; write the model, history and summary; return the summary.
+
+    Under ``train.distribution: data_parallel`` on several hosts, every process trains its share
+    and only the chief writes and logs; the others return None.
+    """
     cfg, num_classes = params.train, params.palette.num_classes
+    cluster = join(cfg.distribution, cfg.batch_size)  # first: hosts join before anything runs on a device
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -47,7 +53,8 @@ def train(layout: Layout, params: Params) -> dict:
     val_x, val_y = open_patches(patches.images("val"), patches.labels("val"), num_classes)
     class_weights = training_class_weights(layout, params)
     tracking_uri, origin = tracking.tracking_uri_and_origin(params.mlflow.tracking_uri, layout.root)
-    tracking.check_store(tracking_uri, origin)  # before anything is deleted or written
+    if cluster.chief:
+        tracking.check_store(tracking_uri, origin)  # before anything is deleted or written
     checkpoint = Checkpoint(
         layout.checkpoint,
         fingerprint(
@@ -57,13 +64,20 @@ def train(layout: Layout, params: Params) -> dict:
             code_digest(Path(__file__).parent),
         ),
     )
-    resumed = checkpoint.load()
-    if resumed:
-        model, state = resumed
-        print(f"resuming after epoch {state.epoch}")
-    else:
-        steps = math.ceil(len(train_x) / cfg.batch_size)
-        model, state = fresh_model(params, class_weights, steps, bands=train_x.shape[-1]), TrainingState()
+    with cluster.scope():
+        resumed = checkpoint.load()
+        if resumed:
+            model, state = resumed
+            print(f"resuming after epoch {state.epoch}")
+        else:
+            steps = math.ceil(len(train_x) / cfg.batch_size)
+            model, state = fresh_model(params, class_weights, steps, bands=train_x.shape[-1]), TrainingState()
+    cluster.check_same(state.epoch, "the epoch they resume after")
+    train_batches, val_batches = patch_batches(cfg, cluster, state, train_x, train_y, val_x, val_y)
+    if not cluster.chief:
+        fit(model, train_batches, val_batches, state, [], cfg, num_classes, class_weights, cluster)
+        return None
+    if not resumed:
         layout.snapshots.clear()
 
     with tracking.start_run(tracking_uri, params.mlflow.experiment, state.run_id) as run:
@@ -74,19 +88,31 @@ def train(layout: Layout, params: Params) -> dict:
         relog_missing_epochs(state)
         val_tile = read_split(patches.splits, "val")[0]
         val_photo = read_image(layout.resized.photo(val_tile))
-        train_batches = PatchSequence(
-            train_x, train_y, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, first_epoch=state.epoch
-        )
-        val_batches = PatchSequence(val_x, val_y, cfg.batch_size)
-        snapshot = snapshot_writer(layout.snapshots, params, val_photo)
-        callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x))]
-        fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights)
+        snapshot = snapshot_writer(layout.snapshots, params, val_photo, cluster)
+        callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x), cluster)]
+        fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights, cluster)
         write_outputs(layout, model, state, run.info.run_id, tracking_uri)
         checkpoint.remove()
         tracking.log_model(inference_model(model), params.mlflow.experiment)
     summary = final_summary(pd.DataFrame(state.history))
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def patch_batches(cfg: TrainParams, cluster: Cluster, state: TrainingState, train_x, train_y, val_x, val_y):
+    """The training and validation batches from the last finished epoch on, as this process feeds them."""
+    shares = dict(devices=cluster.devices, part=cluster.part)
+    train = PatchSequence(
+        train_x,
+        train_y,
+        cfg.batch_size,
+        shuffle=True,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        first_epoch=state.epoch,
+        **shares,
+    )
+    return train, PatchSequence(val_x, val_y, cfg.batch_size, **shares)
 
 
 def training_class_weights(layout: Layout, params: Params) -> list[float] | None:
@@ -99,12 +125,21 @@ def training_class_weights(layout: Layout, params: Params) -> list[float] | None
 
 class EpochEnd(keras.callbacks.Callback):
     """After each epoch: snapshot if due, save the checkpoint, then log to MLflow (in that order,
-    so a kill in between never logs an epoch that a resumed run would train again)."""
+    so a kill in between never logs an epoch that a resumed run would train again). Only the
+    chief has this callback; its work is the chief's alone (``cluster.alone``)."""
 
-    def __init__(self, state: TrainingState, checkpoint: Checkpoint, snapshot, snapshot_every: int, patches: int):
+    def __init__(
+        self,
+        state: TrainingState,
+        checkpoint: Checkpoint,
+        snapshot,
+        snapshot_every: int,
+        patches: int,
+        cluster: Cluster = ONE_DEVICE,
+    ):
         super().__init__()
         self.state, self.checkpoint, self.snapshot = state, checkpoint, snapshot
-        self.snapshot_every, self.patches = snapshot_every, patches
+        self.snapshot_every, self.patches, self.cluster = snapshot_every, patches, cluster
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -116,25 +151,27 @@ class EpochEnd(keras.callbacks.Callback):
         number = epoch + 1
         logs["patches_per_s"] = self.patches / (self.trained - self.started)  # the progress bar shows it
         row = {"epoch": number, **{k: float(v) for k, v in logs.items()}}
-        if number % self.snapshot_every == 0:
-            self.snapshot(self.model, number)
-        self.state.epoch, self.state.history = number, self.state.history + [row]
-        self.checkpoint.save(self.model, self.state)
+        with self.cluster.alone():
+            if number % self.snapshot_every == 0:
+                self.snapshot(self.model, number)
+            self.state.epoch, self.state.history = number, self.state.history + [row]
+            self.checkpoint.save(self.model, self.state)
         mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=number)
 
 
-def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.ndarray):
+def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.ndarray, cluster: Cluster):
     """Save the weights and the predicted map of a fixed validation tile, plain and smooth."""
 
     def snapshot(model, epoch):
         with atomic_file(snapshots.weights(epoch)) as tmp:
             model.save_weights(tmp)
-        predictor = KerasPredictor(model, params.palette.num_classes)
-        for mode in MODES:
-            index = predict_map(predictor, val_photo, params.patches.patch_size, mode, params.predict)
-            colours = params.palette.index_to_rgb(index)
-            write_image(snapshots.map(epoch, mode), colours)
-            tracking.log_map(colours, f"val_map_{mode}", epoch)
+        with cluster.on_this_process(model) as local:
+            predictor = KerasPredictor(local, params.palette.num_classes)
+            for mode in MODES:
+                index = predict_map(predictor, val_photo, params.patches.patch_size, mode, params.predict)
+                colours = params.palette.index_to_rgb(index)
+                write_image(snapshots.map(epoch, mode), colours)
+                tracking.log_map(colours, f"val_map_{mode}", epoch)
 
     return snapshot
 
@@ -174,7 +211,17 @@ def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int 
     return model
 
 
-def fit(model, train, val, state: TrainingState, callbacks, cfg: TrainParams, num_classes: int, class_weights) -> None:
+def fit(
+    model,
+    train,
+    val,
+    state: TrainingState,
+    callbacks,
+    cfg: TrainParams,
+    num_classes: int,
+    class_weights,
+    cluster: Cluster = ONE_DEVICE,
+) -> None:
     """Train from the last finished epoch. After the frozen-encoder epochs the encoder is
     unfrozen and the model recompiled, with a fresh optimizer for the fine-tuning epochs.
 
@@ -183,11 +230,14 @@ def fit(model, train, val, state: TrainingState, callbacks, cfg: TrainParams, nu
     """
     options = dict(validation_data=val, callbacks=callbacks, shuffle=False)
     if state.epoch < cfg.freeze_encoder_epochs:
-        model.fit(train, initial_epoch=state.epoch, epochs=cfg.freeze_encoder_epochs, **options)
+        with cluster.fitting():
+            model.fit(train, initial_epoch=state.epoch, epochs=cfg.freeze_encoder_epochs, **options)
         set_encoder_trainable(model, True)
-        compile_model(model, cfg, num_classes, class_weights, cfg.epochs - cfg.freeze_encoder_epochs, len(train))
+        with cluster.scope():
+            compile_model(model, cfg, num_classes, class_weights, cfg.epochs - cfg.freeze_encoder_epochs, len(train))
     if state.epoch < cfg.epochs:
-        model.fit(train, initial_epoch=state.epoch, epochs=cfg.epochs, **options)
+        with cluster.fitting():
+            model.fit(train, initial_epoch=state.epoch, epochs=cfg.epochs, **options)
 
 
 def write_outputs(layout: Layout, model, state: TrainingState, run_id: str, tracking_uri: str) -> None:

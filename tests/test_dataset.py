@@ -79,3 +79,24 @@ def test_each_sample_gets_the_symmetry_it_drew_as_one_at_a_time_would():
             expected, expected_label = expected[:, ::-1], expected_label[:, ::-1]
         np.testing.assert_array_equal(augmented[i], expected)
         np.testing.assert_array_equal(augmented_labels[i], expected_label)
+
+
+def test_every_batch_splits_evenly_over_the_devices(tmp_path):
+    """A short last batch is cut to a multiple of the device count, or left out below it."""
+    images, labels = open_patches(*write_patches(tmp_path, n=11), 6)
+    for devices, sizes in ((1, [4, 4, 3]), (2, [4, 4, 2]), (4, [4, 4])):
+        sequence = PatchSequence(images, labels, 4, shuffle=True, devices=devices)
+        assert [len(batch) for batch, _ in sequence] == sizes
+
+
+def test_the_parts_of_all_processes_are_the_batch_of_one(tmp_path):
+    """Each process of a multi-host training feeds its slice; in process order the slices are
+    the batch one process would feed, with the same augmentation."""
+    images, labels = open_patches(*write_patches(tmp_path, n=24), 6)
+    options = dict(shuffle=True, augment=True, seed=3, first_epoch=1, devices=4)
+    whole = PatchSequence(images, labels, 8, **options)
+    parts = [PatchSequence(images, labels, 8, part=(index, 2), **options) for index in range(2)]
+    assert len(parts[0]) == len(parts[1]) == len(whole) == 3
+    for i in range(len(whole)):
+        for got, expected in zip(zip(*(part[i] for part in parts)), whole[i]):
+            np.testing.assert_array_equal(np.concatenate(got), expected)

@@ -237,3 +237,45 @@ def test_unreachable_server_is_refused_within_seconds(monkeypatch):
         tracking.check_store(uri, origin)
     assert_store_error(str(error.value), uri, "the MLFLOW_TRACKING_URI environment variable", "Connection refused")
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+
+
+FIRST_TRAINING = """
+import sys
+from mlflow.tracking import MlflowClient
+from aerialseg import tracking
+uri = sys.argv[1]
+print("ready", flush=True)
+sys.stdin.readline()  # go: both processes start at the same moment
+tracking.check_store(uri, "test")
+with tracking.start_run(uri, "aerialseg") as run:
+    MlflowClient().log_metric(run.info.run_id, "loss", 1.0, step=1)
+"""
+
+
+def test_two_trainings_can_make_a_fresh_store_at_once(tmp_path):
+    """`dvc queue start -j 2` on a fresh clone: two trainings find no mlflow.db and make it at
+    the same moment. MLflow building one file's tables from two processes fails in one of them
+    (each runs the migrations), so the store is built aside and linked into place once."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_TRAINING, uri],
+            cwd=Path(__file__).parents[1],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    assert [process.stdout.readline() for process in processes] == ["ready\n"] * 2
+    for process in processes:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("aerialseg").experiment_id])
+    assert len(runs) == 2
+    assert all(client.get_metric_history(run.info.run_id, "loss")[0].value == 1.0 for run in runs)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mlflow.db"]  # nothing left beside it
