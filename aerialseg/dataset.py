@@ -2,7 +2,7 @@
 
 A keras.utils.PyDataset works with every Keras backend. Batches are read straight from the
 memory-mapped .npy files (indices sorted inside a batch so reads stay sequential), so the data
-set never has to fit in memory and the model is not kept waiting (see benchmarks/input_pipeline.py).
+set never has to fit in memory and the model is not kept waiting (see benchmarks/throughput.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from aerialseg.augmentation import draw_symmetries
 from aerialseg.errors import InputError
 from aerialseg.palette import IGNORE_INDEX
 
@@ -46,46 +47,15 @@ def open_patches(images_path: str | Path, labels_path: str | Path, num_classes: 
     return images, labels
 
 
-def augment_d4(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Apply one random flip/90-degree rotation per sample, the same to photo and label."""
-    turns, flips = d4_choices(len(images), rng)
-    return apply_d4(images, labels, turns, flips)
-
-
-def d4_choices(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Quarter turns (0..3) and flips (0 or 1) of ``count`` samples, drawn from ``rng``."""
-    return rng.integers(0, 4, count), rng.integers(0, 2, count)
-
-
-def apply_d4(
-    images: np.ndarray, labels: np.ndarray, turns: np.ndarray, flips: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Turn sample i by ``turns[i]`` quarters, then mirror it if ``flips[i]``: photo and label alike.
-
-    The samples that drew the same of the 8 symmetries are turned together, so a batch costs at
-    most 8 vectorised copies instead of one Python step per sample (benchmarks/throughput.py).
-    """
-    out_images, out_labels = np.empty_like(images), np.empty_like(labels)
-    for turn, flip in {(int(t), int(f)) for t, f in zip(turns, flips)}:
-        chosen = np.flatnonzero((turns == turn) & (flips == flip))
-        out_images[chosen] = _turn(images[chosen], turn, flip)
-        out_labels[chosen] = _turn(labels[chosen], turn, flip)
-    return out_images, out_labels
-
-
-def _turn(batch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
-    """Quarter turns of each sample of (N, H, W, ...), then a left-right flip if ``flip``."""
-    turned = np.rot90(batch, turns, axes=(1, 2))
-    return turned[:, :, ::-1] if flip else turned
-
-
 class PatchSequence(keras.utils.PyDataset):
-    """Batches of (uint8 RGB, uint8 class index) patches, reshuffled every epoch.
+    """Batches of ((uint8 photos, symmetry numbers), uint8 class indices), reshuffled every epoch.
 
     Photos stay uint8 (a quarter of float32's bytes to copy and hand over); the model's input
-    layer casts them to float, exactly.
+    layer casts them to float, exactly. With ``augment``, each patch draws one of the 8 D4
+    symmetries, which the training model applies on the device (aerialseg.augmentation);
+    without, every number is 0, the patch as it is.
 
-    The order and augmentation of epoch ``e`` depend only on ``seed`` and ``e``, so a resumed
+    The order and symmetries of epoch ``e`` depend only on ``seed`` and ``e``, so a resumed
     training sees exactly the batches an uninterrupted one would have seen.
 
     Data-parallel training splits every batch evenly over ``devices``, so a short last batch is
@@ -131,11 +101,10 @@ class PatchSequence(keras.utils.PyDataset):
         process, processes = self.part
         share = len(batch) // processes
         mine = slice(process * share, (process + 1) * share)
-        images, labels = self.images[batch[mine]], self.labels[batch[mine]]
+        symmetries = np.zeros(len(batch), np.int32)
         if self.augment:
-            turns, flips = d4_choices(len(batch), np.random.default_rng([self.seed, self.epoch, index]))
-            images, labels = apply_d4(images, labels, turns[mine], flips[mine])
-        return images, labels
+            symmetries = draw_symmetries(len(batch), np.random.default_rng([self.seed, self.epoch, index]))
+        return (self.images[batch[mine]], symmetries[mine]), self.labels[batch[mine]]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -20,6 +20,7 @@ import pandas as pd
 
 from aerialseg import tracking
 from aerialseg.atomic import atomic_file, read_json, write_json
+from aerialseg.augmentation import segmentation_model, training_model
 from aerialseg.blending import MODES
 from aerialseg.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
 from aerialseg.config import Params, TrainParams
@@ -93,7 +94,7 @@ def train(layout: Layout, params: Params) -> dict | None:
         fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights, cluster)
         write_outputs(layout, model, state, run.info.run_id, tracking_uri)
         checkpoint.remove()
-        tracking.log_model(inference_model(model), params.mlflow.experiment)
+        tracking.log_model(inference_model(segmentation_model(model)), params.mlflow.experiment)
     summary = final_summary(pd.DataFrame(state.history))
     print(json.dumps(summary, indent=2))
     return summary
@@ -163,6 +164,7 @@ def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.nda
     """Save the weights and the predicted map of a fixed validation tile, plain and smooth."""
 
     def snapshot(model, epoch):
+        model = segmentation_model(model)
         with atomic_file(snapshots.weights(epoch)) as tmp:
             model.save_weights(tmp)
         with cluster.on_this_process(model) as local:
@@ -188,7 +190,8 @@ def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epoc
 
 
 def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int = 3):
-    """A new model, compiled for its first phase: the frozen-encoder epochs if any, else all.
+    """A new training model (aerialseg.augmentation.training_model), compiled for its first
+    phase: the frozen-encoder epochs if any, else all.
 
     ``bands``: of the patches (4 for RGBIR), so the model's input shape carries it to prediction.
     """
@@ -205,6 +208,7 @@ def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int 
     )
     if cfg.freeze_encoder_epochs:
         set_encoder_trainable(model, False)
+    model = training_model(model)
     compile_model(
         model, cfg, params.palette.num_classes, class_weights, cfg.freeze_encoder_epochs or cfg.epochs, steps_per_epoch
     )
@@ -232,7 +236,7 @@ def fit(
     if state.epoch < cfg.freeze_encoder_epochs:
         with cluster.fitting():
             model.fit(train, initial_epoch=state.epoch, epochs=cfg.freeze_encoder_epochs, **options)
-        set_encoder_trainable(model, True)
+        set_encoder_trainable(segmentation_model(model), True)
         with cluster.scope():
             compile_model(model, cfg, num_classes, class_weights, cfg.epochs - cfg.freeze_encoder_epochs, len(train))
     if state.epoch < cfg.epochs:
@@ -245,7 +249,7 @@ def write_outputs(layout: Layout, model, state: TrainingState, run_id: str, trac
     write_json(layout.train_summary, final_summary(history))
     write_json(layout.mlflow_run, {"tracking_uri": tracking_uri, "run_id": run_id})
     with atomic_file(layout.model) as tmp:
-        inference_model(model).save(tmp)
+        inference_model(segmentation_model(model)).save(tmp)
 
 
 def inference_model(model: keras.Model) -> keras.Model:

@@ -1,11 +1,13 @@
 """Benchmark: training throughput of the default and the seed-size U-Net, and the loader alone.
 
-For each model, patches/s and achieved GFLOP/s of the training step, from arrays in memory and
-through the pipeline's input path (memory-mapped .npy, PatchSequence with shuffling and D4
-augmentation), with and without XLA compilation, with and without the training metrics. Then the
-loader alone (no model): patches/s of PatchSequence over 256 x 256 patches, in memory and
-memory-mapped, without and with D4, today's code beside the previous one (per-sample D4 and a
-float32 copy of every batch), kept here as the reference.
+For each model, patches/s and achieved GFLOP/s of the training step (the training model, which
+applies the D4 augmentation on the device), from arrays in memory and through the pipeline's
+input path (memory-mapped .npy, PatchSequence with shuffling and D4 symmetry numbers), with and
+without XLA compilation, with and without the training metrics; beside them, in the same run,
+the previous training path, kept here as the reference: the bare U-Net fed float32 batches that
+the loader turned in NumPy, one sample at a time. Then the loader alone (no model): patches/s of
+PatchSequence over 256 x 256 patches, in memory and memory-mapped, without and with D4, beside
+the previous loader.
 
 FLOPs are counted from the model's layers: 2 k_h k_w C_in C_out per output pixel of every Conv2D
 (per input pixel of every Conv2DTranspose); a training step counts 3 forward passes (the
@@ -13,7 +15,7 @@ backward pass costs about two), the usual approximation. BatchNorm, activations,
 loss are left out (a few percent). The CPU model and its vector extensions are printed first:
 figures from different CPUs must not be compared as if alike.
 
-    python -m benchmarks.throughput             # both models, every variant, the loader (~15 min on 2 cores)
+    python -m benchmarks.throughput             # both models, every variant, the loader (~10 min on 2 cores)
     python -m benchmarks.throughput --quick     # fewer patches and steps, for a check of the script
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from aerialseg.augmentation import SYMMETRIES, training_model
 from aerialseg.dataset import PatchSequence, open_patches
 from aerialseg.losses import make_loss
 from aerialseg.metrics import training_metrics
@@ -36,11 +39,12 @@ from aerialseg.model import build_unet
 
 CLASSES = 6
 MODELS = {  # name: (base filters, patch side, batch size, batches per measurement, every variant?)
-    "default (classic U-Net, 16 filters, 128 px)": (16, 128, 16, 10, True),
+    "default (classic U-Net, 16 filters, 64 px)": (16, 64, 8, 40, True),
     # about 290 GFLOP per patch: seconds per patch on 2 cores, so fewer batches and variants
     "seed size (classic U-Net, 64 filters, 256 px)": (64, 256, 4, 5, False),
 }
 INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
+PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net)"
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -79,9 +83,17 @@ def _all_layers(model: keras.Model):
         yield from _all_layers(layer) if isinstance(layer, keras.Model) else (layer,)
 
 
-def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool) -> keras.Model:
+def xla_choices() -> tuple[bool, ...]:
+    """XLA off (what training uses on a CPU) and on under TensorFlow; only on under JAX, which
+    compiles every step with XLA (``jit_compile=False`` would run it op by op)."""
+    return (False, True) if keras.backend.backend() == "tensorflow" else (True,)
+
+
+def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, d4_on_device: bool) -> keras.Model:
     keras.utils.set_random_seed(0)
     model = build_unet(CLASSES, base_filters=base_filters, input_shape=(side, side, 3))
+    if d4_on_device:
+        model = training_model(model)
     model.compile(
         optimizer="adam",
         loss=make_loss("dice_focal", CLASSES),
@@ -122,29 +134,31 @@ def model_rows(name: str, filters: int, side: int, batch: int, batches: int, eve
     np.save(folder / "images.npy", images)
     np.save(folder / "labels.npy", labels)
     mapped = open_patches(folder / "images.npy", folder / "labels.npy", CLASSES)
-    inputs = dict(
-        zip(
-            INPUTS,
-            (
-                dict(x=images, y=labels, batch_size=batch, shuffle=False),
-                dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
-            ),
-        )
-    )
-    variants = [(source, xla, metrics) for source in INPUTS for xla in (False, True) for metrics in (True, False)]
+    symmetries = rng.integers(0, SYMMETRIES, len(images)).astype(np.int32)
+    inputs = {
+        INPUTS[0]: dict(x=[images, symmetries], y=labels, batch_size=batch, shuffle=False),
+        INPUTS[1]: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
+        PREVIOUS: dict(x=PreviousPatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
+    }
+    xla = xla_choices()
+    variants = [(source, jit, metrics) for source in INPUTS for jit in xla for metrics in (True, False)]
     if not every_variant:
-        variants = [(INPUTS[0], False, True), (INPUTS[0], True, True), (INPUTS[1], False, True)]
+        variants = [(INPUTS[0], jit, True) for jit in xla] + [(INPUTS[1], xla[0], True)]
+    variants.append((PREVIOUS, xla[0], True))
     flops = 3 * conv_flops(build_unet(CLASSES, base_filters=filters, input_shape=(side, side, 3)))
     print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)", flush=True)
-    rows = []
+    rows, rates = [], {}
     for source, jit_compile, metrics in variants:
-        rate = training_rate(fresh_model(filters, side, jit_compile, metrics), inputs[source], batch, skip=1)
+        model = fresh_model(filters, side, jit_compile, metrics, d4_on_device=source != PREVIOUS)
+        rate = rates[source, jit_compile, metrics] = training_rate(model, inputs[source], batch, skip=1)
         rows.append(
             f"| {name} | {source} | {'on' if jit_compile else 'off'} | {'on' if metrics else 'off'} "
             f"| {rate:.2f} | {rate * flops / 1e9:.0f} |"
         )
         print(rows[-1], flush=True)
-    return rows
+    speed_up = rates[INPUTS[1], xla[0], True] / rates[PREVIOUS, xla[0], True]
+    print(f"{name}: this input path / the previous one: {speed_up:.2f}x", flush=True)
+    return rows + [f"| {name} | this input path / the previous one | | | {speed_up:.2f}x | |"]
 
 
 def previous_augment_d4(images, labels, rng):
@@ -159,7 +173,7 @@ def previous_augment_d4(images, labels, rng):
 
 
 class PreviousPatchSequence(PatchSequence):
-    """The loader before this benchmark: per-sample D4 and a float32 copy of every batch."""
+    """The loader before this benchmark: per-sample D4 in NumPy and a float32 copy of every batch."""
 
     def __getitem__(self, index: int):
         batch = np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
@@ -173,7 +187,7 @@ def loader_rate(sequence: PatchSequence) -> float:
     """Patches/s of reading every batch of one epoch (the second epoch, so the page cache is warm)."""
     sequence.on_epoch_end()
     started = time.perf_counter()
-    count = sum(len(sequence[index][0]) for index in range(len(sequence)))
+    count = sum(len(sequence[index][1]) for index in range(len(sequence)))  # [1]: the labels
     return count / (time.perf_counter() - started)
 
 

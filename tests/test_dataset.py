@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aerialseg.dataset import PatchDataError, PatchSequence, augment_d4, open_patches
+from aerialseg.dataset import PatchDataError, PatchSequence, open_patches
 
 
 def write_patches(folder, n=10, size=8, classes=6):
@@ -37,12 +37,20 @@ def test_batches_are_memory_mapped_uint8_and_aligned(tmp_path):
     sequence = PatchSequence(images, labels, batch_size=4, shuffle=True, augment=True, seed=1)
     assert len(sequence) == 3
     seen = 0
+    symmetries = []
     for i in range(len(sequence)):
-        x, y = sequence[i]
+        (x, s), y = sequence[i]
         assert x.dtype == np.uint8 and y.dtype == np.uint8  # the model's input layer casts to float
-        np.testing.assert_array_equal(x[..., 0], y * 40)  # augmentation moved photo and label together
-        seen += len(x)
-    assert seen == 10
+        np.testing.assert_array_equal(x[..., 0], y * 40)  # photo and label as stored: the model turns them
+        assert s.dtype == np.int32 and s.shape == (len(x),)
+        seen, symmetries = seen + len(x), symmetries + s.tolist()
+    assert seen == 10 and set(symmetries) <= set(range(8)) and len(set(symmetries)) > 1
+
+
+def test_without_augmentation_every_patch_stays_as_it_is(tmp_path):
+    images, labels = open_patches(*write_patches(tmp_path), 6)
+    for (_, symmetries), _ in PatchSequence(images, labels, batch_size=4, shuffle=True, seed=1):
+        assert not symmetries.any()
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch(tmp_path):
@@ -52,33 +60,10 @@ def test_epoch_order_depends_only_on_seed_and_epoch(tmp_path):
     uninterrupted.on_epoch_end()
     resumed = PatchSequence(images, labels, 8, shuffle=True, augment=True, seed=5, first_epoch=2)
     for i in range(len(resumed)):
-        np.testing.assert_array_equal(resumed[i][0], uninterrupted[i][0])
+        for got, expected in zip(resumed[i][0], uninterrupted[i][0]):
+            np.testing.assert_array_equal(got, expected)
     first_epoch = PatchSequence(images, labels, 8, shuffle=True, seed=5)
     assert not np.array_equal(first_epoch[0][1], resumed[0][1])
-
-
-def test_d4_augmentation_uses_all_eight_transforms():
-    patch = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
-    images = np.repeat(patch[..., None], 3, axis=-1).repeat(200, axis=0)
-    augmented, labels = augment_d4(images, patch.repeat(200, axis=0), np.random.default_rng(0))
-    assert len({a[..., 0].tobytes() for a in augmented}) == 8
-    np.testing.assert_array_equal(augmented[..., 0], labels)
-
-
-def test_each_sample_gets_the_symmetry_it_drew_as_one_at_a_time_would():
-    rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
-    labels = rng.integers(0, 6, (64, 8, 8), dtype=np.uint8)
-    augmented, augmented_labels = augment_d4(images, labels, np.random.default_rng(9))
-    draws = np.random.default_rng(9)
-    turns, flips = draws.integers(0, 4, 64), draws.integers(0, 2, 64)
-    for i in range(64):
-        expected = np.rot90(images[i], turns[i])
-        expected_label = np.rot90(labels[i], turns[i])
-        if flips[i]:
-            expected, expected_label = expected[:, ::-1], expected_label[:, ::-1]
-        np.testing.assert_array_equal(augmented[i], expected)
-        np.testing.assert_array_equal(augmented_labels[i], expected_label)
 
 
 def test_every_batch_splits_evenly_over_the_devices(tmp_path):
@@ -86,7 +71,7 @@ def test_every_batch_splits_evenly_over_the_devices(tmp_path):
     images, labels = open_patches(*write_patches(tmp_path, n=11), 6)
     for devices, sizes in ((1, [4, 4, 3]), (2, [4, 4, 2]), (4, [4, 4])):
         sequence = PatchSequence(images, labels, 4, shuffle=True, devices=devices)
-        assert [len(batch) for batch, _ in sequence] == sizes
+        assert [len(labels) for _, labels in sequence] == sizes
 
 
 def test_the_parts_of_all_processes_are_the_batch_of_one(tmp_path):
@@ -98,5 +83,9 @@ def test_the_parts_of_all_processes_are_the_batch_of_one(tmp_path):
     parts = [PatchSequence(images, labels, 8, part=(index, 2), **options) for index in range(2)]
     assert len(parts[0]) == len(parts[1]) == len(whole) == 3
     for i in range(len(whole)):
-        for got, expected in zip(zip(*(part[i] for part in parts)), whole[i]):
-            np.testing.assert_array_equal(np.concatenate(got), expected)
+        (whole_images, whole_symmetries), whole_labels = whole[i]
+        (images_0, symmetries_0), labels_0 = parts[0][i]
+        (images_1, symmetries_1), labels_1 = parts[1][i]
+        np.testing.assert_array_equal(np.concatenate([images_0, images_1]), whole_images)
+        np.testing.assert_array_equal(np.concatenate([symmetries_0, symmetries_1]), whole_symmetries)
+        np.testing.assert_array_equal(np.concatenate([labels_0, labels_1]), whole_labels)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from conftest import repo_params
 
+from aerialseg.augmentation import segmentation_model
 from aerialseg.checkpoint import Checkpoint, TrainingState
 from aerialseg.dataset import PatchSequence
 from aerialseg.training import EpochEnd, final_summary, fit, fresh_model
@@ -58,7 +59,7 @@ class RecordEncoder(keras.callbacks.Callback):
         self.trainable = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.trainable.append(self.model.get_layer("encoder").trainable)
+        self.trainable.append(segmentation_model(self.model).get_layer("encoder").trainable)
 
 
 def test_a_pretrained_encoder_is_frozen_first_then_fine_tuned(tmp_path, mlflow_run):
