@@ -271,28 +271,33 @@ def _axis_weight_sum(grid: Grid, profile: np.ndarray, axis: int) -> np.ndarray:
 class _RunningSums:
     """Weighted prediction sums of the image rows from ``first`` on, the rows windows still add to.
 
-    Grows to the rows the windows of a batch reach (a window's height, or a few more when a
-    batch spans several rows of windows of a narrow image) and shrinks as rows are finished.
+    One buffer, grown to the rows the windows of a batch reach (a window's height, or a few more
+    when a batch spans several rows of windows of a narrow image) and reused: finished rows are
+    handed out and the rows still in use moved to its top, so a large tile does not page in a new
+    buffer for every row of windows.
     """
 
     def __init__(self, width: int, num_classes: int):
-        self.first = 0
-        self.sums = np.zeros((0, width, num_classes), dtype=np.float32)
+        self.first, self.used = 0, 0
+        self.buffer = np.zeros((0, width, num_classes), dtype=np.float32)
 
     def add(self, rows: slice, cols: slice, values: np.ndarray) -> None:
         end = rows.stop - self.first
-        if end > len(self.sums):
-            grown = np.zeros((end,) + self.sums.shape[1:], dtype=np.float32)
-            grown[: len(self.sums)] = self.sums
-            self.sums = grown
-        self.sums[rows.start - self.first : end, cols] += values
+        if end > len(self.buffer):
+            grown = np.zeros((end,) + self.buffer.shape[1:], dtype=np.float32)
+            grown[: self.used] = self.buffer[: self.used]
+            self.buffer = grown
+        self.used = max(self.used, end)
+        self.buffer[rows.start - self.first : end, cols] += values
 
     def pop(self, stop: int) -> np.ndarray:
         """Remove and return the sums of rows ``first`` to ``stop`` (no window adds to them any more)."""
         count = stop - self.first
-        done = self.sums[:count].copy()
-        self.sums = self.sums[count:]
-        self.first = stop
+        done = self.buffer[:count].copy()
+        kept = max(self.used - count, 0)
+        self.buffer[:kept] = self.buffer[count : count + kept]
+        self.buffer[kept : self.used] = 0
+        self.first, self.used = stop, kept
         return done
 
 

@@ -56,23 +56,9 @@ def train(layout: Layout, params: Params) -> dict | None:
     tracking_uri, origin = tracking.tracking_uri_and_origin(params.mlflow.tracking_uri, layout.root)
     if cluster.chief:
         tracking.check_store(tracking_uri, origin)  # before anything is deleted or written
-    checkpoint = Checkpoint(
-        layout.checkpoint,
-        fingerprint(
-            params.model_dump(exclude=PARAMS_OUTSIDE_TRAINING),
-            train_x.shape,
-            val_x.shape,
-            code_digest(Path(__file__).parent),
-        ),
-    )
+    checkpoint = Checkpoint(layout.checkpoint, training_fingerprint(params, train_x.shape, val_x.shape))
     with cluster.scope():
-        resumed = checkpoint.load()
-        if resumed:
-            model, state = resumed
-            print(f"resuming after epoch {state.epoch}")
-        else:
-            steps = math.ceil(len(train_x) / cfg.batch_size)
-            model, state = fresh_model(params, class_weights, steps, bands=train_x.shape[-1]), TrainingState()
+        model, state, resumed = resume_or_start(checkpoint, params, class_weights, train_x.shape)
     cluster.check_same(state.epoch, "the epoch they resume after")
     train_batches, val_batches = patch_batches(cfg, cluster, state, train_x, train_y, val_x, val_y)
     if not cluster.chief:
@@ -87,8 +73,7 @@ def train(layout: Layout, params: Params) -> dict | None:
             mlflow.log_params(tracking.flatten(params.model_dump()))
             mlflow.set_tag("git_commit", tracking.git_commit(layout.root))
         relog_missing_epochs(state)
-        val_tile = read_split(patches.splits, "val")[0]
-        val_photo = read_image(layout.resized.photo(val_tile))
+        val_photo = read_image(layout.resized.photo(read_split(patches.splits, "val")[0]))
         snapshot = snapshot_writer(layout.snapshots, params, val_photo, cluster)
         callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x), cluster)]
         fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights, cluster)
@@ -98,6 +83,25 @@ def train(layout: Layout, params: Params) -> dict | None:
     summary = final_summary(pd.DataFrame(state.history))
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def training_fingerprint(params: Params, train_shape: tuple, val_shape: tuple) -> str:
+    """What a checkpoint must have been trained with to be resumed: the params that shape the
+    training, the patch arrays' shapes and the library's code."""
+    trained_by = params.model_dump(exclude=PARAMS_OUTSIDE_TRAINING)
+    return fingerprint(trained_by, train_shape, val_shape, code_digest(Path(__file__).parent))
+
+
+def resume_or_start(
+    checkpoint: Checkpoint, params: Params, class_weights, train_shape: tuple
+) -> tuple[keras.Model, TrainingState, bool]:
+    """The checkpoint's model and state if it matches, else a fresh compiled model; and which."""
+    resumed = checkpoint.load()
+    if resumed:
+        print(f"resuming after epoch {resumed[1].epoch}")
+        return *resumed, True
+    steps = math.ceil(train_shape[0] / params.train.batch_size)
+    return fresh_model(params, class_weights, steps, bands=train_shape[-1]), TrainingState(), False
 
 
 def patch_batches(cfg: TrainParams, cluster: Cluster, state: TrainingState, train_x, train_y, val_x, val_y):

@@ -22,8 +22,6 @@ figures from different CPUs must not be compared as if alike.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -36,31 +34,16 @@ from aerialseg.dataset import PatchSequence, open_patches
 from aerialseg.losses import make_loss
 from aerialseg.metrics import training_metrics
 from aerialseg.model import build_unet
+from benchmarks.machine import machine
 
 CLASSES = 6
-MODELS = {  # name: (base filters, patch side, batch size, batches per measurement, every variant?)
-    "default (classic U-Net, 16 filters, 64 px)": (16, 64, 8, 40, True),
-    # about 290 GFLOP per patch: seconds per patch on 2 cores, so fewer batches and variants
-    "seed size (classic U-Net, 64 filters, 256 px)": (64, 256, 4, 5, False),
+MODELS = {  # name: (base filters, patch side, batch size, batches per round, rounds, every variant?)
+    "default (classic U-Net, 16 filters, 64 px)": (16, 64, 8, 40, 3, True),
+    # about 290 GFLOP per patch: seconds per patch on 2 cores, so fewer batches, rounds and variants
+    "seed size (classic U-Net, 64 filters, 256 px)": (64, 256, 4, 5, 1, False),
 }
 INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
 PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net)"
-VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu_description() -> str:
-    """CPU model, logical cores and the vector extensions that decide convolution speed."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    extensions = " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or "none listed"
-    return f"{model}; {os.cpu_count()} logical cores; {extensions}"
 
 
 def conv_flops(model: keras.Model) -> float:
@@ -120,14 +103,27 @@ class BatchTimer(keras.callbacks.Callback):
         return np.diff(self.ends)
 
 
-def training_rate(model: keras.Model, data: dict, batch_size: int, skip: int) -> float:
-    """Patches/s of the training step: median batch time after the warm-up batches."""
+def batch_seconds(model: keras.Model, data: dict, skip: int) -> np.ndarray:
+    """Seconds per batch of one epoch of training, after the warm-up batches."""
     timer = BatchTimer(skip)
     model.fit(callbacks=[timer], verbose=0, epochs=1, **data)
-    return batch_size / float(np.median(timer.seconds))
+    return timer.seconds
 
 
-def model_rows(name: str, filters: int, side: int, batch: int, batches: int, every_variant: bool, folder: Path):
+def interleaved_rates(models: dict, inputs: dict, batch: int, rounds: int) -> dict:
+    """Patches/s of each variant (median batch time). The variants take turns, one epoch each per
+    round, so that a shared machine's drift over minutes (seen here: 30 % between runs) weighs on
+    every variant alike instead of on whichever ran last."""
+    seconds = {variant: [] for variant in models}
+    for _ in range(rounds):
+        for variant, model in models.items():
+            seconds[variant] += list(batch_seconds(model, inputs[variant[0]], skip=1))
+    return {variant: batch / float(np.median(times)) for variant, times in seconds.items()}
+
+
+def model_rows(
+    name: str, filters: int, side: int, batch: int, batches: int, rounds: int, every_variant: bool, folder: Path
+):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch * batches, side, side, 3), dtype=np.uint8)
     labels = rng.integers(0, CLASSES, (batch * batches, side, side), dtype=np.uint8)
@@ -147,15 +143,17 @@ def model_rows(name: str, filters: int, side: int, batch: int, batches: int, eve
     variants.append((PREVIOUS, xla[0], True))
     flops = 3 * conv_flops(build_unet(CLASSES, base_filters=filters, input_shape=(side, side, 3)))
     print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)", flush=True)
-    rows, rates = [], {}
-    for source, jit_compile, metrics in variants:
-        model = fresh_model(filters, side, jit_compile, metrics, d4_on_device=source != PREVIOUS)
-        rate = rates[source, jit_compile, metrics] = training_rate(model, inputs[source], batch, skip=1)
-        rows.append(
-            f"| {name} | {source} | {'on' if jit_compile else 'off'} | {'on' if metrics else 'off'} "
-            f"| {rate:.2f} | {rate * flops / 1e9:.0f} |"
-        )
-        print(rows[-1], flush=True)
+    models = {
+        (source, jit, metrics): fresh_model(filters, side, jit, metrics, d4_on_device=source != PREVIOUS)
+        for source, jit, metrics in variants
+    }
+    rates = interleaved_rates(models, inputs, batch, rounds)
+    rows = [
+        f"| {name} | {source} | {'on' if jit else 'off'} | {'on' if metrics else 'off'} "
+        f"| {rate:.2f} | {rate * flops / 1e9:.0f} |"
+        for (source, jit, metrics), rate in rates.items()
+    ]
+    print("\n".join(rows), flush=True)
     speed_up = rates[INPUTS[1], xla[0], True] / rates[PREVIOUS, xla[0], True]
     print(f"{name}: this input path / the previous one: {speed_up:.2f}x", flush=True)
     return rows + [f"| {name} | this input path / the previous one | | | {speed_up:.2f}x | |"]
@@ -217,14 +215,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patches: checks the script, not the machine")
     args = parser.parse_args()
-    print(f"CPU: {cpu_description()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+    print(f"CPU: {machine()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         model_table = ["| model | input | XLA | metrics | patches/s | GFLOP/s |", "|---|---|---|---|---:|---:|"]
-        for name, (filters, side, batch, batches, every_variant) in MODELS.items():
-            batches = 3 if args.quick else batches
-            model_table += model_rows(
-                name, filters, side, batch, batches, every_variant and not args.quick, Path(folder)
-            )
+        for name, (filters, side, batch, batches, rounds, every_variant) in MODELS.items():
+            if args.quick:
+                batches, rounds, every_variant = 3, 1, False
+            model_table += model_rows(name, filters, side, batch, batches, rounds, every_variant, Path(folder))
         loader_table = [
             "| storage | augmentation | previous loader patches/s | loader patches/s | speed-up |",
             "|---|---|---:|---:|---:|",
