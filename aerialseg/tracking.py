@@ -170,13 +170,20 @@ def existing_run(tracking_uri: str, run_id: str):
 
 def _experiment_id(name: str, tracking_uri: str) -> str:
     """The experiment ``name``; a new one keeps its artifacts in mlartifacts/ beside a SQLite store
-    (the repository root for the default store), not wherever the process happens to run."""
+    (the repository root for the default store), not wherever the process happens to run, and is
+    tagged as model development as it is made, so that trainings started together (`dvc queue
+    start -j 2`) do not both write the tag; if one of them made the experiment first, it is used."""
     found = mlflow.get_experiment_by_name(name)
     if found:
         return found.experiment_id
     database = _sqlite_path(tracking_uri)
     artifacts = (database.parent / "mlartifacts").as_uri() if database else None
-    return mlflow.create_experiment(name, artifact_location=artifacts)
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifacts, tags={KIND_TAG: MODEL_DEVELOPMENT})
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.get_experiment_by_name(name).experiment_id  # a training started beside made it first
 
 
 def _mark_model_development(experiment_id: str) -> None:

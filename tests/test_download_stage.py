@@ -16,8 +16,9 @@ ARCHIVE = "2_Ortho_RGB.zip"
 
 @pytest.fixture
 def slow_download(tmp_path, file_server, make_potsdam_tiles, make_zip):
-    """A project whose params download two archives of 2 MB from a server sending 1 MB/s (the
-    downloader writes 1 MB blocks, so a kill after the first keeps a part to resume)."""
+    """A project whose params download two archives of 2 MB from a server sending 256 KB/s (the
+    downloader writes 1 MB blocks, so a kill after the first keeps a part to resume, with seconds
+    to spare even on a loaded machine before the download could end by itself)."""
     make_potsdam_tiles(tmp_path / "source", ["2_10", "2_11"], size=600)
     archives = [
         make_zip(tmp_path / "source" / name, tmp_path / f"{name}.zip") for name in ("2_Ortho_RGB", "5_Labels_all")
@@ -27,7 +28,7 @@ def slow_download(tmp_path, file_server, make_potsdam_tiles, make_zip):
         for a in archives
     ]
     project = make_project(tmp_path / "project", {"data": {"source": "url", "url": {"files": files}}}, git=False)
-    file_server.bytes_per_second = 1 << 20
+    file_server.bytes_per_second = 1 << 18
     return project, file_server
 
 
