@@ -71,7 +71,7 @@ def test_every_batch_splits_evenly_over_the_devices(tmp_path):
     images, labels = open_patches(*write_patches(tmp_path, n=11), 6)
     for devices, sizes in ((1, [4, 4, 3]), (2, [4, 4, 2]), (4, [4, 4])):
         sequence = PatchSequence(images, labels, 4, shuffle=True, devices=devices)
-        assert [len(labels) for _, labels in sequence] == sizes
+        assert [len(batch_labels) for _, batch_labels in sequence] == sizes
 
 
 def test_the_parts_of_all_processes_are_the_batch_of_one(tmp_path):
