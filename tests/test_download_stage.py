@@ -33,6 +33,8 @@ def slow_download(tmp_path, file_server, make_potsdam_tiles, make_zip):
 
 
 def start_stage(project: Path) -> subprocess.Popen:
+    """The download stage as a terminal starts it: with Ctrl-C's signal at its default, also when
+    the tests themselves run in a background job, whose children inherit SIGINT ignored."""
     return subprocess.Popen(
         [sys.executable, "-m", "stages.download"],
         cwd=project,
@@ -40,6 +42,7 @@ def start_stage(project: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
