@@ -15,7 +15,7 @@ backward pass costs about two), the usual approximation. BatchNorm, activations,
 loss are left out (a few percent). The CPU model and its vector extensions are printed first:
 figures from different CPUs must not be compared as if alike.
 
-    python -m benchmarks.throughput             # both models, every variant, the loader (~10 min on 2 cores)
+    python -m benchmarks.throughput             # both models, every variant, the loader (~12 min on 2 cores)
     python -m benchmarks.throughput --quick     # fewer patches and steps, for a check of the script
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from aerialseg.augmentation import SYMMETRIES, training_model
+from aerialseg.augmentation import draw_symmetries, training_model
 from aerialseg.dataset import PatchSequence, open_patches
 from aerialseg.losses import make_loss
 from aerialseg.metrics import training_metrics
@@ -130,7 +130,7 @@ def model_rows(
     np.save(folder / "images.npy", images)
     np.save(folder / "labels.npy", labels)
     mapped = open_patches(folder / "images.npy", folder / "labels.npy", CLASSES)
-    symmetries = rng.integers(0, SYMMETRIES, len(images)).astype(np.int32)
+    symmetries = draw_symmetries(len(images), rng)
     inputs = {
         INPUTS[0]: dict(x=[images, symmetries], y=labels, batch_size=batch, shuffle=False),
         INPUTS[1]: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
