@@ -31,7 +31,7 @@ from aerialseg.inference import KerasPredictor, predict_map
 from aerialseg.layout import Layout, SnapshotFolder
 from aerialseg.losses import class_weights_from_counts, make_loss
 from aerialseg.metrics import training_metrics
-from aerialseg.model import build_model, set_encoder_trainable
+from aerialseg.model import build_model, set_encoder_trainable, stock_model
 from aerialseg.tiles import read_image, write_image
 from aerialseg.tiling import read_split
 
@@ -79,7 +79,7 @@ def train(layout: Layout, params: Params) -> dict | None:
         fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights, cluster)
         write_outputs(layout, model, state, run.info.run_id, tracking_uri)
         checkpoint.remove()
-        tracking.log_model(inference_model(segmentation_model(model)), params.mlflow.experiment)
+        tracking.log_model(stock_model(segmentation_model(model)), params.mlflow.experiment)
     summary = final_summary(pd.DataFrame(state.history))
     print(json.dumps(summary, indent=2))
     return summary
@@ -253,13 +253,7 @@ def write_outputs(layout: Layout, model, state: TrainingState, run_id: str, trac
     write_json(layout.train_summary, final_summary(history))
     write_json(layout.mlflow_run, {"tracking_uri": tracking_uri, "run_id": run_id})
     with atomic_file(layout.model) as tmp:
-        inference_model(segmentation_model(model)).save(tmp)
-
-
-def inference_model(model: keras.Model) -> keras.Model:
-    """The trained layers without loss and optimizer, so models/model.keras loads with plain
-    keras.saving.load_model (no custom loss to import) wherever it is used for prediction."""
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+        stock_model(segmentation_model(model)).save(tmp)
 
 
 def final_summary(history: pd.DataFrame) -> dict:

@@ -63,8 +63,7 @@ def write_large_raster(path: Path, size: int) -> None:
 
 def default_model(path: Path) -> None:
     """The U-Net of params.yaml's ``train`` section, saved as the train stage saves its model."""
-    from aerialseg.model import build_model
-    from aerialseg.training import inference_model
+    from aerialseg.model import build_model, stock_model
 
     params = load_params(REPO / "params.yaml")
     cfg = params.train
@@ -76,7 +75,7 @@ def default_model(path: Path) -> None:
         batch_norm=cfg.batch_norm,
         dropout=cfg.dropout,
     )
-    inference_model(model).save(path)
+    stock_model(model).save(path)
 
 
 def run_command(arguments: list[str]) -> tuple[float, float]:

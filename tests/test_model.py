@@ -16,10 +16,12 @@ from aerialseg.model import (
     BACKBONES,
     ENCODERS,
     EncoderWeightsError,
+    BatchNormalization,
     ImagenetPreprocessing,
     build_model,
     build_unet,
     set_encoder_trainable,
+    stock_model,
 )
 
 NUM_CLASSES = 6
@@ -57,13 +59,13 @@ def test_classic_unet_has_four_levels_and_the_requested_filters(classic_unet):
     assert [conv.filters for conv in convolutions[:10:2]] == [4, 8, 16, 32, 64]
     assert convolutions[-1].filters == NUM_CLASSES
     assert len(layers_of(classic_unet, keras.layers.SpatialDropout2D)) == 9
-    assert len(layers_of(classic_unet, keras.layers.BatchNormalization)) == 18
+    assert len(layers_of(classic_unet, BatchNormalization)) == 18
 
 
 def test_batch_norm_and_dropout_can_be_left_out():
     model = build_unet(NUM_CLASSES, base_filters=2, batch_norm=False, dropout=0.0)
 
-    assert not layers_of(model, keras.layers.BatchNormalization)
+    assert not layers_of(model, BatchNormalization)
     assert not layers_of(model, keras.layers.SpatialDropout2D)
 
 
@@ -77,9 +79,54 @@ def test_classic_unet_reloads_from_keras_file_with_identical_predictions(classic
     np.testing.assert_array_equal(reloaded.predict(images, verbose=0), classic_unet.predict(images, verbose=0))
 
 
-def test_classic_unet_uses_only_stock_keras_layers(classic_unet):
-    """So its model.keras loads anywhere, without aerialseg's custom objects."""
-    assert {type(layer).__module__.split(".")[0] for layer in classic_unet.layers} == {"keras"}
+def test_classic_unet_saved_as_stock_model_loads_without_aerialseg_and_predicts_the_same(classic_unet, tmp_path):
+    """models/model.keras is written through stock_model: a Python that never imports aerialseg
+    loads it with plain keras.saving.load_model, and it predicts exactly as the trained model."""
+    stock_model(classic_unet).save(tmp_path / "model.keras")
+    images = random_rgb(1, 32, 48)
+    np.save(tmp_path / "images.npy", images)
+    script = textwrap.dedent(
+        """
+        import sys
+        import keras, numpy as np
+        model = keras.saving.load_model("model.keras")
+        np.save("probabilities.npy", model.predict(np.load("images.npy"), verbose=0))
+        assert not [name for name in sys.modules if name.startswith("aerialseg")]
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True)
+
+    np.testing.assert_array_equal(np.load(tmp_path / "probabilities.npy"), classic_unet.predict(images, verbose=0))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fused kernel is TensorFlow's")
+def test_fused_batch_normalization_trains_as_keras_own_does():
+    """Same outputs, gradients and moving statistics as Keras' layer, through the fused kernel."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(3, 2, (4, 8, 8, 5)).astype("float32"))
+    ours, keras_own = BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    gamma, beta = rng.uniform(0.5, 2, 5), rng.normal(0, 1, 5)
+    for layer in (ours, keras_own):
+        layer.build(x.shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+    assert "FusedBatchNormV3" in {
+        op.type for op in tf.function(lambda v: ours(v, training=True)).get_concrete_function(x).graph.get_operations()
+    }
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        outputs = {layer: layer(x, training=True) for layer in (ours, keras_own)}
+        losses = {layer: tf.reduce_sum(output**3) for layer, output in outputs.items()}
+    gradients = {layer: tape.gradient(losses[layer], [x, layer.gamma, layer.beta]) for layer in (ours, keras_own)}
+
+    np.testing.assert_allclose(outputs[ours], outputs[keras_own], atol=1e-5)
+    for ours_gradient, keras_gradient in zip(gradients[ours], gradients[keras_own]):
+        np.testing.assert_allclose(ours_gradient, keras_gradient, rtol=1e-4, atol=1e-3)
+    for statistic in ("moving_mean", "moving_variance"):
+        np.testing.assert_allclose(getattr(ours, statistic), getattr(keras_own, statistic), rtol=1e-5)
+    np.testing.assert_allclose(ours(x, training=False), keras_own(x, training=False), atol=1e-5)
 
 
 def test_input_sizes_that_cannot_be_halved_enough_are_refused():

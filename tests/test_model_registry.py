@@ -7,15 +7,14 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from aerialseg import tracking
-from aerialseg.model import build_model
-from aerialseg.training import inference_model
+from aerialseg.model import build_model, stock_model
 
 CLASSES = 6
 
 
 def test_the_final_model_is_registered_with_a_signature_and_loads_through_mlflow(tmp_path):
     keras.utils.set_random_seed(0)
-    model = inference_model(build_model("unet", CLASSES, base_filters=4))
+    model = stock_model(build_model("unet", CLASSES, base_filters=4))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracking.start_run(uri, "aerialseg-test") as run:
         tracking.log_model(model, "aerialseg-test")
