@@ -15,8 +15,8 @@ import pytest
 from aerialseg.model import (
     BACKBONES,
     ENCODERS,
-    EncoderWeightsError,
     BatchNormalization,
+    EncoderWeightsError,
     ImagenetPreprocessing,
     build_model,
     build_unet,
