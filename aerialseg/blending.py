@@ -53,9 +53,12 @@ class SymmetricPredictor(Protocol):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def predict_symmetries(self, batch: np.ndarray, transforms: tuple[Transform, ...]) -> np.ndarray:
+    def predict_symmetries(
+        self, batch: np.ndarray, transforms: tuple[Transform, ...], profile: np.ndarray
+    ) -> np.ndarray:
         """For each window, the sum over ``transforms`` of its predictions with the transform
-        undone: (N, window, window, C) in, (N, window, window, K) out."""
+        undone, weighted by the outer product of the 1-D ``profile`` with itself (the blending
+        weights, see :func:`window_weights`): (N, window, window, C) in, (N, window, window, K) out."""
 
 
 class Rows(Protocol):
@@ -273,8 +276,8 @@ class _RunningSums:
 
     One buffer, grown to the rows the windows of a batch reach (a window's height, or a few more
     when a batch spans several rows of windows of a narrow image) and reused: finished rows are
-    handed out and the rows still in use moved to its top, so a large tile does not page in a new
-    buffer for every row of windows.
+    handed out, already divided, and the rows still in use moved to its top, so a large tile does
+    not page in a new buffer for every row of windows.
     """
 
     def __init__(self, width: int, num_classes: int):
@@ -290,10 +293,11 @@ class _RunningSums:
         self.used = max(self.used, end)
         self.buffer[rows.start - self.first : end, cols] += values
 
-    def pop(self, stop: int) -> np.ndarray:
-        """Remove and return the sums of rows ``first`` to ``stop`` (no window adds to them any more)."""
+    def pop(self, stop: int, scale: np.ndarray) -> np.ndarray:
+        """Remove the sums of rows ``first`` to ``stop`` (no window adds to them any more) and
+        return them times ``scale`` (stop - first, W): one pass over them, into a new array."""
         count = stop - self.first
-        done = self.buffer[:count].copy()
+        done = self.buffer[:count] * scale[:, :, None]
         kept = max(self.used - count, 0)
         self.buffer[:kept] = self.buffer[count : count + kept]
         self.buffer[kept : self.used] = 0
@@ -315,28 +319,33 @@ def _stream(
     row_sums, col_sums = weight_sums(grid, profile)
     divisors = (row_sums * len(transforms), col_sums)
     sums = _RunningSums(grid.image_shape[1], num_classes)
-    weights = np.outer(profile, profile)
-    predict, jobs, per_job = _tta_plan(predict_batch, transforms)
+    predict, jobs, per_job, weights = _tta_plan(predict_batch, transforms, profile)
     with tqdm(total=grid.count() * len(transforms), unit="window", leave=False, **bar) as progress:
         for batch in _batches(_windows(image, grid, jobs), max(1, batch_size // per_job)):
             # windows come in row order: no window from this batch on touches the rows above its first
             yield from _finish(sums, min(max(batch[0][0] - grid.border, 0), grid.image_shape[0]), divisors)
-            _accumulate(sums, batch, grid, predict, weights, num_classes)
+            _accumulate(sums, _predict(batch, predict, grid.window, num_classes), batch, grid, weights)
             progress.update(len(batch) * per_job)
         yield from _finish(sums, grid.image_shape[0], divisors)
 
 
-def _tta_plan(predict_batch, transforms: tuple[Transform, ...]) -> tuple[PredictBatch, tuple[Transform, ...], int]:
-    """(predict function, transforms to apply here, forward passes per window sent).
+def _tta_plan(
+    predict_batch, transforms: tuple[Transform, ...], profile: np.ndarray
+) -> tuple[PredictBatch, tuple[Transform, ...], int, np.ndarray | None]:
+    """(predict function, transforms to apply here, forward passes per window sent, blending
+    weights NumPy applies to its predictions: None when the predictor applies them).
 
-    A :class:`SymmetricPredictor` applies the transforms itself, on its device in one compiled
-    call, and returns each window's summed predictions: windows are sent once, a batch holds
-    ``batch_size // len(transforms)`` of them (the same forward batch), and NumPy accumulates once
-    per window instead of once per transform. Any other function gets every transformed window.
+    A :class:`SymmetricPredictor` applies the transforms and the blending weights itself, on its
+    device in one compiled call, and returns each window's weighted sum: windows are sent once, a
+    batch holds ``batch_size // len(transforms)`` of them (the same forward batch), and NumPy
+    accumulates once per window instead of once per transform. Any other function gets every
+    transformed window, and NumPy weights its predictions (the weights are unchanged by the
+    transforms, so weighting before undoing them is the same).
     """
-    if not hasattr(predict_batch, "predict_symmetries") or len(transforms) == 1:
-        return predict_batch, transforms, 1
-    return functools.partial(predict_batch.predict_symmetries, transforms=transforms), ((0, False),), len(transforms)
+    if hasattr(predict_batch, "predict_symmetries") and len(transforms) > 1:
+        symmetric = functools.partial(predict_batch.predict_symmetries, transforms=transforms, profile=profile)
+        return symmetric, ((0, False),), len(transforms), None
+    return predict_batch, transforms, 1, np.outer(profile, profile)[..., None]
 
 
 def _finish(sums: _RunningSums, stop: int, divisors: tuple[np.ndarray, np.ndarray]) -> Iterator[FinishedRows]:
@@ -344,26 +353,18 @@ def _finish(sums: _RunningSums, stop: int, divisors: tuple[np.ndarray, np.ndarra
     if stop <= sums.first:
         return
     first, (row_sums, col_sums) = sums.first, divisors
-    rows = sums.pop(stop)
-    rows /= row_sums[first:stop, None, None]
-    rows /= col_sums[None, :, None]
-    yield first, rows
+    yield first, sums.pop(stop, 1 / np.outer(row_sums[first:stop], col_sums))
 
 
 def _accumulate(
-    sums: _RunningSums,
-    batch: list[tuple],
-    grid: Grid,
-    predict_batch: PredictBatch,
-    weights: np.ndarray,
-    num_classes: int,
+    sums: _RunningSums, predictions: np.ndarray, batch: list[tuple], grid: Grid, weights: np.ndarray | None
 ) -> None:
-    """Add one batch of weighted, un-transformed window predictions to the running sums."""
-    predictions = _predict(batch, predict_batch, grid.window, num_classes)
+    """Add one batch of window predictions to the running sums, their transforms undone, times
+    ``weights`` unless None (the predictor weighted them)."""
     for (y, x, transform, _), prediction in zip(batch, predictions):
         (rows, window_rows), (cols, window_cols) = grid.clip(y, 0), grid.clip(x, 1)
         part = _undo(prediction, transform)[window_rows, window_cols]
-        sums.add(rows, cols, part * weights[window_rows, window_cols, None])
+        sums.add(rows, cols, part if weights is None else part * weights[window_rows, window_cols])
 
 
 def _windows(image: Rows, grid: Grid, transforms: tuple[Transform, ...]) -> Iterator[tuple]:

@@ -47,29 +47,33 @@ class KerasPredictor:
         self.model = model
         self.channels = channels
         self.num_classes = num_classes
-        self._symmetric: dict[tuple, keras.Model] = {}  # compiled per (transforms, window size)
+        self._symmetric: dict[tuple, keras.Model] = {}  # compiled per (transforms, window size, profile)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(fit_channels(batch, self.channels, source="batch")))
 
-    def predict_symmetries(self, batch: np.ndarray, transforms: tuple[Transform, ...]) -> np.ndarray:
+    def predict_symmetries(
+        self, batch: np.ndarray, transforms: tuple[Transform, ...], profile: np.ndarray
+    ) -> np.ndarray:
         """Test-time augmentation on the backend's device: the windows under every transform go
-        through the model as one batch, and come back un-transformed and summed per window, in
-        one compiled call (see blending.SymmetricPredictor)."""
-        key = (transforms, batch.shape[1:3])
+        through the model as one batch, and come back un-transformed, summed and weighted per
+        window, in one compiled call (see blending.SymmetricPredictor)."""
+        key = (transforms, batch.shape[1:3], profile.tobytes())
         if key not in self._symmetric:
-            self._symmetric[key] = symmetric_model(self.model, transforms, batch.shape[1:3], self.channels)
+            weights = np.outer(profile, profile)
+            self._symmetric[key] = symmetric_model(self.model, transforms, weights, self.channels)
         return np.asarray(self._symmetric[key].predict_on_batch(fit_channels(batch, self.channels, source="batch")))
 
 
-def symmetric_model(model: keras.Model, transforms: tuple[Transform, ...], size: tuple[int, int], channels: int):
-    """``model`` wrapped to take N windows and return, per window, the sum over ``transforms`` of
-    its predictions with each transform undone (the windows are square, so quarter turns fit)."""
-    inputs = keras.Input((*size, channels))
+def symmetric_model(model: keras.Model, transforms: tuple[Transform, ...], weights: np.ndarray, channels: int):
+    """``model`` wrapped to take N windows of the size of ``weights`` (H, W) and return, per
+    window, the sum over ``transforms`` of its predictions with each transform undone, times
+    ``weights`` (the windows are square, so quarter turns fit)."""
+    inputs = keras.Input((*weights.shape, channels))
     predictions = model(_Transformed(transforms)(inputs))
     if isinstance(predictions, (list, tuple)):  # a functional model saved with outputs=[...], as the train stage's
         (predictions,) = predictions
-    outputs = _UndoAndSum(transforms)(predictions)
+    outputs = _UndoAndSum(transforms)(predictions) * weights[:, :, None]
     return keras.Model(inputs, outputs, name=f"{model.name}_tta")
 
 

@@ -100,8 +100,9 @@ class Timed:
 class TimedOnDevice(Timed):
     """The same, for a Keras predictor that applies and undoes the transforms itself ("device")."""
 
-    def predict_symmetries(self, batch, transforms):
-        return self._timed(self.predict_batch.predict_symmetries, batch, len(transforms), transforms=transforms)
+    def predict_symmetries(self, batch, transforms, profile):
+        predict = self.predict_batch.predict_symmetries
+        return self._timed(predict, batch, len(transforms), transforms=transforms, profile=profile)
 
 
 def run_ours(tile: np.ndarray, predict_batch) -> np.ndarray:
