@@ -30,6 +30,7 @@ size is not a multiple of the step, and breaks on non-square photos.
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 from collections.abc import Callable, Iterator
@@ -95,8 +96,9 @@ def predict_probabilities(
     progress: bool = False,
 ) -> np.ndarray:
     """Class probabilities (H, W, K) float32 for an H x W x C image of any size: the rows of
-    :func:`stream_probabilities` (which explains the arguments) collected into one array."""
-    pieces = stream_probabilities(
+    :func:`stream_probabilities` (which explains the arguments) written into one array."""
+    probabilities = np.empty(image.shape[:2] + (num_classes,), dtype=np.float32)
+    rows = stream_probabilities(
         image,
         predict_batch,
         window,
@@ -107,10 +109,9 @@ def predict_probabilities(
         tta=tta,
         batch_size=batch_size,
         progress=progress,
+        out=probabilities,
     )
-    probabilities = np.empty(image.shape[:2] + (num_classes,), dtype=np.float32)
-    for first, rows in pieces:
-        probabilities[first : first + len(rows)] = rows
+    collections.deque(rows, maxlen=0)  # runs the stream to its end
     return probabilities
 
 
@@ -126,6 +127,7 @@ def stream_probabilities(
     batch_size: int = 16,
     progress: bool = False,
     label: str = "",
+    out: np.ndarray | None = None,
 ) -> Iterator[FinishedRows]:
     """Class probabilities of an H x W x C image, finished rows top to bottom: ``(first row,
     (n, W, K) float32)`` pieces that tile the image exactly once.
@@ -136,6 +138,8 @@ def stream_probabilities(
     ``predict_batch`` maps a float32 (N, window, window, C) batch to (N, window, window, K)
     probabilities. ``mode="plain"`` ignores ``subdivisions``, ``window_function`` and ``tta``.
     The progress bar (``label`` before its name) counts windows and shows the time left.
+    ``out``: an (H, W, K) float32 array that the finished rows are written into (the pieces are
+    then views of it), instead of a new array per piece.
     """
     _check_arguments(image.shape, window, num_classes, mode, subdivisions, window_function, tta, batch_size)
     smooth = mode == "smooth"
@@ -143,7 +147,7 @@ def stream_probabilities(
     profile = window_profile(window, window_function) if smooth else np.ones(window, np.float32)
     transforms = TTA_TRANSFORMS[tta] if smooth else TTA_TRANSFORMS["none"]
     bar = dict(desc=f"{label}{mode} windows", disable=not progress)
-    return _stream(image, grid, predict_batch, profile, transforms, num_classes, batch_size, bar)
+    return _stream(image, grid, predict_batch, profile, transforms, num_classes, batch_size, bar, out)
 
 
 def probabilities_to_index(probabilities: np.ndarray) -> np.ndarray:
@@ -293,11 +297,12 @@ class _RunningSums:
         self.used = max(self.used, end)
         self.buffer[rows.start - self.first : end, cols] += values
 
-    def pop(self, stop: int, scale: np.ndarray) -> np.ndarray:
+    def pop(self, stop: int, scale: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Remove the sums of rows ``first`` to ``stop`` (no window adds to them any more) and
-        return them times ``scale`` (stop - first, W): one pass over them, into a new array."""
+        return them times ``scale`` (stop - first, W): one pass over them, into ``out`` (or a
+        new array)."""
         count = stop - self.first
-        done = self.buffer[:count] * scale[:, :, None]
+        done = np.multiply(self.buffer[:count], scale[:, :, None], out=out)
         kept = max(self.used - count, 0)
         self.buffer[:kept] = self.buffer[count : count + kept]
         self.buffer[kept : self.used] = 0
@@ -314,6 +319,7 @@ def _stream(
     num_classes: int,
     batch_size: int,
     bar: dict,
+    out: np.ndarray | None,
 ) -> Iterator[FinishedRows]:
     """The generator behind :func:`stream_probabilities`, which checks the arguments before it starts."""
     row_sums, col_sums = weight_sums(grid, profile)
@@ -323,10 +329,10 @@ def _stream(
     with tqdm(total=grid.count() * len(transforms), unit="window", leave=False, **bar) as progress:
         for batch in _batches(_windows(image, grid, jobs), max(1, batch_size // per_job)):
             # windows come in row order: no window from this batch on touches the rows above its first
-            yield from _finish(sums, min(max(batch[0][0] - grid.border, 0), grid.image_shape[0]), divisors)
+            yield from _finish(sums, min(max(batch[0][0] - grid.border, 0), grid.image_shape[0]), divisors, out)
             _accumulate(sums, _predict(batch, predict, grid.window, num_classes), batch, grid, weights)
             progress.update(len(batch) * per_job)
-        yield from _finish(sums, grid.image_shape[0], divisors)
+        yield from _finish(sums, grid.image_shape[0], divisors, out)
 
 
 def _tta_plan(
@@ -348,12 +354,16 @@ def _tta_plan(
     return predict_batch, transforms, 1, np.outer(profile, profile)[..., None]
 
 
-def _finish(sums: _RunningSums, stop: int, divisors: tuple[np.ndarray, np.ndarray]) -> Iterator[FinishedRows]:
-    """Hand out rows ``sums.first`` to ``stop`` divided by their summed weights (none if there are none)."""
+def _finish(
+    sums: _RunningSums, stop: int, divisors: tuple[np.ndarray, np.ndarray], out: np.ndarray | None
+) -> Iterator[FinishedRows]:
+    """Hand out rows ``sums.first`` to ``stop`` divided by their summed weights (none if there
+    are none), written into those rows of ``out`` unless it is None."""
     if stop <= sums.first:
         return
     first, (row_sums, col_sums) = sums.first, divisors
-    yield first, sums.pop(stop, 1 / np.outer(row_sums[first:stop], col_sums))
+    rows = None if out is None else out[first:stop]
+    yield first, sums.pop(stop, 1 / np.outer(row_sums[first:stop], col_sums), rows)
 
 
 def _accumulate(
