@@ -8,7 +8,11 @@ the input path with Keras' own BatchNormalization (op by op) instead of the fuse
 previous training path, kept here as the reference: the bare U-Net with Keras' own
 BatchNormalization, fed float32 batches that the loader turned in NumPy, one sample at a time.
 Then the loader alone (no model): patches/s of PatchSequence over 256 x 256 patches, in memory
-and memory-mapped, without and with D4, beside the previous loader.
+and memory-mapped, without and with D4, beside the previous loader. Last, under TensorFlow, the
+default model's training under the CPU settings TensorFlow reads from the environment (its
+thread pools, oneDNN or Eigen kernels), each in a fresh process.
+
+The models have params.yaml's dropout (0.1); the default model is also trained without it.
 
 FLOPs are counted from the model's layers: 2 k_h k_w C_in C_out per output pixel of every Conv2D
 (per input pixel of every Conv2DTranspose); a training step counts 3 forward passes (the
@@ -16,13 +20,16 @@ backward pass costs about two), the usual approximation. BatchNorm, activations,
 loss are left out (a few percent). The CPU model and its vector extensions are printed first:
 figures from different CPUs must not be compared as if alike.
 
-    python -m benchmarks.throughput             # both models, every variant, the loader (~12 min on 2 cores)
+    python -m benchmarks.throughput             # both models, all variants, loader, settings (~17 min, 2 cores)
     python -m benchmarks.throughput --quick     # fewer patches and steps, for a check of the script
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,13 +45,22 @@ from aerialseg.model import build_unet, stock_model
 from benchmarks.machine import machine
 
 CLASSES = 6
+DROPOUT = 0.1  # params.yaml's train.dropout
 MODELS = {  # name: (base filters, patch side, batch size, batches per round, rounds, every variant?)
     "default (classic U-Net, 16 filters, 64 px)": (16, 64, 8, 40, 3, True),
     # about 290 GFLOP per patch: seconds per patch on 2 cores, so fewer batches, rounds and variants
     "seed size (classic U-Net, 64 filters, 256 px)": (64, 256, 4, 5, 1, False),
 }
+DEFAULT_MODEL = next(iter(MODELS))
 INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
 KERAS_BATCH_NORM = "input path, Keras' own BatchNormalization (op by op)"
+NO_DROPOUT = "input path, without the dropout"
+TF_SETTINGS = {  # environment variables TensorFlow reads at start, for its CPU work
+    "TensorFlow's defaults (thread pools sized to the cores, oneDNN on)": {},
+    "one inter-op thread (TF_NUM_INTEROP_THREADS=1)": {"TF_NUM_INTEROP_THREADS": "1"},
+    "one intra-op thread (TF_NUM_INTRAOP_THREADS=1)": {"TF_NUM_INTRAOP_THREADS": "1"},
+    "oneDNN off: Eigen's kernels (TF_ENABLE_ONEDNN_OPTS=0)": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+}
 PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net, Keras' BatchNormalization)"
 
 
@@ -78,7 +94,8 @@ def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, 
     """The model the training of ``source`` compiles: the training model (D4 on the device) but
     for the previous input path; Keras' own BatchNormalization for it and for KERAS_BATCH_NORM."""
     keras.utils.set_random_seed(0)
-    model = build_unet(CLASSES, base_filters=base_filters, input_shape=(side, side, 3))
+    dropout = 0.0 if source == NO_DROPOUT else DROPOUT
+    model = build_unet(CLASSES, base_filters=base_filters, dropout=dropout, input_shape=(side, side, 3))
     if source in (KERAS_BATCH_NORM, PREVIOUS):
         model = stock_model(model)
     if source != PREVIOUS:
@@ -127,28 +144,37 @@ def interleaved_rates(models: dict, inputs: dict, batch: int, rounds: int) -> di
     return {variant: batch / float(np.median(times)) for variant, times in seconds.items()}
 
 
+def saved_patches(folder: Path, count: int, side: int, rng: np.random.Generator):
+    """``count`` random photo and label patches: in memory, and saved and memory-mapped as the
+    patches stage leaves them."""
+    images = rng.integers(0, 256, (count, side, side, 3), dtype=np.uint8)
+    labels = rng.integers(0, CLASSES, (count, side, side), dtype=np.uint8)
+    np.save(folder / "images.npy", images)
+    np.save(folder / "labels.npy", labels)
+    return images, labels, open_patches(folder / "images.npy", folder / "labels.npy", CLASSES)
+
+
 def model_rows(
     name: str, filters: int, side: int, batch: int, batches: int, rounds: int, every_variant: bool, folder: Path
 ):
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch * batches, side, side, 3), dtype=np.uint8)
-    labels = rng.integers(0, CLASSES, (batch * batches, side, side), dtype=np.uint8)
-    np.save(folder / "images.npy", images)
-    np.save(folder / "labels.npy", labels)
-    mapped = open_patches(folder / "images.npy", folder / "labels.npy", CLASSES)
+    images, labels, mapped = saved_patches(folder, batch * batches, side, rng)
     symmetries = draw_symmetries(len(images), rng)
     inputs = {
         INPUTS[0]: dict(x=[images, symmetries], y=labels, batch_size=batch, shuffle=False),
         INPUTS[1]: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
         KERAS_BATCH_NORM: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
+        NO_DROPOUT: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
         PREVIOUS: dict(x=PreviousPatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
     }
     xla = xla_choices()
     variants = [(source, jit, metrics) for source in INPUTS for jit in xla for metrics in (True, False)]
     if not every_variant:
         variants = [(INPUTS[0], jit, True) for jit in xla] + [(INPUTS[1], xla[0], True)]
+    else:
+        variants += [(NO_DROPOUT, xla[0], True)]
     variants += [(KERAS_BATCH_NORM, xla[0], True), (PREVIOUS, xla[0], True)]
-    flops = 3 * conv_flops(build_unet(CLASSES, base_filters=filters, input_shape=(side, side, 3)))
+    flops = training_flops(filters, side)
     print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)", flush=True)
     models = {
         (source, jit, metrics): fresh_model(filters, side, jit, metrics, source) for source, jit, metrics in variants
@@ -163,6 +189,41 @@ def model_rows(
     speed_up = rates[INPUTS[1], xla[0], True] / rates[PREVIOUS, xla[0], True]
     print(f"{name}: this training / the previous one: {speed_up:.2f}x", flush=True)
     return rows + [f"| {name} | this training (input path) / the previous one | | | {speed_up:.2f}x | |"]
+
+
+def training_flops(filters: int, side: int) -> float:
+    """FLOPs of one training step per patch: 3 forward passes' convolutions."""
+    return 3 * conv_flops(build_unet(CLASSES, base_filters=filters, input_shape=(side, side, 3)))
+
+
+def default_rate(folder: Path, rounds: int) -> float:
+    """Patches/s of the default model's training through the input path, in this process."""
+    filters, side, batch, batches, _, _ = MODELS[DEFAULT_MODEL]
+    *_, mapped = saved_patches(folder, batch * batches, side, np.random.default_rng(0))
+    sequence = PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)
+    key = (INPUTS[1], False, True)
+    model = fresh_model(filters, side, jit_compile=False, metrics=True, source=INPUTS[1])
+    return interleaved_rates({key: model}, {INPUTS[1]: dict(x=sequence)}, batch, rounds)[key]
+
+
+def settings_rows(quick: bool) -> list[str]:
+    """The default training under each of TF_SETTINGS, each run in a fresh process (TensorFlow
+    reads them once, at start), the settings taking turns over rounds; the median."""
+    rates = {setting: [] for setting in TF_SETTINGS}
+    for _ in range(1 if quick else 2):
+        for setting, variables in TF_SETTINGS.items():
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.throughput", "--default-rate", *(["--quick"] if quick else [])],
+                env={**os.environ, **variables},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rates[setting].append(float(child.stdout.split()[-1]))
+    flops = training_flops(*MODELS[DEFAULT_MODEL][:2])
+    rows = [f"| {setting} | {np.median(r):.1f} | {np.median(r) * flops / 1e9:.0f} |" for setting, r in rates.items()]
+    print("\n".join(rows), flush=True)
+    return rows
 
 
 def previous_augment_d4(images, labels, rng):
@@ -220,7 +281,12 @@ def loader_rows(patches: int, folder: Path, side: int = 256, batch: int = 16) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patches: checks the script, not the machine")
+    parser.add_argument("--default-rate", action="store_true", help="only print the default's patches/s (a child)")
     args = parser.parse_args()
+    if args.default_rate:
+        with tempfile.TemporaryDirectory() as folder:
+            print(default_rate(Path(folder), rounds=1 if args.quick else 2))
+        return
     print(f"CPU: {machine()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         model_table = ["| model | input | XLA | metrics | patches/s | GFLOP/s |", "|---|---|---|---|---:|---:|"]
@@ -233,7 +299,16 @@ def main() -> None:
             "|---|---|---:|---:|---:|",
         ]
         loader_table += loader_rows(64 if args.quick else 1024, Path(folder))
-    print("\n".join(["", *model_table, "", "Loader alone, 256 x 256 patches, batches of 16:", *loader_table]))
+    settings_table = ["| TensorFlow setting | patches/s | GFLOP/s |", "|---|---:|---:|"]
+    if keras.backend.backend() == "tensorflow":
+        print(f"{DEFAULT_MODEL}, input path, under TensorFlow's CPU settings:", flush=True)
+        settings_table += settings_rows(args.quick)
+    print(
+        "\n".join(
+            ["", *model_table, "", "Loader alone, 256 x 256 patches, batches of 16:", *loader_table, ""]
+            + [f"{DEFAULT_MODEL}, input path, each setting in a fresh process:", *settings_table]
+        )
+    )
 
 
 if __name__ == "__main__":
