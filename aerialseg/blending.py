@@ -242,10 +242,9 @@ def window_profile(window: int, function: str = "spline") -> np.ndarray:
     return (profile / profile.mean()).astype(np.float32)
 
 
-def window_weights(window: int, function: str = "spline") -> np.ndarray:
-    """2-D blending weights (window, window): the outer product of :func:`window_profile`, so
+def window_weights(profile: np.ndarray) -> np.ndarray:
+    """2-D blending weights (window, window): the outer product of a :func:`window_profile`, so
     unchanged by flips and quarter turns (weighting before or after undoing TTA is the same)."""
-    profile = window_profile(window, function)
     return np.outer(profile, profile)
 
 
@@ -351,7 +350,7 @@ def _tta_plan(
     if hasattr(predict_batch, "predict_symmetries") and len(transforms) > 1:
         symmetric = functools.partial(predict_batch.predict_symmetries, transforms=transforms, profile=profile)
         return symmetric, ((0, False),), len(transforms), None
-    return predict_batch, transforms, 1, np.outer(profile, profile)[..., None]
+    return predict_batch, transforms, 1, window_weights(profile)[..., None]
 
 
 def _finish(

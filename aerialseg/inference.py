@@ -15,7 +15,14 @@ import keras
 import numpy as np
 
 import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer a saved model may use
-from aerialseg.blending import FinishedRows, Rows, Transform, probabilities_to_index, stream_probabilities
+from aerialseg.blending import (
+    FinishedRows,
+    Rows,
+    Transform,
+    probabilities_to_index,
+    stream_probabilities,
+    window_weights,
+)
 from aerialseg.config import PredictParams
 from aerialseg.errors import InputError
 
@@ -60,8 +67,7 @@ class KerasPredictor:
         window, in one compiled call (see blending.SymmetricPredictor)."""
         key = (transforms, batch.shape[1:3], profile.tobytes())
         if key not in self._symmetric:
-            weights = np.outer(profile, profile)
-            self._symmetric[key] = symmetric_model(self.model, transforms, weights, self.channels)
+            self._symmetric[key] = symmetric_model(self.model, transforms, window_weights(profile), self.channels)
         return np.asarray(self._symmetric[key].predict_on_batch(fit_channels(batch, self.channels, source="batch")))
 
 

@@ -8,9 +8,8 @@ the input path with Keras' own BatchNormalization (op by op) instead of the fuse
 previous training path, kept here as the reference: the bare U-Net with Keras' own
 BatchNormalization, fed float32 batches that the loader turned in NumPy, one sample at a time.
 Then the loader alone (no model): patches/s of PatchSequence over 256 x 256 patches, in memory
-and memory-mapped, without and with D4, beside the previous loader. Last, under TensorFlow, the
-default model's training under the CPU settings TensorFlow reads from the environment (its
-thread pools, oneDNN or Eigen kernels), each in a fresh process.
+and memory-mapped, without and with D4, beside the previous loader. TensorFlow's CPU settings
+(threads, oneDNN): benchmarks/cpu_settings.py.
 
 The models have params.yaml's dropout (0.1); the default model is also trained without it.
 
@@ -20,20 +19,20 @@ backward pass costs about two), the usual approximation. BatchNorm, activations,
 loss are left out (a few percent). The CPU model and its vector extensions are printed first:
 figures from different CPUs must not be compared as if alike.
 
-    python -m benchmarks.throughput             # both models, all variants, loader, settings (~17 min, 2 cores)
+    python -m benchmarks.throughput             # both models, every variant, the loader (~13 min on 2 cores)
     python -m benchmarks.throughput --quick     # fewer patches and steps, for a check of the script
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import aerialseg  # noqa: F401  first: sets TensorFlow's CPU kernels as the pipeline has them (oneDNN)
+
+# isort: split
 import keras
 import numpy as np
 
@@ -55,12 +54,6 @@ DEFAULT_MODEL = next(iter(MODELS))
 INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
 KERAS_BATCH_NORM = "input path, Keras' own BatchNormalization (op by op)"
 NO_DROPOUT = "input path, without the dropout"
-TF_SETTINGS = {  # environment variables TensorFlow reads at start, for its CPU work
-    "TensorFlow's defaults (thread pools sized to the cores, oneDNN on)": {},
-    "one inter-op thread (TF_NUM_INTEROP_THREADS=1)": {"TF_NUM_INTEROP_THREADS": "1"},
-    "one intra-op thread (TF_NUM_INTRAOP_THREADS=1)": {"TF_NUM_INTRAOP_THREADS": "1"},
-    "oneDNN off: Eigen's kernels (TF_ENABLE_ONEDNN_OPTS=0)": {"TF_ENABLE_ONEDNN_OPTS": "0"},
-}
 PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net, Keras' BatchNormalization)"
 
 
@@ -196,36 +189,6 @@ def training_flops(filters: int, side: int) -> float:
     return 3 * conv_flops(build_unet(CLASSES, base_filters=filters, input_shape=(side, side, 3)))
 
 
-def default_rate(folder: Path, rounds: int) -> float:
-    """Patches/s of the default model's training through the input path, in this process."""
-    filters, side, batch, batches, _, _ = MODELS[DEFAULT_MODEL]
-    *_, mapped = saved_patches(folder, batch * batches, side, np.random.default_rng(0))
-    sequence = PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)
-    key = (INPUTS[1], False, True)
-    model = fresh_model(filters, side, jit_compile=False, metrics=True, source=INPUTS[1])
-    return interleaved_rates({key: model}, {INPUTS[1]: dict(x=sequence)}, batch, rounds)[key]
-
-
-def settings_rows(quick: bool) -> list[str]:
-    """The default training under each of TF_SETTINGS, each run in a fresh process (TensorFlow
-    reads them once, at start), the settings taking turns over rounds; the median."""
-    rates = {setting: [] for setting in TF_SETTINGS}
-    for _ in range(1 if quick else 2):
-        for setting, variables in TF_SETTINGS.items():
-            child = subprocess.run(
-                [sys.executable, "-m", "benchmarks.throughput", "--default-rate", *(["--quick"] if quick else [])],
-                env={**os.environ, **variables},
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            rates[setting].append(float(child.stdout.split()[-1]))
-    flops = training_flops(*MODELS[DEFAULT_MODEL][:2])
-    rows = [f"| {setting} | {np.median(r):.1f} | {np.median(r) * flops / 1e9:.0f} |" for setting, r in rates.items()]
-    print("\n".join(rows), flush=True)
-    return rows
-
-
 def previous_augment_d4(images, labels, rng):
     """The loader's D4 augmentation before this benchmark: one Python step per sample."""
     images, labels = images.copy(), labels.copy()
@@ -281,12 +244,7 @@ def loader_rows(patches: int, folder: Path, side: int = 256, batch: int = 16) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patches: checks the script, not the machine")
-    parser.add_argument("--default-rate", action="store_true", help="only print the default's patches/s (a child)")
     args = parser.parse_args()
-    if args.default_rate:
-        with tempfile.TemporaryDirectory() as folder:
-            print(default_rate(Path(folder), rounds=1 if args.quick else 2))
-        return
     print(f"CPU: {machine()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         model_table = ["| model | input | XLA | metrics | patches/s | GFLOP/s |", "|---|---|---|---|---:|---:|"]
@@ -299,16 +257,7 @@ def main() -> None:
             "|---|---|---:|---:|---:|",
         ]
         loader_table += loader_rows(64 if args.quick else 1024, Path(folder))
-    settings_table = ["| TensorFlow setting | patches/s | GFLOP/s |", "|---|---:|---:|"]
-    if keras.backend.backend() == "tensorflow":
-        print(f"{DEFAULT_MODEL}, input path, under TensorFlow's CPU settings:", flush=True)
-        settings_table += settings_rows(args.quick)
-    print(
-        "\n".join(
-            ["", *model_table, "", "Loader alone, 256 x 256 patches, batches of 16:", *loader_table, ""]
-            + [f"{DEFAULT_MODEL}, input path, each setting in a fresh process:", *settings_table]
-        )
-    )
+    print("\n".join(["", *model_table, "", "Loader alone, 256 x 256 patches, batches of 16:", *loader_table]))
 
 
 if __name__ == "__main__":
