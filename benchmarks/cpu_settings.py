@@ -5,7 +5,7 @@ when it starts).
 The settings: its thread pools (one inter-op or one intra-op thread instead of one per core), and
 its convolution kernels. On Linux, TensorFlow runs oneDNN's kernels only on CPUs with
 AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; on any other x86 CPU (an AVX2-only AMD Zen 3, say) it
-runs Eigen's, which the TensorFlow wheel builds for AVX only. aerialseg turns oneDNN on whatever
+runs Eigen's, which the TensorFlow wheels compile without AVX2 or FMA. aerialseg turns oneDNN on whatever
 the CPU (aerialseg/__init__.py). On a CPU with AVX-512, ``ONEDNN_MAX_CPU_ISA=AVX2`` makes oneDNN
 run the kernels it runs on an AVX2-only CPU, and ``TF_ENABLE_ONEDNN_OPTS=0`` gives Eigen's, which
 are the same on both: so one AVX-512 machine measures what an AVX2-only one gets from each
