@@ -54,6 +54,9 @@ DEFAULT_MODEL = next(iter(MODELS))
 INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
 KERAS_BATCH_NORM = "input path, Keras' own BatchNormalization (op by op)"
 NO_DROPOUT = "input path, without the dropout"
+# what the convolutions alone allow: the bare U-Net without batch norm, dropout or D4, with
+# cross-entropy and no metrics, from arrays in memory
+CONVOLUTIONS_ONLY = "convolutions and ReLU only (no batch norm, dropout, D4 or metrics; cross-entropy; arrays)"
 PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net, Keras' BatchNormalization)"
 
 
@@ -85,17 +88,21 @@ def xla_choices() -> tuple[bool, ...]:
 
 def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, source: str) -> keras.Model:
     """The model the training of ``source`` compiles: the training model (D4 on the device) but
-    for the previous input path; Keras' own BatchNormalization for it and for KERAS_BATCH_NORM."""
+    for the previous input path and CONVOLUTIONS_ONLY; Keras' own BatchNormalization for the
+    previous path and for KERAS_BATCH_NORM."""
     keras.utils.set_random_seed(0)
-    dropout = 0.0 if source == NO_DROPOUT else DROPOUT
-    model = build_unet(CLASSES, base_filters=base_filters, dropout=dropout, input_shape=(side, side, 3))
+    bare = source == CONVOLUTIONS_ONLY
+    dropout = 0.0 if source in (NO_DROPOUT, CONVOLUTIONS_ONLY) else DROPOUT
+    model = build_unet(
+        CLASSES, base_filters=base_filters, batch_norm=not bare, dropout=dropout, input_shape=(side, side, 3)
+    )
     if source in (KERAS_BATCH_NORM, PREVIOUS):
         model = stock_model(model)
-    if source != PREVIOUS:
+    if source not in (PREVIOUS, CONVOLUTIONS_ONLY):
         model = training_model(model)
     model.compile(
         optimizer="adam",
-        loss=make_loss("dice_focal", CLASSES),
+        loss=make_loss("crossentropy" if bare else "dice_focal", CLASSES),
         metrics=training_metrics(CLASSES) if metrics else None,
         jit_compile=jit_compile,
     )
@@ -159,13 +166,14 @@ def model_rows(
         KERAS_BATCH_NORM: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
         NO_DROPOUT: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
         PREVIOUS: dict(x=PreviousPatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
+        CONVOLUTIONS_ONLY: dict(x=images, y=labels, batch_size=batch, shuffle=False),
     }
     xla = xla_choices()
     variants = [(source, jit, metrics) for source in INPUTS for jit in xla for metrics in (True, False)]
     if not every_variant:
         variants = [(INPUTS[0], jit, True) for jit in xla] + [(INPUTS[1], xla[0], True)]
     else:
-        variants += [(NO_DROPOUT, xla[0], True)]
+        variants += [(NO_DROPOUT, xla[0], True), (CONVOLUTIONS_ONLY, xla[0], False)]
     variants += [(KERAS_BATCH_NORM, xla[0], True), (PREVIOUS, xla[0], True)]
     flops = training_flops(filters, side)
     print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)", flush=True)
