@@ -19,7 +19,7 @@ backward pass costs about two), the usual approximation. BatchNorm, activations,
 loss are left out (a few percent). The CPU model and its vector extensions are printed first:
 figures from different CPUs must not be compared as if alike.
 
-    python -m benchmarks.throughput             # both models, every variant, the loader (~14 min on 2 cores)
+    python -m benchmarks.throughput             # both models, every variant, the loader (~8 min on 2 cores)
     python -m benchmarks.throughput --quick     # fewer patches and steps, for a check of the script
 """
 
