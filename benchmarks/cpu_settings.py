@@ -15,7 +15,7 @@ setting, as ratios (its clock, caches and memory stay its own).
 step, fused batch norm); "previous" is the training this work started from (benchmarks/throughput.py).
 The settings take turns over 2 rounds; the median patches/s.
 
-    python -m benchmarks.cpu_settings            # ~7 min on 2 cores
+    python -m benchmarks.cpu_settings            # ~5 min on 2 cores
     python -m benchmarks.cpu_settings --quick    # one round, for a check of the script
 """
 
