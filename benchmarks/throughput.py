@@ -21,6 +21,7 @@ figures from different CPUs must not be compared as if alike.
 
     python -m benchmarks.throughput             # both models, every variant, the loader (~8 min on 2 cores)
     python -m benchmarks.throughput --quick     # fewer patches and steps, for a check of the script
+    KERAS_BACKEND=jax python -m benchmarks.throughput --model seed --batch-size 64 --mixed-precision  # a GPU
 """
 
 from __future__ import annotations
@@ -252,13 +253,22 @@ def loader_rows(patches: int, folder: Path, side: int = 256, batch: int = 16) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patches: checks the script, not the machine")
+    parser.add_argument("--model", choices=("both", "default", "seed"), default="both", help="which model(s) to train")
+    parser.add_argument("--batch-size", type=int, help="instead of each model's own (larger, to fill a GPU)")
+    parser.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (mixed_bfloat16)")
     args = parser.parse_args()
-    print(f"CPU: {machine()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    policy = keras.mixed_precision.global_policy().name
+    print(f"CPU: {machine()}; Keras {keras.__version__} on {keras.backend.backend()}, {policy}", flush=True)
+    chosen = [name for name in MODELS if args.model == "both" or name.startswith(args.model)]
     with tempfile.TemporaryDirectory() as folder:
         model_table = ["| model | input | XLA | metrics | patches/s | GFLOP/s |", "|---|---|---|---|---:|---:|"]
-        for name, (filters, side, batch, batches, rounds, every_variant) in MODELS.items():
+        for name in chosen:
+            filters, side, batch, batches, rounds, every_variant = MODELS[name]
             if args.quick:
                 batches, rounds, every_variant = 3, 1, False
+            batch = args.batch_size or batch
             model_table += model_rows(name, filters, side, batch, batches, rounds, every_variant, Path(folder))
         loader_table = [
             "| storage | augmentation | previous loader patches/s | loader patches/s | speed-up |",
