@@ -39,6 +39,7 @@ from benchmarks.throughput import (
     PREVIOUS,
     PreviousPatchSequence,
     fresh_model,
+    input_path,
     interleaved_rates,
     saved_patches,
     training_flops,
@@ -79,7 +80,7 @@ def training_rate(training: str, rounds: int) -> float:
     source, loader = (INPUTS[1], PatchSequence) if training == "this" else (PREVIOUS, PreviousPatchSequence)
     with tempfile.TemporaryDirectory() as folder:
         *_, mapped = saved_patches(Path(folder), batch * batches, side, np.random.default_rng(0))
-        inputs = {source: dict(x=loader(*mapped, batch, shuffle=True, augment=True, seed=0))}
+        inputs = {source: input_path(loader, mapped, batch)}
         key = (source, False, True)
         model = fresh_model(filters, side, jit_compile=False, metrics=True, source=source)
         return interleaved_rates({key: model}, inputs, batch, rounds)[key]

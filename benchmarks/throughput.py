@@ -92,10 +92,14 @@ def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, 
     for the previous input path and CONVOLUTIONS_ONLY; Keras' own BatchNormalization for the
     previous path and for KERAS_BATCH_NORM."""
     keras.utils.set_random_seed(0)
-    bare = source == CONVOLUTIONS_ONLY
+    convolutions_only = source == CONVOLUTIONS_ONLY
     dropout = 0.0 if source in (NO_DROPOUT, CONVOLUTIONS_ONLY) else DROPOUT
     model = build_unet(
-        CLASSES, base_filters=base_filters, batch_norm=not bare, dropout=dropout, input_shape=(side, side, 3)
+        CLASSES,
+        base_filters=base_filters,
+        batch_norm=not convolutions_only,
+        dropout=dropout,
+        input_shape=(side, side, 3),
     )
     if source in (KERAS_BATCH_NORM, PREVIOUS):
         model = stock_model(model)
@@ -103,7 +107,7 @@ def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, 
         model = training_model(model)
     model.compile(
         optimizer="adam",
-        loss=make_loss("crossentropy" if bare else "dice_focal", CLASSES),
+        loss=make_loss("crossentropy" if convolutions_only else "dice_focal", CLASSES),
         metrics=training_metrics(CLASSES) if metrics else None,
         jit_compile=jit_compile,
     )
@@ -155,6 +159,12 @@ def saved_patches(folder: Path, count: int, side: int, rng: np.random.Generator)
     return images, labels, open_patches(folder / "images.npy", folder / "labels.npy", CLASSES)
 
 
+def input_path(loader: type[PatchSequence], mapped: tuple, batch: int) -> dict:
+    """``model.fit``'s data through ``loader`` (the pipeline's or the previous one) over the
+    memory-mapped patches: shuffled, with D4, seeded; one per variant, each with its own epochs."""
+    return dict(x=loader(*mapped, batch, shuffle=True, augment=True, seed=0))
+
+
 def model_rows(
     name: str, filters: int, side: int, batch: int, batches: int, rounds: int, every_variant: bool, folder: Path
 ):
@@ -163,10 +173,10 @@ def model_rows(
     symmetries = draw_symmetries(len(images), rng)
     inputs = {
         INPUTS[0]: dict(x=[images, symmetries], y=labels, batch_size=batch, shuffle=False),
-        INPUTS[1]: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
-        KERAS_BATCH_NORM: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
-        NO_DROPOUT: dict(x=PatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
-        PREVIOUS: dict(x=PreviousPatchSequence(*mapped, batch, shuffle=True, augment=True, seed=0)),
+        INPUTS[1]: input_path(PatchSequence, mapped, batch),
+        KERAS_BATCH_NORM: input_path(PatchSequence, mapped, batch),
+        NO_DROPOUT: input_path(PatchSequence, mapped, batch),
+        PREVIOUS: input_path(PreviousPatchSequence, mapped, batch),
         CONVOLUTIONS_ONLY: dict(x=images, y=labels, batch_size=batch, shuffle=False),
     }
     xla = xla_choices()
