@@ -2,12 +2,11 @@
 
 Every training patch gets one of the 8 symmetries of the square: a quarter turn, a mirror, or a
 mix of both. The loader only draws each patch's symmetry number (seeded by epoch and batch, so a
-resumed training sees the same ones). The training model turns the photos on the device, runs
-the U-Net and turns its output back, so the loss compares the prediction for the turned photo,
-turned back, with the label as stored. The loss and the metrics sum over pixels, so that is the
-same as turning photo and label alike, but without copying either in NumPy: the loader stays
-as fast as without augmentation, and on a GPU the turning costs next to nothing
-(benchmarks/throughput.py measures both).
+resumed training sees the same ones). The training model turns the photos on the device and runs
+the U-Net on them; its loss and metrics turn the labels alike before comparing. Neither is copied
+in NumPy, so the loader stays as fast as without augmentation, and the turning costs a few
+element-wise selects in the step: on the photos and the one-channel labels, not on the
+prediction or its gradient (benchmarks/throughput.py measures the step).
 """
 
 from __future__ import annotations
@@ -26,43 +25,55 @@ def draw_symmetries(count: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, SYMMETRIES, count).astype(np.int32)
 
 
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class D4(layers.Layer):
-    """Turns each sample of (N, H, W, C), H == W, by its symmetry number, or undoes it.
+def turn(batch, symmetries):
+    """Turns each sample of (N, H, W, ...), H == W, by its symmetry number (0..7).
 
     Bit 0 of the number transposes the sample, bit 1 flips its rows, bit 2 its columns, in that
-    order; ``inverse=True`` undoes the three in reverse order. Eight numbers, eight symmetries.
+    order. Eight numbers, eight symmetries; 0 leaves a sample as it is.
     """
+    rank = len(batch.shape)
+    steps = [
+        (1, lambda x: ops.transpose(x, (0, 2, 1, *range(3, rank)))),
+        (2, lambda x: ops.flip(x, axis=1)),
+        (4, lambda x: ops.flip(x, axis=2)),
+    ]
+    for bit, step in steps:
+        chosen = ops.not_equal(ops.mod(ops.floor_divide(symmetries, bit), 2), 0)
+        batch = ops.where(ops.reshape(chosen, (-1,) + (1,) * (rank - 1)), step(batch), batch)
+    return batch
 
-    def __init__(self, inverse: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.inverse = inverse
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class D4(layers.Layer):
+    """:func:`turn` as a layer: turns the photos (N, H, W, bands) by their symmetry numbers."""
 
     def call(self, images, symmetries):
-        steps = [
-            (1, lambda x: ops.transpose(x, (0, 2, 1, 3))),
-            (2, lambda x: ops.flip(x, axis=1)),
-            (4, lambda x: ops.flip(x, axis=2)),
-        ]
-        for bit, step in reversed(steps) if self.inverse else steps:
-            chosen = ops.reshape(ops.not_equal(ops.mod(ops.floor_divide(symmetries, bit), 2), 0), (-1, 1, 1, 1))
-            images = ops.where(chosen, step(images), images)
-        return images
+        return turn(images, symmetries)
 
     def compute_output_shape(self, images_shape, symmetries_shape):
         return images_shape
 
-    def get_config(self):
-        return {**super().get_config(), "inverse": self.inverse}
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class D4TrainingModel(keras.Model):
+    """A model on (photos, symmetry numbers) whose output is the map of the turned photos: its
+    loss and metrics turn the labels by the same numbers before comparing (any backend: Keras'
+    train and test steps call both methods)."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, turn(y, x[1]), y_pred, sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, turn(y, x[1]), y_pred, sample_weight)
 
 
 def training_model(model: keras.Model) -> keras.Model:
-    """``model`` between a D4 turn of its input and the turn back of its output: the model that
-    is compiled and fitted, on (photos, symmetry numbers). Number 0 leaves a patch as it is."""
+    """``model`` behind a D4 turn of its input: the model that is compiled and fitted, on
+    (photos, symmetry numbers), against the labels as stored. Number 0 leaves a patch as it is."""
     images = keras.Input(model.input_shape[1:], name="images")
     symmetries = keras.Input((), dtype="int32", name="symmetries")
-    outputs = D4(inverse=True, name="turn_back")(model(D4(name="turn")(images, symmetries)), symmetries)
-    return keras.Model([images, symmetries], outputs, name=f"{model.name}_d4_training")
+    outputs = model(D4(name="turn")(images, symmetries))
+    return D4TrainingModel([images, symmetries], outputs, name=f"{model.name}_d4_training")
 
 
 def segmentation_model(training: keras.Model) -> keras.Model:

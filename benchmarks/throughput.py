@@ -4,9 +4,10 @@ For each model, patches/s and achieved GFLOP/s of the training step (the trainin
 applies the D4 augmentation on the device), from arrays in memory and through the pipeline's
 input path (memory-mapped .npy, PatchSequence with shuffling and D4 symmetry numbers), with and
 without XLA compilation, with and without the training metrics; beside them, in the same run,
-the input path with Keras' own BatchNormalization (op by op) instead of the fused kernel, and the
-previous training path, kept here as the reference: the bare U-Net with Keras' own
-BatchNormalization, fed float32 batches that the loader turned in NumPy, one sample at a time.
+the input path with Keras' own BatchNormalization (op by op, instead of the fused kernel) and
+SpatialDropout2D (a scale and a select, instead of one multiplication), and the previous training
+path, kept here as the reference: the bare U-Net with Keras' own layers, fed float32 batches that
+the loader turned in NumPy, one sample at a time.
 Then the loader alone (no model): patches/s of PatchSequence over 256 x 256 patches, in memory
 and memory-mapped, without and with D4, beside the previous loader. TensorFlow's CPU settings
 (threads, oneDNN): benchmarks/cpu_settings.py.
@@ -53,12 +54,12 @@ MODELS = {  # name: (base filters, patch side, batch size, batches per round, ro
 }
 DEFAULT_MODEL = next(iter(MODELS))
 INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
-KERAS_BATCH_NORM = "input path, Keras' own BatchNormalization (op by op)"
+KERAS_LAYERS = "input path, Keras' own BatchNormalization and SpatialDropout2D"
 NO_DROPOUT = "input path, without the dropout"
 # what the convolutions alone allow: the bare U-Net without batch norm, dropout or D4, with
 # cross-entropy and no metrics, from arrays in memory
 CONVOLUTIONS_ONLY = "convolutions and ReLU only (no batch norm, dropout, D4 or metrics; cross-entropy; arrays)"
-PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net, Keras' BatchNormalization)"
+PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net, Keras' own layers)"
 
 
 def conv_flops(model: keras.Model) -> float:
@@ -89,8 +90,8 @@ def xla_choices() -> tuple[bool, ...]:
 
 def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, source: str) -> keras.Model:
     """The model the training of ``source`` compiles: the training model (D4 on the device) but
-    for the previous input path and CONVOLUTIONS_ONLY; Keras' own BatchNormalization for the
-    previous path and for KERAS_BATCH_NORM."""
+    for the previous input path and CONVOLUTIONS_ONLY; Keras' own BatchNormalization and
+    SpatialDropout2D for the previous path and for KERAS_LAYERS."""
     keras.utils.set_random_seed(0)
     convolutions_only = source == CONVOLUTIONS_ONLY
     dropout = 0.0 if source in (NO_DROPOUT, CONVOLUTIONS_ONLY) else DROPOUT
@@ -101,7 +102,7 @@ def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, 
         dropout=dropout,
         input_shape=(side, side, 3),
     )
-    if source in (KERAS_BATCH_NORM, PREVIOUS):
+    if source in (KERAS_LAYERS, PREVIOUS):
         model = stock_model(model)
     if source not in (PREVIOUS, CONVOLUTIONS_ONLY):
         model = training_model(model)
@@ -174,7 +175,7 @@ def model_rows(
     inputs = {
         INPUTS[0]: dict(x=[images, symmetries], y=labels, batch_size=batch, shuffle=False),
         INPUTS[1]: input_path(PatchSequence, mapped, batch),
-        KERAS_BATCH_NORM: input_path(PatchSequence, mapped, batch),
+        KERAS_LAYERS: input_path(PatchSequence, mapped, batch),
         NO_DROPOUT: input_path(PatchSequence, mapped, batch),
         PREVIOUS: input_path(PreviousPatchSequence, mapped, batch),
         CONVOLUTIONS_ONLY: dict(x=images, y=labels, batch_size=batch, shuffle=False),
@@ -185,7 +186,7 @@ def model_rows(
         variants = [(INPUTS[0], jit, True) for jit in xla] + [(INPUTS[1], xla[0], True)]
     else:
         variants += [(NO_DROPOUT, xla[0], True), (CONVOLUTIONS_ONLY, xla[0], False)]
-    variants += [(KERAS_BATCH_NORM, xla[0], True), (PREVIOUS, xla[0], True)]
+    variants += [(KERAS_LAYERS, xla[0], True), (PREVIOUS, xla[0], True)]
     flops = training_flops(filters, side)
     print(f"{name}: {flops / 1e9:.2f} GFLOP per training patch (3 x forward convolutions)", flush=True)
     models = {

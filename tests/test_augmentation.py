@@ -1,11 +1,21 @@
-"""D4 augmentation in the training model: the eight symmetries, undone exactly, and a training
-model whose loss on a turned photo is the loss a turned photo and label would give."""
+"""D4 augmentation in the training model: the eight symmetries, and a training model whose loss
+and metrics on a turned photo are those of the U-Net on the turned photo and the turned label."""
 
 import keras
 import numpy as np
 import pytest
 
-from aerialseg.augmentation import D4, SYMMETRIES, draw_symmetries, segmentation_model, training_model
+from aerialseg.augmentation import (
+    D4,
+    SYMMETRIES,
+    D4TrainingModel,
+    draw_symmetries,
+    segmentation_model,
+    training_model,
+    turn,
+)
+from aerialseg.losses import make_loss
+from aerialseg.metrics import training_metrics
 from aerialseg.model import build_unet
 
 
@@ -36,13 +46,13 @@ def test_the_eight_numbers_are_the_eight_symmetries_of_the_square(patches):
     }
 
 
-def test_each_sample_gets_its_own_symmetry_and_inverse_undoes_it(patches):
+def test_each_sample_gets_its_own_symmetry_whatever_its_channels(patches):
     numbers = np.array([3, 0, 7, 5, 1, 6, 2, 4], dtype="int32")
-    turned = keras.ops.convert_to_numpy(D4()(patches, numbers))
-    for sample, number, original in zip(turned, numbers, patches):
-        np.testing.assert_array_equal(sample, numpy_symmetry(original, number))
-    back = keras.ops.convert_to_numpy(D4(inverse=True)(turned, numbers))
-    np.testing.assert_array_equal(back, patches)
+    labels = (patches[..., 0] > 0).astype("uint8")  # (N, H, W), as the labels come
+    for batch in (patches, labels):
+        turned = keras.ops.convert_to_numpy(turn(batch, numbers))
+        for sample, number, original in zip(turned, numbers, batch):
+            np.testing.assert_array_equal(sample, numpy_symmetry(original, number))
 
 
 def test_symmetries_are_drawn_evenly_and_reproducibly():
@@ -52,26 +62,46 @@ def test_symmetries_are_drawn_evenly_and_reproducibly():
     assert np.bincount(drawn, minlength=SYMMETRIES).min() > 900  # about 1000 each
 
 
-def test_the_training_model_predicts_the_turned_photo_and_turns_the_prediction_back():
-    """Its output for (photo, s) is the U-Net's map of the turned photo, turned back: comparing
-    it with the stored label is comparing the map of the turned photo with the turned label."""
+def compiled(model: keras.Model) -> keras.Model:
+    model.compile(loss=make_loss("dice_focal", 6), metrics=training_metrics(6))
+    return model
+
+
+def photos_numbers_labels(seed: int, count: int, side: int):
+    rng = np.random.default_rng(seed)
+    photos = rng.integers(0, 256, (count, side, side, 3)).astype("float32")
+    numbers = rng.permutation(SYMMETRIES)[:count].astype("int32")
+    return photos, numbers, rng.integers(0, 6, (count, side, side)).astype("uint8")
+
+
+def test_the_training_model_scores_the_map_of_the_turned_photo_against_the_turned_label():
+    """Loss and metrics of (photo, s) against the label as stored are those of the U-Net on the
+    turned photo against the turned label: the same as turning both in the loader."""
     unet = build_unet(6, base_filters=4, input_shape=(None, None, 3))
-    training = training_model(unet)
+    training = compiled(training_model(unet))
     assert segmentation_model(training) is unet
-    photos = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3)).astype("float32")
-    numbers = np.array([0, 1, 5, 6], dtype="int32")
-    got = keras.ops.convert_to_numpy(training.predict_on_batch([photos, numbers]))
-    for photo, number, output in zip(photos, numbers, got):
-        turned_map = keras.ops.convert_to_numpy(unet.predict_on_batch(numpy_symmetry(photo, number)[None].copy()))[0]
-        np.testing.assert_allclose(numpy_symmetry(output, number), turned_map, atol=1e-5)
+    photos, numbers, labels = photos_numbers_labels(2, 4, 32)
+    turned_photos = np.stack([numpy_symmetry(p, n) for p, n in zip(photos, numbers)])
+    turned_labels = np.stack([numpy_symmetry(lab, n) for lab, n in zip(labels, numbers)])
+    np.testing.assert_allclose(training.predict_on_batch([photos, numbers]), unet.predict_on_batch(turned_photos))
+    got = training.evaluate([photos, numbers], labels, verbose=0, return_dict=True)
+    expected = compiled(unet).evaluate(turned_photos, turned_labels, verbose=0, return_dict=True)
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-5), name
+    against_stored_labels = compiled(unet).evaluate(turned_photos, labels, verbose=0)
+    assert against_stored_labels != pytest.approx(got["loss"], rel=1e-4)  # so the labels were turned
 
 
-def test_a_saved_training_model_loads_back_with_its_layers(tmp_path):
-    training = training_model(build_unet(6, base_filters=4, input_shape=(None, None, 3)))
+def test_a_saved_training_model_loads_back_and_still_turns_the_labels(tmp_path):
+    training = compiled(training_model(build_unet(6, base_filters=4, input_shape=(None, None, 3))))
     training.save(tmp_path / "training.keras")
     loaded = keras.saving.load_model(tmp_path / "training.keras")
-    photos = np.random.default_rng(3).integers(0, 256, (2, 16, 16, 3)).astype("float32")
-    numbers = np.array([2, 7], dtype="int32")
+    assert isinstance(loaded, D4TrainingModel)
+    photos, numbers, labels = photos_numbers_labels(3, 2, 16)
     np.testing.assert_allclose(
         loaded.predict_on_batch([photos, numbers]), training.predict_on_batch([photos, numbers]), atol=1e-6
     )
+    got = loaded.evaluate([photos, numbers], labels, verbose=0, return_dict=True)
+    expected = training.evaluate([photos, numbers], labels, verbose=0, return_dict=True)
+    assert got == pytest.approx(expected, rel=1e-5)

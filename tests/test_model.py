@@ -18,6 +18,7 @@ from aerialseg.model import (
     BatchNormalization,
     EncoderWeightsError,
     ImagenetPreprocessing,
+    SpatialDropout2D,
     build_model,
     build_unet,
     set_encoder_trainable,
@@ -58,7 +59,7 @@ def test_classic_unet_has_four_levels_and_the_requested_filters(classic_unet):
     assert len(convolutions) == 4 * 2 + 2 + 4 * 2 + 1  # encoder, bridge, decoder, 1x1 head
     assert [conv.filters for conv in convolutions[:10:2]] == [4, 8, 16, 32, 64]
     assert convolutions[-1].filters == NUM_CLASSES
-    assert len(layers_of(classic_unet, keras.layers.SpatialDropout2D)) == 9
+    assert len(layers_of(classic_unet, SpatialDropout2D)) == 9
     assert len(layers_of(classic_unet, BatchNormalization)) == 18
 
 
@@ -66,7 +67,7 @@ def test_batch_norm_and_dropout_can_be_left_out():
     model = build_unet(NUM_CLASSES, base_filters=2, batch_norm=False, dropout=0.0)
 
     assert not layers_of(model, BatchNormalization)
-    assert not layers_of(model, keras.layers.SpatialDropout2D)
+    assert not layers_of(model, SpatialDropout2D)
 
 
 def test_classic_unet_reloads_from_keras_file_with_identical_predictions(classic_unet, tmp_path):
@@ -127,6 +128,20 @@ def test_fused_batch_normalization_trains_as_keras_own_does():
     for statistic in ("moving_mean", "moving_variance"):
         np.testing.assert_allclose(getattr(ours, statistic), getattr(keras_own, statistic), rtol=1e-5)
     np.testing.assert_allclose(ours(x, training=False), keras_own(x, training=False), atol=1e-5)
+
+
+def test_spatial_dropout_drops_the_same_feature_maps_as_keras_own_does():
+    """Draw after draw from the same seed: the same whole feature maps dropped and the others
+    scaled by 1 / (1 - rate), as Keras' layer does; nothing dropped outside training."""
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 32)).astype("float32")
+    ours, keras_own = SpatialDropout2D(0.3, seed=7), keras.layers.SpatialDropout2D(0.3, seed=7)
+    for _ in range(3):
+        dropped = keras.ops.convert_to_numpy(ours(x, training=True))
+        np.testing.assert_array_equal(dropped, keras.ops.convert_to_numpy(keras_own(x, training=True)))
+        kept = np.any(dropped != 0, axis=(1, 2), keepdims=True)  # (N, 1, 1, C): whole maps
+        assert 0.5 < kept.mean() < 0.9
+        np.testing.assert_allclose(dropped, np.where(kept, x / 0.7, 0.0), rtol=1e-6)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours(x, training=False)), x)
 
 
 def test_input_sizes_that_cannot_be_halved_enough_are_refused():
