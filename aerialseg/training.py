@@ -32,6 +32,7 @@ from aerialseg.layout import Layout, SnapshotFolder
 from aerialseg.losses import class_weights_from_counts, make_loss
 from aerialseg.metrics import training_metrics
 from aerialseg.model import build_model, set_encoder_trainable, stock_model
+from aerialseg.optimizers import Adam
 from aerialseg.tiles import read_image, write_image
 from aerialseg.tiling import read_split
 
@@ -187,7 +188,7 @@ def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epoc
     instead of hopping between minima, so the model written at the end is a good one."""
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, epochs * steps_per_epoch, alpha=0.01)
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=Adam(schedule),
         loss=make_loss(cfg.loss, num_classes, class_weights),
         metrics=training_metrics(num_classes),
     )

@@ -4,10 +4,10 @@ For each model, patches/s and achieved GFLOP/s of the training step (the trainin
 applies the D4 augmentation on the device), from arrays in memory and through the pipeline's
 input path (memory-mapped .npy, PatchSequence with shuffling and D4 symmetry numbers), with and
 without XLA compilation, with and without the training metrics; beside them, in the same run,
-the input path with Keras' own BatchNormalization (op by op, instead of the fused kernel) and
-SpatialDropout2D (a scale and a select, instead of one multiplication), and the previous training
-path, kept here as the reference: the bare U-Net with Keras' own layers, fed float32 batches that
-the loader turned in NumPy, one sample at a time.
+the input path with Keras' own BatchNormalization and Adam (op by op, instead of TensorFlow's
+fused kernels) and SpatialDropout2D (a scale and a select, instead of one multiplication), and the
+previous training path, kept here as the reference: the bare U-Net with Keras' own layers and
+Adam, fed float32 batches that the loader turned in NumPy, one sample at a time.
 Then the loader alone (no model): patches/s of PatchSequence over 256 x 256 patches, in memory
 and memory-mapped, without and with D4, beside the previous loader. TensorFlow's CPU settings
 (threads, oneDNN): benchmarks/cpu_settings.py.
@@ -43,6 +43,7 @@ from aerialseg.dataset import PatchSequence, open_patches
 from aerialseg.losses import make_loss
 from aerialseg.metrics import training_metrics
 from aerialseg.model import build_unet, stock_model
+from aerialseg.optimizers import Adam
 from benchmarks.machine import machine
 
 CLASSES = 6
@@ -54,12 +55,12 @@ MODELS = {  # name: (base filters, patch side, batch size, batches per round, ro
 }
 DEFAULT_MODEL = next(iter(MODELS))
 INPUTS = ("in-memory arrays", "input path (memory-mapped PatchSequence, shuffle + D4)")
-KERAS_LAYERS = "input path, Keras' own BatchNormalization and SpatialDropout2D"
+KERAS_LAYERS = "input path, Keras' own BatchNormalization, SpatialDropout2D and Adam"
 NO_DROPOUT = "input path, without the dropout"
 # what the convolutions alone allow: the bare U-Net without batch norm, dropout or D4, with
 # cross-entropy and no metrics, from arrays in memory
 CONVOLUTIONS_ONLY = "convolutions and ReLU only (no batch norm, dropout, D4 or metrics; cross-entropy; arrays)"
-PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net, Keras' own layers)"
+PREVIOUS = "previous input path (NumPy D4 per sample, float32 batches, bare U-Net, Keras' own layers and Adam)"
 
 
 def conv_flops(model: keras.Model) -> float:
@@ -90,8 +91,8 @@ def xla_choices() -> tuple[bool, ...]:
 
 def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, source: str) -> keras.Model:
     """The model the training of ``source`` compiles: the training model (D4 on the device) but
-    for the previous input path and CONVOLUTIONS_ONLY; Keras' own BatchNormalization and
-    SpatialDropout2D for the previous path and for KERAS_LAYERS."""
+    for the previous input path and CONVOLUTIONS_ONLY; Keras' own BatchNormalization,
+    SpatialDropout2D and Adam for the previous path and for KERAS_LAYERS."""
     keras.utils.set_random_seed(0)
     convolutions_only = source == CONVOLUTIONS_ONLY
     dropout = 0.0 if source in (NO_DROPOUT, CONVOLUTIONS_ONLY) else DROPOUT
@@ -107,7 +108,7 @@ def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, 
     if source not in (PREVIOUS, CONVOLUTIONS_ONLY):
         model = training_model(model)
     model.compile(
-        optimizer="adam",
+        optimizer=keras.optimizers.Adam() if source in (KERAS_LAYERS, PREVIOUS) else Adam(),
         loss=make_loss("crossentropy" if convolutions_only else "dice_focal", CLASSES),
         metrics=training_metrics(CLASSES) if metrics else None,
         jit_compile=jit_compile,
