@@ -61,10 +61,16 @@ class D4TrainingModel(keras.Model):
     train and test steps call both methods)."""
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        return super().compute_loss(x, turn(y, x[1]), y_pred, sample_weight, training=training)
+        return super().compute_loss(x, self._turned(x, y), y_pred, sample_weight, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, turn(y, x[1]), y_pred, sample_weight)
+        return super().compute_metrics(x, self._turned(x, y), y_pred, sample_weight)
+
+    @staticmethod
+    def _turned(x, labels):
+        """The labels turned as the photos ``x[0]`` were, by the numbers ``x[1]``; as int32, since
+        TensorFlow's oneDNN transpose logs an error for uint8 before falling back to Eigen's."""
+        return turn(ops.cast(labels, "int32"), x[1])
 
 
 def training_model(model: keras.Model) -> keras.Model:
