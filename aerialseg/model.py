@@ -124,8 +124,9 @@ class BatchNormalization(layers.BatchNormalization):
 
     Keras 3 normalizes with separate element-wise operations (mean, variance, scale, shift, and
     the gradient of each), each a pass over the features on TensorFlow without XLA;
-    ``FusedBatchNormV3`` does the same in one pass forward and one back, and the default U-Net
-    trains 1.2 times faster on a CPU (benchmarks/throughput.py measures both). The same
+    ``FusedBatchNormV3`` does the same in one pass forward and one back (1.18 times faster
+    training of the default U-Net on a CPU when it came; benchmarks/throughput.py now measures it
+    with the one-multiply dropout and the fused Adam against Keras' own three). The same
     statistics, moving averages (of the biased variance, as Keras keeps them) and outputs;
     inference, other backends and the rare cases the fused kernel does not take (masks,
     synchronized statistics, axes other than the last of a 4-D input) go through Keras' own
