@@ -74,10 +74,16 @@ class _MaskedSegmentationLoss(keras.losses.Loss):
     def _log(probabilities):
         return ops.log(ops.clip(probabilities, EPSILON, 1.0))
 
-    def _pixel_mean(self, per_class_loss, one_hot):
-        """Mean over valid pixels of the true class's loss, each pixel weighted by its class."""
+    @staticmethod
+    def _true_class(one_hot, probabilities):
+        """Each pixel's probability of its labelled class, (N, H, W), 0 where the label is
+        ignored: the per-pixel losses need no other, so they take one value per pixel instead
+        of one per class."""
+        return ops.sum(one_hot * probabilities, axis=-1)
+
+    def _pixel_mean(self, pixel_loss, one_hot):
+        """Mean over valid pixels of ``pixel_loss`` (N, H, W), each pixel weighted by its class."""
         pixel_weights = ops.sum(one_hot * self._weights(), axis=-1)
-        pixel_loss = ops.sum(per_class_loss * one_hot, axis=-1)
         return ops.sum(pixel_loss * pixel_weights) / ops.maximum(ops.sum(pixel_weights), EPSILON)
 
 
@@ -122,7 +128,8 @@ class DiceFocalLoss(_MaskedSegmentationLoss):
         return 1.0 - ops.sum(dice * weights) / ops.sum(weights)
 
     def _focal_loss(self, one_hot, probabilities):
-        focal = -self.alpha * ops.power(1.0 - probabilities, self.gamma) * self._log(probabilities)
+        true_class = self._true_class(one_hot, probabilities)
+        focal = -self.alpha * ops.power(1.0 - true_class, self.gamma) * self._log(true_class)
         return self._pixel_mean(focal, one_hot)
 
 
@@ -142,7 +149,8 @@ class MaskedCrossEntropy(_MaskedSegmentationLoss):
 
     def call(self, y_true, y_pred):
         one_hot, _, probabilities = self._targets(y_true, y_pred)
-        return self._per_sample(self._pixel_mean(-self._log(probabilities), one_hot), y_pred)
+        pixel_loss = -self._log(self._true_class(one_hot, probabilities))
+        return self._per_sample(self._pixel_mean(pixel_loss, one_hot), y_pred)
 
 
 LOSSES = {"dice_focal": DiceFocalLoss, "crossentropy": MaskedCrossEntropy}

@@ -47,6 +47,33 @@ def test_loss_is_near_zero_for_a_perfect_prediction_and_grows_with_the_error(los
     assert perfect < unsure < wrong
 
 
+def reference_losses(labels, probabilities, weights, alpha=0.25, gamma=2.0, eps=1e-5):
+    """Both losses written out per class in NumPy, as segmentation_models writes them: the
+    focal and cross-entropy terms of every class, kept for the labelled one."""
+    valid = (labels != IGNORE_INDEX)[..., None]
+    hot = one_hot(np.where(valid[..., 0], labels, 0)) * valid
+    log = np.log(np.clip(probabilities, eps, 1.0))
+    pixel_weights = (hot * weights).sum(-1)
+
+    def pixel_mean(per_class):
+        return ((per_class * hot).sum(-1) * pixel_weights).sum() / max(pixel_weights.sum(), eps)
+
+    dice = (2 * (hot * probabilities).sum((0, 1, 2)) + eps) / (
+        hot.sum((0, 1, 2)) + (probabilities * valid).sum((0, 1, 2)) + eps
+    )
+    focal = pixel_mean(-alpha * (1 - probabilities) ** gamma * log)
+    return {DiceFocalLoss: 1 - (dice * weights).sum() / weights.sum() + focal, MaskedCrossEntropy: pixel_mean(-log)}
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize("weights", [None, [0.5, 2.0, 1.0]])
+def test_losses_are_what_they_are_written_per_class_in_numpy(loss_class, weights, labels):
+    probabilities = np.random.default_rng(2).dirichlet(np.ones(K), labels.shape).astype("float32")
+    labels[0, :2] = IGNORE_INDEX
+    expected = reference_losses(labels, probabilities, np.ones(K) if weights is None else np.array(weights))
+    assert value(loss_class(K, weights), labels, probabilities) == pytest.approx(expected[loss_class], rel=1e-5)
+
+
 @pytest.mark.parametrize("loss_class", LOSSES)
 def test_ignored_pixels_do_not_count(loss_class, labels):
     loss = loss_class(K)
