@@ -95,6 +95,7 @@ def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, 
     SpatialDropout2D and Adam for the previous path and for KERAS_LAYERS."""
     keras.utils.set_random_seed(0)
     convolutions_only = source == CONVOLUTIONS_ONLY
+    keras_own = source in (KERAS_LAYERS, PREVIOUS)
     dropout = 0.0 if source in (NO_DROPOUT, CONVOLUTIONS_ONLY) else DROPOUT
     model = build_unet(
         CLASSES,
@@ -103,12 +104,12 @@ def fresh_model(base_filters: int, side: int, jit_compile: bool, metrics: bool, 
         dropout=dropout,
         input_shape=(side, side, 3),
     )
-    if source in (KERAS_LAYERS, PREVIOUS):
+    if keras_own:
         model = stock_model(model)
     if source not in (PREVIOUS, CONVOLUTIONS_ONLY):
         model = training_model(model)
     model.compile(
-        optimizer=keras.optimizers.Adam() if source in (KERAS_LAYERS, PREVIOUS) else Adam(),
+        optimizer=keras.optimizers.Adam() if keras_own else Adam(),
         loss=make_loss("crossentropy" if convolutions_only else "dice_focal", CLASSES),
         metrics=training_metrics(CLASSES) if metrics else None,
         jit_compile=jit_compile,
