@@ -30,12 +30,13 @@ from aerialseg.potsdam import BAND_COUNTS, BANDS, BOUNDARY_FREE
 
 
 def _one_of(module: str, choices: str) -> AfterValidator:
-    """Accept the names in ``module.choices``, the one list of them, kept where they are implemented.
+    """Accept the names in ``module.choices``, the one list of them: kept where they are
+    implemented, or in aerialseg.choices where that module loads Keras.
 
-    The module is imported when params are validated, not when this one is: the Keras modules
-    take seconds to load, which the resize stage's worker processes (they import this module,
-    never validate) should not pay; and a stage's code, as dvc.yaml tracks it, stays the modules
-    it calls, not every module whose names its params are checked against.
+    The module is imported when params are validated, not when this one is: the resize stage's
+    worker processes import this module and never validate; and a stage's code, as dvc.yaml
+    tracks it, stays the modules it calls, not every module whose names its params are checked
+    against.
     """
 
     def check(value: str) -> str:
@@ -47,14 +48,14 @@ def _one_of(module: str, choices: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-ModelName = Annotated[str, _one_of("aerialseg.model", "MODELS")]
-EncoderName = Annotated[str, _one_of("aerialseg.model", "ENCODERS")]
-LossName = Annotated[str, _one_of("aerialseg.losses", "LOSSES")]
+ModelName = Annotated[str, _one_of("aerialseg.choices", "MODELS")]
+EncoderName = Annotated[str, _one_of("aerialseg.choices", "ENCODERS")]
+LossName = Annotated[str, _one_of("aerialseg.choices", "LOSSES")]
 WindowFunctionName = Annotated[str, _one_of("aerialseg.blending", "WINDOW_FUNCTIONS")]
 TtaName = Annotated[str, _one_of("aerialseg.blending", "TTA_CHOICES")]
 BandsName = Annotated[str, _one_of("aerialseg.potsdam", "BANDS")]
 LabelVariant = Annotated[str, _one_of("aerialseg.potsdam", "LABEL_KINDS")]
-DistributionName = Annotated[str, _one_of("aerialseg.distribution", "DISTRIBUTIONS")]
+DistributionName = Annotated[str, _one_of("aerialseg.choices", "DISTRIBUTIONS")]
 
 
 def _tile_id(value):

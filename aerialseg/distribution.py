@@ -32,7 +32,6 @@ import numpy as np
 
 from aerialseg.errors import InputError
 
-DISTRIBUTIONS = ("none", "data_parallel")
 HOST_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",  # the coordinator (process 0), host:port
     "KERAS_DISTRIBUTION_NUM_PROCESSES",

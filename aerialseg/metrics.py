@@ -10,13 +10,16 @@ of per-tile scores).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
 from aerialseg.errors import InputError
 from aerialseg.palette import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    import keras
 
 _BYTE_VALUES = 256
 _BLOCK = 1 << 20  # pixels counted at once: bincount's int64 copy of a block stays in cache
@@ -170,7 +173,12 @@ def training_metrics(num_classes: int) -> list[keras.metrics.Metric]:
     (classes never seen are left out), the same definition as ``scores(...)["miou"]``; a
     micro-averaged Jaccard would be dominated by the large classes. Pixels labelled
     IGNORE_INDEX are skipped by ``jaccard`` (``accuracy`` counts them as wrong).
+
+    Keras is imported here, not with this module: the report stage reads scores from this module
+    and never trains, and Keras takes seconds to load.
     """
+    import keras
+
     return [
         keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
         keras.metrics.MeanIoU(

@@ -1,9 +1,12 @@
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from aerialseg import choices, losses, model
 from aerialseg.config import ParamsError, load_params, parse_params
 
 REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
@@ -89,17 +92,19 @@ def test_encoder_needs_patches_divisible_by_its_stride(raw):
 @pytest.mark.parametrize(
     "section, key, value, module_choices",
     [
-        ("train", "encoder", "resnet18", "aerialseg.model.ENCODERS"),
-        ("train", "model", "segformer", "aerialseg.model.MODELS"),
-        ("train", "loss", "lovasz", "aerialseg.losses.LOSSES"),
+        ("train", "encoder", "resnet18", "aerialseg.choices.ENCODERS"),
+        ("train", "model", "segformer", "aerialseg.choices.MODELS"),
+        ("train", "loss", "lovasz", "aerialseg.choices.LOSSES"),
+        ("train", "distribution", "model_parallel", "aerialseg.choices.DISTRIBUTIONS"),
         ("predict", "tta", "d8", "aerialseg.blending.TTA_CHOICES"),
         ("predict", "window_function", "gauss", "aerialseg.blending.WINDOW_FUNCTIONS"),
         ("data", "bands", "rgbn", "aerialseg.potsdam.BANDS"),
         ("evaluate", "labels", "eroded", "aerialseg.potsdam.LABEL_KINDS"),
     ],
 )
-def test_choices_come_from_the_modules_that_implement_them(raw, section, key, value, module_choices):
-    """Each list of valid names exists once, in the module that implements the choices."""
+def test_choices_come_from_one_list(raw, section, key, value, module_choices):
+    """Each list of valid names exists once: in the module that implements the choices, or in
+    aerialseg.choices where that module loads Keras."""
     module, name = module_choices.rsplit(".", 1)
     valid = tuple(getattr(importlib.import_module(module), name))
     raw[section][key] = value
@@ -180,3 +185,22 @@ def test_the_official_protocol_params_validate_and_split_the_tiles_as_published(
     assert params.classes == load_params(REPO_PARAMS).classes
     # it replaces params.yaml (cp params-potsdam.yaml params.yaml): every key of params.yaml, no other
     assert keys(yaml.safe_load(path.read_text())) == keys(yaml.safe_load(REPO_PARAMS.read_text()))
+
+
+def test_keras_backed_choices_are_exactly_what_their_modules_implement():
+    assert model.ENCODERS == choices.ENCODERS
+    assert tuple(model.MODELS) == choices.MODELS
+    assert tuple(losses.LOSSES) == choices.LOSSES
+
+
+@pytest.mark.parametrize("stage", ["validate", "download", "resize", "patches", "report"])
+def test_stages_without_a_model_check_params_without_keras(stage):
+    """The stages that never touch a model start without Keras and TensorFlow (seconds each)."""
+    check = (
+        f"import sys, stages.{stage}; from aerialseg.config import load_params; load_params({str(REPO_PARAMS)!r}); "
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True, cwd=REPO_PARAMS.parent
+    )
+    assert loaded.stdout.strip() == "[]"
