@@ -1,6 +1,9 @@
 """tracking.log_model, which the train stage calls on its final model: a real SQLite MLflow store,
 the model registered under the experiment's name with a signature, loaded back by MLflow."""
 
+from importlib.metadata import version
+from pathlib import Path
+
 import keras
 import mlflow
 import numpy as np
@@ -31,3 +34,9 @@ def test_the_final_model_is_registered_with_a_signature_and_loads_through_mlflow
     batch = np.random.default_rng(0).integers(0, 256, (2, 48, 32, 3)).astype(np.float32)  # any window size
     expected = keras.ops.convert_to_numpy(model(batch, training=False))
     np.testing.assert_allclose(loaded.predict(batch), expected, atol=1e-5)
+
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model/requirements.txt"))
+    pinned = dict(line.split("==") for line in requirements.read_text().split())
+    assert {package: pinned.get(package) for package in ("mlflow", "keras", "tensorflow", "numpy")} == {
+        package: version(package) for package in ("mlflow", "keras", "tensorflow", "numpy")
+    }
