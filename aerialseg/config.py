@@ -152,6 +152,7 @@ class TrainParams(Strict):
     augment: bool = True
     seed: int = 0
     snapshot_every: int = Field(ge=1)
+    snapshot_modes: tuple[ModeName, ...] = Field(default=("plain", "smooth"), min_length=1)
     mixed_precision: bool = False
     distribution: DistributionName = "none"
 

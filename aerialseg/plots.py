@@ -74,13 +74,17 @@ def comparison_figure(
 
 
 def snapshot_grid_figure(
-    truth: np.ndarray, snapshots: Sequence[tuple[int, np.ndarray, np.ndarray]], palette: Palette, title: str = ""
+    truth: np.ndarray, snapshots: Sequence[tuple[int, dict[str, np.ndarray]]], palette: Palette, title: str = ""
 ) -> Figure:
-    """One row per snapshot epoch: ground truth, plain and smooth map of the same tile."""
+    """One row per snapshot epoch: ground truth, then the map of the same tile in each mode
+    (``{"plain": map, "smooth": map}``, or one of them)."""
+    columns = 1 + len(snapshots[0][1])
     row_height = 3.3 * truth.shape[0] / truth.shape[1] + 0.3
-    figure, axes = plt.subplots(len(snapshots), 3, figsize=(10, row_height * len(snapshots) + 0.8), squeeze=False)
-    for row, (epoch, plain, smooth) in zip(axes, snapshots):
-        for axis, picture, name in zip(row, (truth, plain, smooth), ("ground truth", "plain", "smooth")):
+    figure, axes = plt.subplots(
+        len(snapshots), columns, figsize=(3.3 * columns + 0.1, row_height * len(snapshots) + 0.8), squeeze=False
+    )
+    for row, (epoch, maps) in zip(axes, snapshots):
+        for axis, (name, picture) in zip(row, {"ground truth": truth, **maps}.items()):
             _show(axis, picture, f"epoch {epoch}: {name}")
     _add_legend(figure, palette)
     figure.suptitle(title)

@@ -27,14 +27,14 @@ from aerialseg.tiling import read_split
 
 SUMMARY_LABELS = {"oa": "OA", "miou": "mIoU", "mf1": "mF1"}
 
-Snapshot = tuple[int, np.ndarray, np.ndarray]  # (epoch, plain map, smooth map)
+Snapshot = tuple[int, dict[str, np.ndarray]]  # (epoch, {mode: map of the validation tile})
 
 
 def write_report(layout: Layout, params: Params) -> Path:
     """Draw the figures and write metrics/report.md; return the report's path."""
     tiles = {name: read_split(layout.patches.splits, name) for name in ("test", "val")}
     evaluation = read_json(layout.evaluation, written_by="evaluate")
-    snapshots = snapshot_maps(layout)
+    snapshots = snapshot_maps(layout, params.train.snapshot_modes)
     report = report_markdown(evaluation, params, tiles, snapshots, layout.snapshot_markdown.read_text())
     with atomic_dir(layout.figures) as out:
         draw_figures(out, layout, params, tiles, evaluation, snapshots)
@@ -43,10 +43,10 @@ def write_report(layout: Layout, params: Params) -> Path:
     return layout.report
 
 
-def snapshot_maps(layout: Layout) -> list[Snapshot]:
-    """(epoch, plain map, smooth map) of each snapshot, in epoch order."""
+def snapshot_maps(layout: Layout, modes: tuple[str, ...]) -> list[Snapshot]:
+    """(epoch, {mode: map}) of each snapshot, in epoch order, for the ``train.snapshot_modes``."""
     snapshots = layout.snapshots
-    return [(epoch, *(read_image(snapshots.map(epoch, mode)) for mode in MODES)) for epoch in snapshots.epochs()]
+    return [(epoch, {mode: read_image(snapshots.map(epoch, mode)) for mode in modes}) for epoch in snapshots.epochs()]
 
 
 def truth_colours(layout: Layout, tile: str, params: Params, variant: str) -> np.ndarray:
@@ -84,7 +84,8 @@ def draw_figures(
             plots.snapshot_grid_figure(truth, snapshots, palette, f"Validation tile {val_tile}"),
             out / "snapshot_grid.png",
         )
-        frames = plots.progress_frames(truth, [(epoch, smooth) for epoch, _, smooth in snapshots])
+        video_mode = "smooth" if "smooth" in snapshots[0][1] else "plain"
+        frames = plots.progress_frames(truth, [(epoch, maps[video_mode]) for epoch, maps in snapshots])
         for name in ("progress.mp4", "progress.gif"):
             plots.write_animation(frames, out / name, params.report.video_fps)
 

@@ -21,7 +21,6 @@ import pandas as pd
 from aerialseg import tracking
 from aerialseg.atomic import atomic_file, read_json, write_json
 from aerialseg.augmentation import segmentation_model, training_model
-from aerialseg.blending import MODES
 from aerialseg.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
 from aerialseg.config import Params, TrainParams
 from aerialseg.dataset import PatchSequence, open_patches
@@ -166,7 +165,8 @@ class EpochEnd(keras.callbacks.Callback):
 
 
 def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.ndarray, cluster: Cluster):
-    """Save the weights and the predicted map of a fixed validation tile, plain and smooth."""
+    """Save the weights and the predicted map of a fixed validation tile in each of
+    ``train.snapshot_modes`` (a smooth map takes 32 times the forward passes of a plain one)."""
 
     def snapshot(model, epoch):
         model = segmentation_model(model)
@@ -174,7 +174,7 @@ def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.nda
             model.save_weights(tmp)
         with cluster.on_this_process(model) as local:
             predictor = KerasPredictor(local, params.palette.num_classes)
-            for mode in MODES:
+            for mode in params.train.snapshot_modes:
                 index = predict_map(predictor, val_photo, params.patches.patch_size, mode, params.predict)
                 colours = params.palette.index_to_rgb(index)
                 write_image(snapshots.map(epoch, mode), colours)

@@ -106,7 +106,6 @@ def assert_trained_once(folder, patches) -> None:
     assert sorted(path.name for path in (folder / "models/snapshots").iterdir()) == [
         "epoch_002.weights.h5",
         "epoch_002_plain.png",
-        "epoch_002_smooth.png",
     ]
     assert not (folder / "models/checkpoint").exists()
     client = MlflowClient(store(patches))

@@ -52,14 +52,23 @@ def test_comparison_shows_four_panels_and_a_legend(tmp_path):
     assert width > 3 * height
 
 
-def test_snapshot_grid_has_a_row_per_epoch(tmp_path):
-    snapshots = [(epoch, class_map(epoch), class_map(epoch // 2)) for epoch in (5, 10, 15)]
+def test_snapshot_grid_has_a_row_per_epoch_and_a_column_per_mode(tmp_path):
+    snapshots = [(epoch, {"plain": class_map(epoch), "smooth": class_map(epoch // 2)}) for epoch in (5, 10, 15)]
     figure = plots.snapshot_grid_figure(class_map(), snapshots, PALETTE)
     assert len(figure.axes) == 9
-    assert figure.axes[3].get_title() == "epoch 10: ground truth"
+    assert [axis.get_title() for axis in figure.axes[3:6]] == [
+        "epoch 10: ground truth",
+        "epoch 10: plain",
+        "epoch 10: smooth",
+    ]
     plots.save_figure(figure, tmp_path / "grid.png")
     height, width, _ = read_png(tmp_path / "grid.png").shape
     assert height > width  # three rows of three
+
+    plain_only = plots.snapshot_grid_figure(
+        class_map(), [(epoch, {"plain": maps["plain"]}) for epoch, maps in snapshots], PALETTE
+    )
+    assert [axis.get_title() for axis in plain_only.axes[2:4]] == ["epoch 10: ground truth", "epoch 10: plain"]
 
 
 def test_confusion_heat_map_is_row_normalised(tmp_path):
