@@ -268,7 +268,8 @@ def test_two_trainings_can_make_a_fresh_store_at_once(tmp_path):
         )
         for _ in range(2)
     ]
-    assert [process.stdout.readline() for process in processes] == ["ready\n"] * 2
+    for process in processes:  # past what TensorFlow logs while it loads
+        assert "ready\n" in iter(process.stdout.readline, ""), "the process ended before it was ready"
     for process in processes:
         process.stdin.write("go\n")
         process.stdin.flush()
