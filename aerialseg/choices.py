@@ -2,9 +2,9 @@
 
 Every stage checks all of params.yaml, and Keras (with TensorFlow) takes about 10 s to load on a
 2-core machine: kept beside their implementations, these lists made the stages that never touch
-a model (validate, download, resize, patches, report) each pay that. So they live here, in a
-module that loads at once; each implementing module takes its names from here, and
-tests/test_config.py checks that it implements exactly these.
+a model (validate, download, resize, patches, report) each pay that. So params are checked
+against these lists, in a module that loads at once; tests/test_config.py checks that the modules
+implementing them (aerialseg.model, aerialseg.losses) implement exactly these names.
 """
 
 MODELS = ("unet",)
