@@ -67,6 +67,7 @@ def _tile_id(value):
 
 TileId = Annotated[str, BeforeValidator(_tile_id), Field(pattern=r"^\d+_\d+$")]
 ModeName = Annotated[str, _one_of("aerialseg.blending", "MODES")]
+ModeNames = Annotated[tuple[ModeName, ...], Field(min_length=1)]  # the maps to draw or score: at least one
 
 
 class ParamsError(InputError, ValueError):
@@ -152,7 +153,7 @@ class TrainParams(Strict):
     augment: bool = True
     seed: int = 0
     snapshot_every: int = Field(ge=1)
-    snapshot_modes: tuple[ModeName, ...] = Field(default=("plain", "smooth"), min_length=1)
+    snapshot_modes: ModeNames = ("plain", "smooth")
     mixed_precision: bool = False
     distribution: DistributionName = "none"
 
@@ -190,7 +191,7 @@ class EvaluateParams(Strict):
     erode_radius: int = Field(default=0, ge=0)
     without_classes: tuple[str, ...] = ("clutter",)
     snapshots: Literal["all", "last", "none"] = "all"
-    snapshot_modes: tuple[ModeName, ...] = Field(default=("plain", "smooth"), min_length=1)
+    snapshot_modes: ModeNames = ("plain", "smooth")
 
 
 class ReportParams(Strict):

@@ -204,3 +204,11 @@ def test_stages_without_a_model_check_params_without_keras(stage):
         [sys.executable, "-c", check], capture_output=True, text=True, check=True, cwd=REPO_PARAMS.parent
     )
     assert loaded.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("section", ["train", "evaluate"])
+@pytest.mark.parametrize("modes, problem", [([], "at least 1 item"), (["plain", "blurred"], "'blurred' is not one of")])
+def test_snapshot_modes_are_known_and_not_empty(raw, section, modes, problem):
+    raw[section]["snapshot_modes"] = modes
+    with pytest.raises(ParamsError, match=rf"{section}\.snapshot_modes.*{problem}"):
+        parse_params(raw)
