@@ -155,6 +155,7 @@ class TrainParams(Strict):
     snapshot_every: int = Field(ge=1)
     snapshot_modes: ModeNames = ("plain", "smooth")
     mixed_precision: bool = False
+    jit_compile: Literal["auto"] | bool = "auto"
     distribution: DistributionName = "none"
 
     @model_validator(mode="after")

@@ -185,12 +185,16 @@ def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.nda
 
 def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epochs: int, steps_per_epoch: int) -> None:
     """Adam with the learning rate decayed by a cosine over ``epochs``: the last epochs settle
-    instead of hopping between minima, so the model written at the end is a good one."""
+    instead of hopping between minima, so the model written at the end is a good one.
+
+    ``cfg.jit_compile``: XLA for the training step. Keras' ``auto`` turns it on on a GPU and off on
+    a CPU, where it pays only on some CPUs and for long trainings (README, Performance)."""
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, epochs * steps_per_epoch, alpha=0.01)
     model.compile(
         optimizer=Adam(schedule),
         loss=make_loss(cfg.loss, num_classes, class_weights),
         metrics=training_metrics(num_classes),
+        jit_compile=cfg.jit_compile,
     )
 
 

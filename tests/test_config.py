@@ -32,6 +32,7 @@ def test_repository_params_are_valid():
         ("data", "source", "ftp", "data.source"),
         ("predict", "tta", "all", "predict.tta"),
         ("train", "encoder", "resnet18", "train.encoder"),
+        ("train", "jit_compile", "sometimes", "train.jit_compile"),
     ],
 )
 def test_bad_param_names_the_key(raw, section, key, value, fragment):

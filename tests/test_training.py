@@ -87,3 +87,13 @@ def test_a_resumed_fit_trains_only_the_missing_epochs():
 def test_final_summary_is_the_last_epoch_with_the_median_speed():
     history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.9, 0.5, 0.4], "patches_per_s": [10.0, 50.0, 40.0]})
     assert final_summary(history) == {"loss": 0.4, "epochs": 3, "patches_per_s": 40.0}
+
+
+def test_train_jit_compile_true_trains_the_step_with_xla():
+    params = repo_params({**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "jit_compile": True}})
+    batches = patch_batches()
+    model = fresh_model(params, None, len(batches))
+    history = keras.callbacks.History()
+    fit(model, batches, patch_batches(4), TrainingState(epoch=2), [history], params.train, 6, None)
+    assert model.jit_compile is True
+    assert np.isfinite(history.history["loss"]).all() and np.isfinite(history.history["val_loss"]).all()
