@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_helpers import REPO, deep_update
+from pipeline_helpers import REPO, deep_update, make_project, run
 
 from aerialseg.config import Params, parse_params
 from aerialseg.palette import Palette
@@ -101,6 +101,16 @@ def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) 
         except (BrokenPipeError, ConnectionResetError):  # the client was killed: what the test wants
             return
         time.sleep(chunk / bytes_per_second)
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory) -> Path:
+    """The tiny project after `dvc repro`: a git + DVC repository with its MLflow store. Built once
+    (about 2 minutes on 2 cores); a module that changes it works on its own copy
+    (pipeline_helpers.copy_project), never on this one."""
+    folder = make_project(tmp_path_factory.mktemp("reproduced") / "project")
+    run(["dvc", "repro"], folder)
+    return folder
 
 
 @pytest.fixture

@@ -60,6 +60,13 @@ def make_project(folder: Path, changes: dict = TINY, git: bool = True) -> Path:
     return folder
 
 
+def copy_project(project: Path, folder: Path) -> Path:
+    """A copy of ``project`` with its git history, DVC cache and MLflow store, file times kept, so
+    DVC finds it up to date. The store names its artifact folder by absolute path: runs logged in
+    the copy keep their artifacts beside the original's store."""
+    return Path(shutil.copytree(project, folder, symlinks=True))
+
+
 def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout)
     if check:

@@ -9,17 +9,15 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import altered, deep_update, make_project, run
+from pipeline_helpers import altered, copy_project, deep_update, run
 from test_dvc_yaml import read_pipeline
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    folder = make_project(tmp_path_factory.mktemp("pipeline"))
-    run(["dvc", "repro"], folder)
-    return folder
+def project(reproduced_project, tmp_path_factory):
+    return copy_project(reproduced_project, tmp_path_factory.mktemp("pipeline") / "project")
 
 
 def test_repro_writes_every_output(project):
@@ -157,32 +155,24 @@ def test_a_failing_stage_keeps_the_outputs_of_its_last_successful_run(project, t
     assert set(json.loads(run(["dvc", "status", "--json"], project).stdout)) <= {"validate"}
 
 
-def test_experiment_reruns_only_training_onwards_and_logs_a_new_mlflow_run(project):
-    run_file = project / "models/mlflow_run.json"
-    first_run = json.loads(run_file.read_text())
+def test_experiment_reruns_only_training_onwards_and_logs_to_the_main_store(project):
+    """`dvc exp run --temp` trains in a copy under .dvc/tmp/exps (as queued experiments do); the
+    relative tracking URI must still name the project's own store, which gets one more run."""
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("aerialseg")
+    runs_before = len(client.search_runs([experiment.experiment_id]))
     output = run(
-        ["dvc", "exp", "run", "-S", "train.epochs=3", "-S", "train.snapshot_modes=[plain,smooth]"], project
+        ["dvc", "exp", "run", "--temp", "-S", "train.epochs=3", "-S", "train.snapshot_modes=[plain,smooth]"], project
     ).stdout
     assert "Running stage 'train'" in output
     for upstream in ("download", "resize", "patches"):
         assert f"Running stage '{upstream}'" not in output
     assert "train.epochs" in run(["dvc", "exp", "show", "--no-pager", "--csv"], project).stdout
-    second_run = json.loads(run_file.read_text())
-    assert second_run["run_id"] != first_run["run_id"]
-    client = MlflowClient(second_run["tracking_uri"])
-    history = client.get_metric_history(second_run["run_id"], "val_jaccard")
-    assert sorted(m.step for m in history) == [1, 2, 3]
-    images = [a.path for a in client.list_artifacts(second_run["run_id"], "images")]
-    assert all(any(f"val_map_{mode}" in path for path in images) for mode in ("plain", "smooth")), images
 
-
-def test_temporary_experiment_workspace_logs_to_the_main_store(project):
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("aerialseg")
-    runs_before = len(client.search_runs([experiment.experiment_id]))
-    run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2"], project)
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     assert len(runs) == runs_before + 1
     newest = runs[0]
-    assert newest.data.params["train.epochs"] == "2"
-    assert sorted(m.step for m in client.get_metric_history(newest.info.run_id, "loss")) == [1, 2]
+    assert newest.data.params["train.epochs"] == "3"
+    assert sorted(m.step for m in client.get_metric_history(newest.info.run_id, "val_jaccard")) == [1, 2, 3]
+    images = [a.path for a in client.list_artifacts(newest.info.run_id, "images")]
+    assert all(any(f"val_map_{mode}" in path for path in images) for mode in ("plain", "smooth")), images
