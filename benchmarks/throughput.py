@@ -12,7 +12,8 @@ Then the loader alone (no model): patches/s of PatchSequence over 256 x 256 patc
 and memory-mapped, without and with D4, beside the previous loader. TensorFlow's CPU settings
 (threads, oneDNN): benchmarks/cpu_settings.py.
 
-The models have params.yaml's dropout (0.1); the default model is also trained without it.
+The models have a dropout of 0.1 (the seed's, and the default's until it dropped it: the rows
+"without the dropout" are the default's training now).
 
 FLOPs are counted from the model's layers: 2 k_h k_w C_in C_out per output pixel of every Conv2D
 (per input pixel of every Conv2DTranspose); a training step counts 3 forward passes (the
@@ -47,7 +48,7 @@ from aerialseg.optimizers import Adam
 from benchmarks.machine import machine
 
 CLASSES = 6
-DROPOUT = 0.1  # params.yaml's train.dropout
+DROPOUT = 0.1  # the seed's train.dropout
 MODELS = {  # name: (base filters, patch side, batch size, batches per round, rounds, every variant?)
     "default (classic U-Net, 16 filters, 64 px)": (16, 64, 8, 40, 3, True),
     # about 290 GFLOP per patch: seconds per patch on 2 cores, so fewer batches, rounds and variants
