@@ -64,7 +64,7 @@ class RecordEncoder(keras.callbacks.Callback):
 
 def test_a_pretrained_encoder_is_frozen_first_then_fine_tuned(tmp_path, mlflow_run):
     params = repo_params(
-        {**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "encoder": "mobilenetv2", "freeze_encoder_epochs": 1}}
+        {**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "encoder": "vgg16", "freeze_encoder_epochs": 1}}
     )
     batches = patch_batches()
     model = fresh_model(params, None, len(batches))
