@@ -107,7 +107,7 @@ def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) 
 def reproduced_project(tmp_path_factory) -> Path:
     """The tiny project after `dvc repro`: a git + DVC repository with its MLflow store. Built once
     (about 2 minutes on 2 cores); a module that changes it works on its own copy
-    (pipeline_helpers.copy_project), never on this one."""
+    (pipeline_helpers.copy_repository), never on this one."""
     folder = make_project(tmp_path_factory.mktemp("reproduced") / "project")
     run(["dvc", "repro"], folder)
     return folder

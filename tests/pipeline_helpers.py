@@ -60,7 +60,7 @@ def make_project(folder: Path, changes: dict = TINY, git: bool = True) -> Path:
     return folder
 
 
-def copy_project(project: Path, folder: Path) -> Path:
+def copy_repository(project: Path, folder: Path) -> Path:
     """A copy of ``project`` with its git history, DVC cache and MLflow store, file times kept, so
     DVC finds it up to date. The store names its artifact folder by absolute path: runs logged in
     the copy keep their artifacts beside the original's store."""

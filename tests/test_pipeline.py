@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import altered, copy_project, deep_update, run
+from pipeline_helpers import altered, copy_repository, deep_update, run
 from test_dvc_yaml import read_pipeline
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def project(reproduced_project, tmp_path_factory):
-    return copy_project(reproduced_project, tmp_path_factory.mktemp("pipeline") / "project")
+    return copy_repository(reproduced_project, tmp_path_factory.mktemp("pipeline") / "project")
 
 
 def test_repro_writes_every_output(project):

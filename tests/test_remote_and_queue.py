@@ -8,7 +8,7 @@ import time
 
 import pytest
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import copy_project, run
+from pipeline_helpers import copy_repository, run
 
 COMMIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm"]
 EPOCH_METRICS = ["loss", "accuracy", "jaccard", "val_loss", "val_accuracy", "val_jaccard", "patches_per_s"]
@@ -18,7 +18,7 @@ EPOCH_METRICS = ["loss", "accuracy", "jaccard", "val_loss", "val_accuracy", "val
 def shared(reproduced_project, tmp_path_factory):
     """A project built by `dvc repro` and pushed to a folder remote, and a fresh git clone that pulled it."""
     root = tmp_path_factory.mktemp("shared")
-    origin = copy_project(reproduced_project, root / "origin")
+    origin = copy_repository(reproduced_project, root / "origin")
     run(["dvc", "remote", "add", "-d", "storage", str(root / "remote")], origin)
     run(["git", "add", "-A"], origin)
     run([*COMMIT, "trained, with a remote"], origin)
