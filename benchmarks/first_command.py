@@ -32,7 +32,8 @@ from pathlib import Path
 from benchmarks.machine import machine
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-VENV = "python3 -m venv .venv && . .venv/bin/activate"
+ACTIVATE = ". .venv/bin/activate"
+VENV = f"python3 -m venv .venv && {ACTIVATE}"
 README_INSTALL, PREVIOUS_INSTALL = "uv (README)", "pip (previous)"
 INSTALLS = {
     README_INSTALL: f"{VENV} && pip install -q uv && uv pip install -q --compile-bytecode -e .",
@@ -61,7 +62,7 @@ def timed_repro(clone: Path, env: dict[str, str]) -> tuple[float, dict[str, floa
     start = time.perf_counter()
     starts: dict[str, float] = {}
     with subprocess.Popen(
-        ["bash", "-c", f"{VENV} && dvc repro"],
+        ["bash", "-c", f"{ACTIVATE} && dvc repro"],
         cwd=clone,
         env=env,
         stdout=subprocess.PIPE,
