@@ -1,6 +1,6 @@
 """Benchmark: reading tiles out of a Potsdam.zip scales with the tiles used, not with the archive.
 
-Generates Potsdam.zip files of the download's layout (aerialseg.potsdam_zip: every band set with
+Generates Potsdam.zip files of the download's layout (aerialseg.testing.potsdam_zip: every band set with
 world files, both label variants, and decoy products -- surface models, reference code -- of a
 chosen size), then has the download stage's reader (sources.collect_local) take the RGBIR photos,
 world files and labels of some tiles, each case in a fresh process. Reported per case: the bytes
@@ -30,9 +30,9 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from machine import machine  # noqa: E402
 
-from aerialseg.config import load_params  # noqa: E402
-from aerialseg.potsdam_zip import write_potsdam_zip  # noqa: E402
-from aerialseg.sources import Wanted, collect_local  # noqa: E402
+from aerialseg.data.sources import Wanted, collect_local  # noqa: E402
+from aerialseg.pipeline.params import load_params  # noqa: E402
+from aerialseg.testing.potsdam_zip import write_potsdam_zip  # noqa: E402
 
 TILES = ["2_10", "2_11", "2_12", "2_13", "2_14", "3_10", "3_11", "3_12"]
 SIDE = 1024  # px: an RGBIR photo is 4 MB, a tile 16 MB in its three band sets and two labels

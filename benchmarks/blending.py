@@ -1,4 +1,4 @@
-"""Benchmark: streaming smooth blending (aerialseg.blending) against the naive original.
+"""Benchmark: streaming smooth blending (aerialseg.predict.blending) against the naive original.
 
 Both implementations run the same technique (window 256, 50 % overlap, squared spline, D4
 test-time augmentation, 6 classes) on the same synthetic tile with the same predictor, each case
@@ -35,7 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 from machine import machine  # noqa: E402
 from naive_blending import predict_img_with_smooth_windowing  # noqa: E402
 
-from aerialseg.blending import predict_probabilities  # noqa: E402
+from aerialseg.predict.blending import predict_probabilities  # noqa: E402
 
 WINDOW, SUBDIVISIONS, TTA, CLASSES, BATCH = 256, 2, "d4", 6, 16
 RESULTS = REPO / "benchmarks/results/blending.md"
@@ -64,7 +64,7 @@ def keras_standin():
     """A small real model: 3 x 3 convolution to 6 softmax classes (edge effects at window borders)."""
     import keras
 
-    from aerialseg.inference import KerasPredictor
+    from aerialseg.predict.inference import KerasPredictor
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

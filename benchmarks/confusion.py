@@ -12,8 +12,8 @@ import time
 import numpy as np
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from aerialseg.metrics import confusion_matrix, scores
-from aerialseg.palette import IGNORE_INDEX
+from aerialseg.data.palette import IGNORE_INDEX
+from aerialseg.evaluate.metrics import confusion_matrix, scores
 
 SIDE, CLASSES, IGNORED_SHARE = 6000, 6, 0.05
 TARGET_SECONDS, TARGET_SPEED_UP = 2.0, 30
@@ -45,7 +45,7 @@ def main() -> None:
     assert np.array_equal(ours, theirs), "confusion matrices differ"
     speed_up = their_seconds / our_seconds
     print(f"{SIDE} x {SIDE} px, {CLASSES} classes, {IGNORED_SHARE:.0%} ignored")
-    print(f"aerialseg.metrics (matrix + scores): {our_seconds:.3f} s")
+    print(f"aerialseg.evaluate.metrics (matrix + scores): {our_seconds:.3f} s")
     print(f"sklearn.metrics.confusion_matrix:    {their_seconds:.3f} s (labelled pixels pre-selected, not timed)")
     print(f"speed-up: {speed_up:.0f}x (target >= {TARGET_SPEED_UP}x, ours < {TARGET_SECONDS} s)")
     assert our_seconds < TARGET_SECONDS, f"ours took {our_seconds:.2f} s, target {TARGET_SECONDS} s"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aerialseg.dataset import PatchSequence
+from aerialseg.train.dataset import PatchSequence
 from benchmarks.machine import machine
 from benchmarks.throughput import (
     DEFAULT_MODEL,

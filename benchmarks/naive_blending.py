@@ -2,7 +2,7 @@
 
 A faithful port of ``smooth_tiled_predictions.py`` by Guillaume Chevalier (Vooban, MIT licence,
 https://github.com/Vooban/Smoothly-Blend-Image-Patches), used ONLY by benchmarks/blending.py to
-measure what aerialseg.blending improves. Its behaviour is kept on purpose, flaws included:
+measure what aerialseg.predict.blending improves. Its behaviour is kept on purpose, flaws included:
 
 * all 8 rotated / mirrored copies of the padded image exist at once, and for each one every
   window and every prediction is stacked in one array, in float64 (tens of GB at 6000 x 6000);

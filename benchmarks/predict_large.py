@@ -33,8 +33,8 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aerialseg.config import load_params  # noqa: E402
-from aerialseg.synthetic import generate_tile  # noqa: E402
+from aerialseg.data.synthetic import generate_tile  # noqa: E402
+from aerialseg.pipeline.params import load_params  # noqa: E402
 
 WORK = REPO / "benchmarks/results/predict_large"
 RESULTS = REPO / "benchmarks/results/predict_large.md"
@@ -63,7 +63,7 @@ def write_large_raster(path: Path, size: int) -> None:
 
 def default_model(path: Path) -> None:
     """The U-Net of params.yaml's ``train`` section, saved as the train stage saves its model."""
-    from aerialseg.model import build_model, stock_model
+    from aerialseg.train.model import build_model, stock_model
 
     params = load_params(REPO / "params.yaml")
     cfg = params.train
@@ -80,7 +80,7 @@ def default_model(path: Path) -> None:
 
 def run_command(arguments: list[str]) -> tuple[float, float]:
     """Run aerialseg-predict as a child; return (wall seconds, the child's peak RSS in MB)."""
-    command = [sys.executable, "-m", "aerialseg.predict", *arguments]
+    command = [sys.executable, "-m", "aerialseg.predict.command", *arguments]
     print("running:", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     child = subprocess.Popen(command, cwd=REPO)

@@ -1,6 +1,6 @@
 """Benchmark: the download, resize and patches stages on real-size Potsdam tiles, in bounded memory.
 
-Generates a Potsdam.zip of the download's layout (aerialseg.potsdam_zip) holding 4 tiles of
+Generates a Potsdam.zip of the download's layout (aerialseg.testing.potsdam_zip) holding 4 tiles of
 6000 x 6000 px in every band set with world files, both label variants and decoy products, then
 runs the download, resize and patches stages on it with 4-band RGBIR photos, in a throw-away copy
 of the project, each as ``python -m stages.<name>`` the way DVC runs it. While a stage runs, the
@@ -31,8 +31,8 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from machine import machine  # noqa: E402
 
-from aerialseg.palette import Palette  # noqa: E402
-from aerialseg.potsdam_zip import write_potsdam_zip  # noqa: E402
+from aerialseg.data.palette import Palette  # noqa: E402
+from aerialseg.testing.potsdam_zip import write_potsdam_zip  # noqa: E402
 
 TILES = ["2_10", "2_11", "2_12", "2_13"]
 SIDE = 6000

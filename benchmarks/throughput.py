@@ -39,12 +39,12 @@ import aerialseg  # noqa: F401  first: sets TensorFlow's CPU kernels as the pipe
 import keras
 import numpy as np
 
-from aerialseg.augmentation import draw_symmetries, training_model
-from aerialseg.dataset import PatchSequence, open_patches
-from aerialseg.losses import make_loss
-from aerialseg.metrics import training_metrics
-from aerialseg.model import build_unet, stock_model
-from aerialseg.optimizers import Adam
+from aerialseg.evaluate.metrics import training_metrics
+from aerialseg.train.augmentation import draw_symmetries, training_model
+from aerialseg.train.dataset import PatchSequence, open_patches
+from aerialseg.train.losses import make_loss
+from aerialseg.train.model import build_unet, stock_model
+from aerialseg.train.optimizer import Adam
 from benchmarks.machine import machine
 
 CLASSES = 6

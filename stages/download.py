@@ -1,9 +1,9 @@
 """download stage: the photos and label pictures of ``data.source``, checked, into data/raw."""
 
-from aerialseg.config import load_params
-from aerialseg.layout import Layout
-from aerialseg.sources import download_raw
-from aerialseg.stage_run import run_stage
+from aerialseg.data.sources import download_raw
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """evaluate stage: the test maps and every training snapshot scored against the test labels."""
 
-from aerialseg.config import load_params
-from aerialseg.evaluation import evaluate
-from aerialseg.layout import Layout
-from aerialseg.stage_run import run_stage
+from aerialseg.evaluate.evaluation import evaluate
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
 
 
 def main() -> None:

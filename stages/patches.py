@@ -1,9 +1,9 @@
 """patches stage: tiles split into train / val / test; train and val cut into patches."""
 
-from aerialseg.config import load_params
-from aerialseg.layout import Layout
-from aerialseg.patching import make_patches
-from aerialseg.stage_run import run_stage
+from aerialseg.data.patches import make_patches
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
 
 
 def main() -> None:

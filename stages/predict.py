@@ -1,9 +1,9 @@
 """predict stage: every whole test tile mapped by the trained model, plainly and smooth-blended."""
 
-from aerialseg.config import load_params
-from aerialseg.layout import Layout
-from aerialseg.mapping import predict_test_tiles
-from aerialseg.stage_run import run_stage
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
+from aerialseg.predict.mapping import predict_test_tiles
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """report stage: figures, a progress video and metrics/report.md tying them to the scores."""
 
-from aerialseg.config import load_params
-from aerialseg.layout import Layout
-from aerialseg.reporting import write_report
-from aerialseg.stage_run import run_stage
+from aerialseg.evaluate.report import write_report
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """resize stage: every tile of data/raw at the working resolution, into data/resized."""
 
-from aerialseg.config import load_params
-from aerialseg.layout import Layout
-from aerialseg.resizing import resize_dataset
-from aerialseg.stage_run import run_stage
+from aerialseg.data.resize import resize_dataset
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
 
 WORKERS = 2
 

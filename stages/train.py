@@ -1,9 +1,9 @@
 """train stage: the U-Net fitted on the patches, every epoch logged to MLflow, resumable."""
 
-from aerialseg.config import load_params
-from aerialseg.layout import Layout
-from aerialseg.stage_run import run_stage
-from aerialseg.training import train
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
+from aerialseg.train.training import train
 
 
 def main() -> None:

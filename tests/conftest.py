@@ -15,11 +15,11 @@ import pytest
 import yaml
 from pipeline_helpers import REPO, deep_update, make_project, run
 
-from aerialseg.config import Params, parse_params
-from aerialseg.palette import Palette
-from aerialseg.potsdam import label_name, photo_name
-from aerialseg.potsdam_zip import write_potsdam_zip
-from aerialseg.tiles import write_image
+from aerialseg.data.palette import Palette
+from aerialseg.data.potsdam import label_name, photo_name
+from aerialseg.pipeline.params import Params, parse_params
+from aerialseg.raster.pictures import write_image
+from aerialseg.testing.potsdam_zip import write_potsdam_zip
 
 
 def repo_params(changes: dict | None = None) -> Params:

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 from conftest import repo_params
 
-from aerialseg.boundaries import erode_boundaries
-from aerialseg.layout import Layout
-from aerialseg.tiles import write_image
-from aerialseg.tiling import write_splits
+from aerialseg.data.boundaries import erode_boundaries
+from aerialseg.data.splits import write_splits
+from aerialseg.pipeline.paths import Layout
+from aerialseg.raster.pictures import write_image
 
 TEST_TILES = ["2_10", "2_11"]
 VAL_TILE = "3_10"

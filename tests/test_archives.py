@@ -1,4 +1,4 @@
-"""aerialseg.archives on real zips nested in zips: only the members asked for are read and written."""
+"""aerialseg.data.archives on real zips nested in zips: only the members asked for are read and written."""
 
 import io
 import os
@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from aerialseg.archives import ArchiveError, extract
+from aerialseg.data.archives import ArchiveError, extract
 
 DECOY = 24 << 20  # bytes of the product nobody asks for: far more than everything else together
 

@@ -1,6 +1,6 @@
 import pytest
 
-from aerialseg.atomic import PARTIAL, atomic_dir, atomic_file
+from aerialseg.pipeline.atomic import PARTIAL, atomic_dir, atomic_file
 
 
 def test_atomic_file_keeps_old_content_on_failure(tmp_path):

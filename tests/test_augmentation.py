@@ -5,7 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from aerialseg.augmentation import (
+from aerialseg.evaluate.metrics import training_metrics
+from aerialseg.train.augmentation import (
     D4,
     SYMMETRIES,
     D4TrainingModel,
@@ -14,9 +15,8 @@ from aerialseg.augmentation import (
     training_model,
     turn,
 )
-from aerialseg.losses import make_loss
-from aerialseg.metrics import training_metrics
-from aerialseg.model import build_unet
+from aerialseg.train.losses import make_loss
+from aerialseg.train.model import build_unet
 
 
 def numpy_symmetry(array: np.ndarray, number: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from aerialseg.blending import (
+from aerialseg.predict.blending import (
     TTA_CHOICES,
     plan_grid,
     predict_probabilities,

@@ -3,9 +3,9 @@
 import numpy as np
 from conftest import POTSDAM_PALETTE
 
-from aerialseg.boundaries import ISPRS_RADIUS, erode_boundaries
-from aerialseg.palette import IGNORE_COLOUR, IGNORE_INDEX
-from aerialseg.synthetic import boundary_free, generate_tile
+from aerialseg.data.boundaries import ISPRS_RADIUS, erode_boundaries
+from aerialseg.data.palette import IGNORE_COLOUR, IGNORE_INDEX
+from aerialseg.data.synthetic import boundary_free, generate_tile
 
 
 def test_erosion_ignores_exactly_the_band_around_a_boundary():

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from aerialseg.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
+from aerialseg.train.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
 
 
 def tiny_model():

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aerialseg import choices, losses, model
-from aerialseg.config import ParamsError, load_params, parse_params
+from aerialseg.pipeline import choices
+from aerialseg.pipeline.params import ParamsError, load_params, parse_params
+from aerialseg.train import losses, model
 
 REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
 
@@ -93,19 +94,19 @@ def test_encoder_needs_patches_divisible_by_its_stride(raw):
 @pytest.mark.parametrize(
     "section, key, value, module_choices",
     [
-        ("train", "encoder", "resnet18", "aerialseg.choices.ENCODERS"),
-        ("train", "model", "segformer", "aerialseg.choices.MODELS"),
-        ("train", "loss", "lovasz", "aerialseg.choices.LOSSES"),
-        ("train", "distribution", "model_parallel", "aerialseg.choices.DISTRIBUTIONS"),
-        ("predict", "tta", "d8", "aerialseg.blending.TTA_CHOICES"),
-        ("predict", "window_function", "gauss", "aerialseg.blending.WINDOW_FUNCTIONS"),
-        ("data", "bands", "rgbn", "aerialseg.potsdam.BANDS"),
-        ("evaluate", "labels", "eroded", "aerialseg.potsdam.LABEL_KINDS"),
+        ("train", "encoder", "resnet18", "aerialseg.pipeline.choices.ENCODERS"),
+        ("train", "model", "segformer", "aerialseg.pipeline.choices.MODELS"),
+        ("train", "loss", "lovasz", "aerialseg.pipeline.choices.LOSSES"),
+        ("train", "distribution", "model_parallel", "aerialseg.pipeline.choices.DISTRIBUTIONS"),
+        ("predict", "tta", "d8", "aerialseg.predict.blending.TTA_CHOICES"),
+        ("predict", "window_function", "gauss", "aerialseg.predict.blending.WINDOW_FUNCTIONS"),
+        ("data", "bands", "rgbn", "aerialseg.data.potsdam.BANDS"),
+        ("evaluate", "labels", "eroded", "aerialseg.data.potsdam.LABEL_KINDS"),
     ],
 )
 def test_choices_come_from_one_list(raw, section, key, value, module_choices):
     """Each list of valid names exists once: in the module that implements the choices, or in
-    aerialseg.choices where that module loads Keras."""
+    aerialseg.pipeline.choices where that module loads Keras."""
     module, name = module_choices.rsplit(".", 1)
     valid = tuple(getattr(importlib.import_module(module), name))
     raw[section][key] = value
@@ -198,7 +199,8 @@ def test_keras_backed_choices_are_exactly_what_their_modules_implement():
 def test_stages_without_a_model_check_params_without_keras(stage):
     """The stages that never touch a model start without Keras and TensorFlow (seconds each)."""
     check = (
-        f"import sys, stages.{stage}; from aerialseg.config import load_params; load_params({str(REPO_PARAMS)!r}); "
+        f"import sys, stages.{stage}; from aerialseg.pipeline.params import load_params; "
+        f"load_params({str(REPO_PARAMS)!r}); "
         "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     )
     loaded = subprocess.run(

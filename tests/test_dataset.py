@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aerialseg.dataset import PatchDataError, PatchSequence, open_patches
+from aerialseg.train.dataset import PatchDataError, PatchSequence, open_patches
 
 
 def write_patches(folder, n=10, size=8, classes=6):

@@ -26,7 +26,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from pipeline_helpers import TINY, deep_update, environment, make_project, run_stage
 
-import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer of saved models
+import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 
 RTOL_JAX = 1e-4
 RTOL_TF = 3e-2
@@ -44,9 +44,9 @@ DRIVER = textwrap.dedent("""
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from aerialseg.config import load_params
-    from aerialseg.layout import Layout
-    from aerialseg.training import train
+    from aerialseg.pipeline.params import load_params
+    from aerialseg.pipeline.paths import Layout
+    from aerialseg.train.training import train
     for folder in map(Path, sys.argv[2:]):
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         train(Layout(folder), load_params(folder / "params.yaml"))

@@ -5,7 +5,7 @@ test_distributed_training.py."""
 import keras
 import pytest
 
-from aerialseg.distribution import HOST_VARIABLES, DistributionError, check_batch, jax_hosts, join
+from aerialseg.train.distribution import HOST_VARIABLES, DistributionError, check_batch, jax_hosts, join
 
 HOSTS = dict(zip(HOST_VARIABLES, ["10.0.0.1:1234", "2", "1"]))
 

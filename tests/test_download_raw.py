@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from conftest import repo_params
 
-from aerialseg.archives import ArchiveError
-from aerialseg.georef import WorldFileError, read_world_file, world_file_path
-from aerialseg.layout import Layout, TileFolder
-from aerialseg.potsdam import label_name, photo_name
-from aerialseg.sources import ChecksumError, DefectiveLabelError, download_raw
-from aerialseg.synthetic import world_file
-from aerialseg.tiles import read_image, read_label
+from aerialseg.data.archives import ArchiveError
+from aerialseg.data.potsdam import label_name, photo_name
+from aerialseg.data.sources import ChecksumError, DefectiveLabelError, download_raw
+from aerialseg.data.synthetic import world_file
+from aerialseg.pipeline.paths import Layout, TileFolder
+from aerialseg.raster.georef import WorldFileError, read_world_file, world_file_path
+from aerialseg.raster.pictures import read_image, read_label
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 A stage's dependencies are the import closure of ``stages/<name>.py`` inside the project, read
 from the source with ``ast`` (no import runs). Imports made only while params are validated
-(aerialseg.config checks names against the modules that implement them) are not part of it: they
+(aerialseg.pipeline.params checks names against the modules that implement them) are not part of it: they
 decide whether params are accepted, not what a stage writes. An edit of any module a stage
 imports must make `dvc status` report that stage; an omission here would let `dvc repro` call
 stale outputs up to date.
@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pipeline_helpers import REPO
 
-from aerialseg.layout import Layout
+from aerialseg.pipeline.paths import Layout
 
 PACKAGES = ("aerialseg", "stages")
 
@@ -81,9 +81,9 @@ def test_every_stage_lists_exactly_the_code_it_imports():
 
 def test_an_omitted_module_is_caught():
     pipeline = read_pipeline()
-    pipeline["stages"]["patches"]["deps"].remove("aerialseg/tiles.py")
+    pipeline["stages"]["patches"]["deps"].remove("aerialseg/raster/pictures.py")
     assert code_dependency_problems(pipeline) == [
-        "stage patches: imports aerialseg/tiles.py but dvc.yaml does not list it"
+        "stage patches: imports aerialseg/raster/pictures.py but dvc.yaml does not list it"
     ]
 
 
@@ -92,15 +92,15 @@ def test_closure_follows_from_imports_and_package_inits():
     assert {
         "stages/__init__.py",
         "aerialseg/__init__.py",
-        "aerialseg/resizing.py",
-        "aerialseg/atomic.py",
-        "aerialseg/palette.py",
+        "aerialseg/data/resize.py",
+        "aerialseg/pipeline/atomic.py",
+        "aerialseg/data/palette.py",
     } <= closure
-    assert "aerialseg/model.py" not in closure  # resize never imports Keras code
+    assert "aerialseg/train/model.py" not in closure  # resize never imports Keras code
 
 
 def test_every_output_in_dvc_yaml_is_a_layout_path():
-    """dvc.yaml and aerialseg.layout name the same files (the layout is where code finds them)."""
+    """dvc.yaml and aerialseg.pipeline.paths name the same files (the layout is where code finds them)."""
     layout = Layout()
     named = {
         str(value.path if hasattr(value, "path") else value)

@@ -1,4 +1,4 @@
-"""aerialseg.evaluation on a small scored project: scores like sklearn's, snapshots, MLflow."""
+"""aerialseg.evaluate.evaluation on a small scored project: scores like sklearn's, snapshots, MLflow."""
 
 import json
 import re
@@ -19,10 +19,10 @@ from scored_project import (
 )
 from sklearn.metrics import accuracy_score, f1_score, jaccard_score
 
-from aerialseg.boundaries import erode_boundaries
-from aerialseg.evaluation import evaluate
-from aerialseg.history import HISTORY_COLUMNS
-from aerialseg.palette import IGNORE_INDEX
+from aerialseg.data.boundaries import erode_boundaries
+from aerialseg.data.palette import IGNORE_INDEX
+from aerialseg.evaluate.evaluation import evaluate
+from aerialseg.train.history import HISTORY_COLUMNS
 
 
 @pytest.fixture

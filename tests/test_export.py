@@ -9,8 +9,8 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
-from aerialseg.export import main
-from aerialseg.model import build_model, stock_model
+from aerialseg.predict.export import main
+from aerialseg.train.model import build_model, stock_model
 
 CLASSES = 6
 

@@ -5,7 +5,11 @@ import pytest
 import tifffile
 from conftest import POTSDAM_PALETTE
 
-from aerialseg.georef import (
+from aerialseg.data.manifest import write_manifest
+from aerialseg.data.resize import resize_dataset
+from aerialseg.data.synthetic import generate_tile
+from aerialseg.pipeline.paths import TileFolder
+from aerialseg.raster.georef import (
     GEOKEYS,
     PIXEL_SCALE,
     TIEPOINT,
@@ -18,11 +22,7 @@ from aerialseg.georef import (
     world_file_path,
     write_world_file,
 )
-from aerialseg.layout import TileFolder
-from aerialseg.manifest import write_manifest
-from aerialseg.resizing import resize_dataset
-from aerialseg.synthetic import generate_tile
-from aerialseg.tiles import read_geotags, write_image
+from aerialseg.raster.pictures import read_geotags, write_image
 
 POTSDAM_2_10 = WorldFile(0.05, 0.0, 0.0, -0.05, 366682.025, 5808337.975)  # as in top_potsdam_2_10_RGB.tfw
 

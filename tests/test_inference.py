@@ -11,13 +11,13 @@ import pytest
 import tifffile
 from conftest import repo_params
 
-from aerialseg.blending import predict_probabilities
-from aerialseg.georef import WorldFile, read_world_file, world_file_path, write_world_file
-from aerialseg.inference import KerasPredictor, predict_map
-from aerialseg.layout import Layout
-from aerialseg.mapping import predict_test_tiles
-from aerialseg.potsdam import photo_name
-from aerialseg.tiles import read_geotags, read_image, write_image
+from aerialseg.data.potsdam import photo_name
+from aerialseg.pipeline.paths import Layout
+from aerialseg.predict.blending import predict_probabilities
+from aerialseg.predict.inference import KerasPredictor, predict_map
+from aerialseg.predict.mapping import predict_test_tiles
+from aerialseg.raster.georef import WorldFile, read_world_file, world_file_path, write_world_file
+from aerialseg.raster.pictures import read_geotags, read_image, write_image
 
 PARAMS = repo_params({"patches": {"patch_size": 32, "step": 32}, "predict": {"tta": "flips"}})
 CLASSES = PARAMS.palette.num_classes

@@ -1,6 +1,6 @@
-"""aerialseg.layout: each file-name rule is written and read back in one place."""
+"""aerialseg.pipeline.paths: each file-name rule is written and read back in one place."""
 
-from aerialseg.layout import Layout
+from aerialseg.pipeline.paths import Layout
 
 
 def test_snapshot_names_written_are_the_epochs_read_back(tmp_path):

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from aerialseg.losses import DiceFocalLoss, MaskedCrossEntropy, class_weights_from_counts, make_loss
-from aerialseg.model import build_unet
-from aerialseg.palette import IGNORE_INDEX
+from aerialseg.data.palette import IGNORE_INDEX
+from aerialseg.train.losses import DiceFocalLoss, MaskedCrossEntropy, class_weights_from_counts, make_loss
+from aerialseg.train.model import build_unet
 
 K = 3
 LOSSES = [DiceFocalLoss, MaskedCrossEntropy]
@@ -200,8 +200,8 @@ def test_the_loss_trains_a_unet_on_the_jax_backend():
     """Keras code stays backend-neutral: the same model and loss fit under JAX."""
     code = textwrap.dedent("""
         import keras, numpy as np
-        from aerialseg.losses import DiceFocalLoss
-        from aerialseg.model import build_unet
+        from aerialseg.train.losses import DiceFocalLoss
+        from aerialseg.train.model import build_unet
         assert keras.backend.backend() == "jax"
         rng = np.random.default_rng(0)
         images = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")

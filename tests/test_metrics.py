@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from aerialseg.metrics import confusion_matrix, confusion_rows, scores, training_metrics
-from aerialseg.palette import IGNORE_INDEX
+from aerialseg.data.palette import IGNORE_INDEX
+from aerialseg.evaluate.metrics import confusion_matrix, confusion_rows, scores, training_metrics
 
 NAMES = ["road", "building", "tree", "clutter"]
 

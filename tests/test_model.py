@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from aerialseg.model import (
+from aerialseg.train.model import (
     BACKBONES,
     ENCODERS,
     BatchNormalization,
@@ -247,7 +247,7 @@ def test_weights_of_another_encoder_are_refused_naming_the_file(tmp_path):
 def test_imagenet_weights_offline_say_which_file_goes_into_which_folder(tmp_path):
     """Runs in a subprocess: Keras fixes its cache folder ($KERAS_HOME) when it is imported."""
     code = textwrap.dedent("""
-        from aerialseg.model import EncoderWeightsError, build_unet
+        from aerialseg.train.model import EncoderWeightsError, build_unet
         try:
             build_unet(6, encoder="mobilenetv2", encoder_weights="imagenet", base_filters=2)
             print("DOWNLOADED")

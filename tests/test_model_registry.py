@@ -9,8 +9,8 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from aerialseg import tracking
-from aerialseg.model import build_model, stock_model
+from aerialseg.pipeline import tracking
+from aerialseg.train.model import build_model, stock_model
 
 CLASSES = 6
 

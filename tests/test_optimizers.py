@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from aerialseg.optimizers import Adam
+from aerialseg.train.optimizer import Adam
 
 
 def trained_weights(optimizer, tmp_path=None):

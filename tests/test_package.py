@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 ONEDNN_STATE = (
-    "import aerialseg.model, os; from tensorflow.python.util import _pywrap_util_port as port; "
+    "import aerialseg.train.model, os; from tensorflow.python.util import _pywrap_util_port as port; "
     "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], port.IsMklEnabled())"
 )
 

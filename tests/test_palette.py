@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import POTSDAM_PALETTE
 
-from aerialseg.palette import IGNORE_INDEX, Palette, UnknownColourError
+from aerialseg.data.palette import IGNORE_INDEX, Palette, UnknownColourError
 
 
 def test_round_trip_of_every_class():

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from pipeline_helpers import altered, make_project, run_stage
 
-from aerialseg.potsdam import photo_name
-from aerialseg.tiles import read_image
+from aerialseg.data.potsdam import photo_name
+from aerialseg.raster.pictures import read_image
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aerialseg import plots
-from aerialseg.palette import Palette
+from aerialseg.data.palette import Palette
+from aerialseg.evaluate import figures as plots
 
 PALETTE = Palette(("road", "building", "clutter"), ((255, 255, 255), (0, 0, 255), (255, 0, 0)))
 

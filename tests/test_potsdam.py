@@ -1,4 +1,4 @@
-from aerialseg.potsdam import (
+from aerialseg.data.potsdam import (
     archive_kinds,
     archive_of,
     from_participants,

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from conftest import POTSDAM_PALETTE, repo_params
 
-from aerialseg.evaluation import evaluate
-from aerialseg.georef import read_world_file, world_file_path
-from aerialseg.layout import Layout
-from aerialseg.mapping import predict_test_tiles
-from aerialseg.palette import IGNORE_INDEX
-from aerialseg.patching import make_patches
-from aerialseg.potsdam_zip import write_potsdam_zip
-from aerialseg.reporting import write_report
-from aerialseg.resizing import resize_dataset
-from aerialseg.sources import download_raw
-from aerialseg.tiles import read_image, read_label
-from aerialseg.training import train
+from aerialseg.data.palette import IGNORE_INDEX
+from aerialseg.data.patches import make_patches
+from aerialseg.data.resize import resize_dataset
+from aerialseg.data.sources import download_raw
+from aerialseg.evaluate.evaluation import evaluate
+from aerialseg.evaluate.report import write_report
+from aerialseg.pipeline.paths import Layout
+from aerialseg.predict.mapping import predict_test_tiles
+from aerialseg.raster.georef import read_world_file, world_file_path
+from aerialseg.raster.pictures import read_image, read_label
+from aerialseg.testing.potsdam_zip import write_potsdam_zip
+from aerialseg.train.training import train
 
 TILES = ["2_10", "2_11", "2_12", "2_13", "4_12", "7_10"]
 SIDE = 256  # px of a generated tile; halved by the resize stage

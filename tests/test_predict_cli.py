@@ -20,14 +20,14 @@ from conftest import POTSDAM_PALETTE
 from pipeline_helpers import REPO, environment
 from rasterio.transform import from_origin
 
-from aerialseg.blending import predict_probabilities
-from aerialseg.config import PredictParams
-from aerialseg.inference import KerasPredictor, load_predictor
-from aerialseg.layout import Layout
-from aerialseg.mapping import map_raster, predict_test_tiles, probability_bytes
-from aerialseg.potsdam import photo_name
-from aerialseg.predict import find_inputs, main
-from aerialseg.tiles import write_image
+from aerialseg.data.potsdam import photo_name
+from aerialseg.pipeline.params import PredictParams
+from aerialseg.pipeline.paths import Layout
+from aerialseg.predict.blending import predict_probabilities
+from aerialseg.predict.command import find_inputs, main
+from aerialseg.predict.inference import KerasPredictor, load_predictor
+from aerialseg.predict.mapping import map_raster, predict_test_tiles, probability_bytes
+from aerialseg.raster.pictures import write_image
 
 PARAMS = REPO / "params.yaml"
 WINDOW = 32
@@ -249,7 +249,7 @@ def test_a_read_only_output_folder_is_refused_in_one_line(tmp_path, model_file):
     read_only = tmp_path / "read-only"
     read_only.mkdir(mode=0o555)
     command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", sys.executable]
-    command += ["-m", "aerialseg.predict", "--model", str(model_file), "--out", str(read_only), str(scene)]
+    command += ["-m", "aerialseg.predict.command", "--model", str(model_file), "--out", str(read_only), str(scene)]
     result = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -1,4 +1,4 @@
-"""aerialseg.reporting on a small scored project: every figure drawn and linked from report.md."""
+"""aerialseg.evaluate.report on a small scored project: every figure drawn and linked from report.md."""
 
 import re
 
@@ -6,8 +6,8 @@ import imageio.v2 as imageio_v2
 import pytest
 from scored_project import TEST_TILES, scored_project, write_snapshot_maps, write_snapshots
 
-from aerialseg.evaluation import evaluate
-from aerialseg.reporting import write_report
+from aerialseg.evaluate.evaluation import evaluate
+from aerialseg.evaluate.report import write_report
 
 
 @pytest.fixture

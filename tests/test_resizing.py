@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from conftest import POTSDAM_PALETTE
 
-from aerialseg.layout import TileFolder
-from aerialseg.manifest import read_manifest, write_manifest
-from aerialseg.palette import UnknownColourError
-from aerialseg.potsdam import label_name, photo_name
-from aerialseg.resizing import TileSizeError, resize_dataset, resize_label, resize_photo, target_size
-from aerialseg.synthetic import generate_tile
-from aerialseg.tiles import ImageReadError, read_image, write_image
+from aerialseg.data.manifest import read_manifest, write_manifest
+from aerialseg.data.palette import UnknownColourError
+from aerialseg.data.potsdam import label_name, photo_name
+from aerialseg.data.resize import TileSizeError, resize_dataset, resize_label, resize_photo, target_size
+from aerialseg.data.synthetic import generate_tile
+from aerialseg.pipeline.paths import TileFolder
+from aerialseg.raster.pictures import ImageReadError, read_image, write_image
 
 
 def write_raw(raw: Path, tiles: dict[str, tuple[np.ndarray, np.ndarray]]) -> TileFolder:

@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from conftest import ARCHIVE_TILES, without_members
 
-from aerialseg.archives import ArchiveError
-from aerialseg.layout import TileFolder
-from aerialseg.palette import UnknownColourError
-from aerialseg.potsdam import label_name, photo_name
-from aerialseg.sources import (
+from aerialseg.data.archives import ArchiveError
+from aerialseg.data.palette import UnknownColourError
+from aerialseg.data.potsdam import label_name, photo_name
+from aerialseg.data.sources import (
     ChecksumError,
     DatasetError,
     DownloadError,
@@ -26,7 +25,8 @@ from aerialseg.sources import (
     find_tiles,
     prepare_raw,
 )
-from aerialseg.tiles import ImageReadError, read_image, write_image
+from aerialseg.pipeline.paths import TileFolder
+from aerialseg.raster.pictures import ImageReadError, read_image, write_image
 
 
 def sha(data: bytes) -> str:

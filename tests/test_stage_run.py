@@ -1,4 +1,4 @@
-"""aerialseg.stage_run on a real DVC repository: outputs restored from the cache as dvc.lock says."""
+"""aerialseg.pipeline.stage on a real DVC repository: outputs restored from the cache as dvc.lock says."""
 
 import json
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pipeline_helpers import environment
 
-from aerialseg.stage_run import persistent_outputs, restore_outputs
+from aerialseg.pipeline.stage import persistent_outputs, restore_outputs
 
 WRITER = """
 import pathlib, sys

@@ -6,11 +6,11 @@ import pytest
 import tifffile
 from conftest import POTSDAM_PALETTE
 
-from aerialseg.georef import read_world_file, world_file_path
-from aerialseg.layout import TileFolder
-from aerialseg.palette import Palette
-from aerialseg.synthetic import generate_tile, tile_ids, write_dataset
-from aerialseg.tiles import read_label
+from aerialseg.data.palette import Palette
+from aerialseg.data.synthetic import generate_tile, tile_ids, write_dataset
+from aerialseg.pipeline.paths import TileFolder
+from aerialseg.raster.georef import read_world_file, world_file_path
+from aerialseg.raster.pictures import read_label
 
 
 @pytest.fixture(scope="module")

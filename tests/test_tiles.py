@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from aerialseg.tiles import ImageReadError, read_geotags, read_image, write_image
+from aerialseg.raster.pictures import ImageReadError, read_geotags, read_image, write_image
 
 
 def test_tif_and_png_round_trip(tmp_path):

@@ -3,7 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from aerialseg.tiling import SplitError, class_pixel_counts, count_patches, extract_patches, read_split, split_tiles
+from aerialseg.data.splits import (
+    SplitError,
+    class_pixel_counts,
+    count_patches,
+    extract_patches,
+    read_split,
+    split_tiles,
+)
 
 TILES = [f"2_{i}" for i in range(10, 20)]
 

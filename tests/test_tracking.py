@@ -10,7 +10,7 @@ import pydantic
 import pytest
 from mlflow.tracking import MlflowClient
 
-from aerialseg import tracking
+from aerialseg.pipeline import tracking
 
 
 def test_relative_sqlite_uri_resolves_to_the_main_workspace(tmp_path, monkeypatch):
@@ -201,7 +201,7 @@ def test_read_only_folder_is_refused(tmp_path):
     new, existing = f"sqlite:///{folder / 'new.db'}", f"sqlite:///{folder / 'existing.db'}"
     MlflowClient(existing).search_experiments()
     check = (
-        "import sys\nfrom aerialseg import tracking\nfor uri in sys.argv[1:]:\n"
+        "import sys\nfrom aerialseg.pipeline import tracking\nfor uri in sys.argv[1:]:\n"
         "    try:\n        tracking.check_store(uri, tracking.ENV_ORIGIN)\n"
         "    except tracking.TrackingStoreError as error:\n        print(error)\n"
     )
@@ -242,7 +242,7 @@ def test_unreachable_server_is_refused_within_seconds(monkeypatch):
 FIRST_TRAINING = """
 import sys
 from mlflow.tracking import MlflowClient
-from aerialseg import tracking
+from aerialseg.pipeline import tracking
 uri = sys.argv[1]
 print("ready", flush=True)
 sys.stdin.readline()  # go: both processes start at the same moment

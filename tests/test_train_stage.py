@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pipeline_helpers import TINY, altered, deep_update, environment, make_project, run_stage
 
-import aerialseg.model  # noqa: F401  registers the encoder preprocessing layer of saved models
+import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 
 EPOCHS = 4
 CHANGES = deep_update(

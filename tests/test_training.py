@@ -1,4 +1,4 @@
-"""aerialseg.training in process: the epoch callback's order of work, the two training phases."""
+"""aerialseg.train.training in process: the epoch callback's order of work, the two training phases."""
 
 import keras
 import mlflow
@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from conftest import repo_params
 
-from aerialseg.augmentation import segmentation_model
-from aerialseg.checkpoint import Checkpoint, TrainingState
-from aerialseg.dataset import PatchSequence
-from aerialseg.training import EpochEnd, final_summary, fit, fresh_model
+from aerialseg.train.augmentation import segmentation_model
+from aerialseg.train.checkpoint import Checkpoint, TrainingState
+from aerialseg.train.dataset import PatchSequence
+from aerialseg.train.training import EpochEnd, final_summary, fit, fresh_model
 
 TINY_TRAIN = {
     "patches": {"patch_size": 32},
