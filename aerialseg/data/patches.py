@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from patchify import patchify
 from tqdm import tqdm
 
 from aerialseg.data.manifest import read_manifest
 from aerialseg.data.palette import Palette
-from aerialseg.data.splits import class_pixel_counts, count_patches, extract_patches, split_tiles, write_splits
+from aerialseg.data.splits import SplitError, split_tiles, write_splits
 from aerialseg.errors import InputError
-from aerialseg.evaluate import figures as plots
+from aerialseg.evaluate import figures
 from aerialseg.pipeline.atomic import atomic_dir, write_json
 from aerialseg.pipeline.params import Params, PatchParams
 from aerialseg.pipeline.paths import Layout, PatchFolder, TileFolder
@@ -44,7 +45,7 @@ def make_patches(layout: Layout, params: Params) -> dict[str, list[str]]:
         write_splits(out.splits, splits)
     distribution = {name: dict(zip(palette.names, map(int, split_counts))) for name, split_counts in counts.items()}
     write_json(layout.class_distribution, distribution)
-    plots.class_distribution_chart(distribution, layout.class_distribution_chart, palette)
+    figures.class_distribution_chart(distribution, layout.class_distribution_chart, palette)
     print(f"splits: {splits}")
     return splits
 
@@ -98,3 +99,43 @@ def tile_class_counts(resized: TileFolder, tiles: list[str], palette: Palette, i
     for tile in tiles:
         counts += class_pixel_counts(read_label(resized.label(tile), palette, ignore_unknown), palette.num_classes)
     return counts
+
+
+def extract_patches(image: np.ndarray, patch_size: int, step: int, edge: str, source: str = "tile") -> np.ndarray:
+    """Cut an H x W (x C) array into (n, patch_size, patch_size[, C]) patches with patchify.
+
+    ``edge="crop"`` drops the strip at the right and bottom that no full patch covers;
+    ``edge="reflect"`` mirror-pads the tile so that the last patch ends exactly at the padded edge
+    and no pixel is lost.
+    """
+    height, width = image.shape[:2]
+    if patch_size > height or patch_size > width:
+        raise SplitError(f"{source}: patch size {patch_size} is larger than the tile ({height}x{width})")
+    if edge == "reflect":
+        image = _reflect_pad_to_grid(image, patch_size, step)
+    elif edge != "crop":
+        raise ValueError(f"unknown edge mode {edge!r}: use 'crop' or 'reflect'")
+    window = (patch_size, patch_size) + image.shape[2:]
+    patches = patchify(image, window, step=step)
+    return patches.reshape((-1,) + window)
+
+
+def count_patches(height: int, width: int, patch_size: int, step: int, edge: str) -> int:
+    """How many patches extract_patches returns for a tile of this size, without cutting it."""
+    rounding = np.ceil if edge == "reflect" else np.floor
+    rows = int(rounding((height - patch_size) / step)) + 1
+    cols = int(rounding((width - patch_size) / step)) + 1
+    return rows * cols
+
+
+def _reflect_pad_to_grid(image: np.ndarray, patch_size: int, step: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    pad_bottom = -(height - patch_size) % step
+    pad_right = -(width - patch_size) % step
+    padding = [(0, pad_bottom), (0, pad_right)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, padding, mode="symmetric")
+
+
+def class_pixel_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels per class of a class-index map (ignored pixels are not counted)."""
+    return np.bincount(label.ravel(), minlength=256)[:num_classes]

@@ -32,7 +32,7 @@ from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.data.potsdam import BOUNDARY_FREE, archive_of
 from aerialseg.data.splits import read_split
 from aerialseg.errors import MissingFileError
-from aerialseg.evaluate import figures as plots
+from aerialseg.evaluate import figures
 from aerialseg.evaluate.metrics import confusion_matrix, confusion_rows, scores
 from aerialseg.pipeline import tracking
 from aerialseg.pipeline.atomic import atomic_file, write_json, write_text
@@ -180,7 +180,7 @@ def snapshots_markdown(table: pd.DataFrame, snapshots: Path, settings: EvaluateP
     return (
         f"# Snapshots\n\nTest-set mean IoU of {which} saved during training ({' and '.join(settings.snapshot_modes)} "
         "maps of the whole test tiles), beside that epoch's training and validation scores.\n\n"
-        + plots.markdown_table(table)
+        + figures.markdown_table(table)
         + "\n"
     )
 
@@ -222,7 +222,7 @@ def log_to_training_run(layout: Layout, results: dict, confusions: dict, class_n
         with tracking.existing_run(run["tracking_uri"], run["run_id"]):
             mlflow.log_metrics(mlflow_metrics(results))
             for mode, cm in confusions.items():
-                figure = plots.confusion_figure(cm, class_names, f"Test confusion, {mode}")
+                figure = figures.confusion_figure(cm, class_names, f"Test confusion, {mode}")
                 mlflow.log_figure(figure, f"evaluate/confusion_{mode}.png")
                 plt.close(figure)
             mlflow.log_artifact(str(layout.snapshot_table), "evaluate")

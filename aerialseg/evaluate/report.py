@@ -16,7 +16,7 @@ from tqdm import tqdm
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BOUNDARY_FREE
 from aerialseg.data.splits import read_split
-from aerialseg.evaluate import figures as plots
+from aerialseg.evaluate import figures
 from aerialseg.evaluate.metrics import without_suffix
 from aerialseg.pipeline.atomic import atomic_dir, read_json, write_text
 from aerialseg.pipeline.params import Params
@@ -59,7 +59,7 @@ def tile_comparison(layout: Layout, tile: str, params: Params, variant: str):
     """Photo (its first three bands: RGB, or IRRG's false colours), truth, plain and smooth map."""
     photo = read_image(layout.resized.photo(tile))[..., :3]
     plain, smooth = (read_image(layout.predictions.map(mode, tile, ".png")) for mode in MODES)
-    return plots.comparison_figure(
+    return figures.comparison_figure(
         photo, truth_colours(layout, tile, params, variant), plain, smooth, params.palette, f"test tile {tile}"
     )
 
@@ -69,25 +69,25 @@ def draw_figures(
 ) -> None:
     palette: Palette = params.palette
     variant = evaluation["protocol"]["labels"]
-    plots.save_figure(plots.training_curves_figure(read_history(layout.train_history)), out / "curves.png")
+    figures.save_figure(figures.training_curves_figure(read_history(layout.train_history)), out / "curves.png")
     for mode in MODES:
         cm = np.asarray(evaluation[mode]["confusion_matrix"])
-        plots.save_figure(
-            plots.confusion_figure(cm, palette.names, f"Test confusion, {mode}"), out / f"confusion_{mode}.png"
+        figures.save_figure(
+            figures.confusion_figure(cm, palette.names, f"Test confusion, {mode}"), out / f"confusion_{mode}.png"
         )
     for tile in tqdm(tiles["test"], desc="comparisons", unit="tile"):
-        plots.save_figure(tile_comparison(layout, tile, params, variant), out / f"{tile}_comparison.png")
+        figures.save_figure(tile_comparison(layout, tile, params, variant), out / f"{tile}_comparison.png")
     if snapshots:
         val_tile = tiles["val"][0]
         truth = truth_colours(layout, val_tile, params, variant)
-        plots.save_figure(
-            plots.snapshot_grid_figure(truth, snapshots, palette, f"Validation tile {val_tile}"),
+        figures.save_figure(
+            figures.snapshot_grid_figure(truth, snapshots, palette, f"Validation tile {val_tile}"),
             out / "snapshot_grid.png",
         )
         video_mode = "smooth" if "smooth" in snapshots[0][1] else "plain"
-        frames = plots.progress_frames(truth, [(epoch, maps[video_mode]) for epoch, maps in snapshots])
+        frames = figures.progress_frames(truth, [(epoch, maps[video_mode]) for epoch, maps in snapshots])
         for name in ("progress.mp4", "progress.gif"):
-            plots.write_animation(frames, out / name, params.report.video_fps)
+            figures.write_animation(frames, out / name, params.report.video_fps)
 
 
 def summary_labels(without_classes: tuple[str, ...]) -> dict[str, str]:
@@ -128,11 +128,11 @@ def report_markdown(
 Plain = windows side by side, smooth = overlapping windows blended (with the test-time
 augmentation set in `predict.tta`).
 
-{plots.markdown_table(summary)}
+{figures.markdown_table(summary)}
 
 {protocol_text(evaluation["protocol"])}
 
-{plots.markdown_table(per_class)}
+{figures.markdown_table(per_class)}
 
 ![Confusion, plain](figures/confusion_plain.png) ![Confusion, smooth](figures/confusion_smooth.png)
 
