@@ -9,6 +9,9 @@ stale outputs up to date.
 """
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -114,3 +117,21 @@ def test_every_output_in_dvc_yaml_is_a_layout_path():
         for kind in ("outs", "metrics", "plots"):
             outputs |= {next(iter(entry)) if isinstance(entry, dict) else entry for entry in stage.get(kind, [])}
     assert outputs - named == set()
+
+
+def test_a_fresh_clone_shows_the_committed_scores(tmp_path):
+    """The small metric files are in git (``cache: false``): `dvc metrics show` in a clone of
+    HEAD prints the committed evaluate.json before anything is pulled or rebuilt."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    committed = json.loads((clone / "metrics/evaluate.json").read_text())
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "show", "--json"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    scores = json.loads(shown.stdout)[""]["data"]["metrics/evaluate.json"]["data"]
+    assert scores["smooth"]["miou"] == committed["smooth"]["miou"] > 0
+    assert set(json.loads(shown.stdout)[""]["data"]) >= {"metrics/train.json", "metrics/class_distribution.json"}
