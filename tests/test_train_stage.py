@@ -51,7 +51,10 @@ def wait_for_first_epoch(process, state_path, timeout=300):
     raise TimeoutError("no epoch finished")
 
 
-def test_killed_training_resumes_without_losing_or_repeating_epochs(project):
+@pytest.fixture(scope="module")
+def resumed(project):
+    """The train stage killed in its second epoch, then run again to the end: (project, what the
+    second run printed, the checkpoint state at the kill)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "stages.train"],
         cwd=project,
@@ -66,7 +69,11 @@ def test_killed_training_resumes_without_losing_or_repeating_epochs(project):
     process.wait()
     assert not (project / "models/model.keras").exists()  # only a finished training writes the model
 
-    output = run_stage("train", project).stdout
+    return project, run_stage("train", project).stdout, state_before_kill
+
+
+def test_killed_training_resumes_without_losing_or_repeating_epochs(resumed):
+    project, output, state_before_kill = resumed
     assert "resuming after epoch" in output
     assert not (project / "models/checkpoint").exists()  # finished: nothing left to resume
 
@@ -97,10 +104,9 @@ def test_killed_training_resumes_without_losing_or_repeating_epochs(project):
     assert summary["epochs"] == EPOCHS and summary["patches_per_s"] > 0
 
 
-def test_failed_run_keeps_the_last_good_model(project):
+def test_failed_run_keeps_the_last_good_model(resumed):
+    project = resumed[0]
     model_path = project / "models/model.keras"
-    if not model_path.exists():
-        run_stage("train", project)
     before = model_path.read_bytes()
     labels = project / "data/patches/train_labels.npy"
     bad = np.load(labels)
@@ -112,13 +118,13 @@ def test_failed_run_keeps_the_last_good_model(project):
     assert model_path.read_bytes() == before
 
 
-def test_training_is_reproducible_and_a_resumed_run_matches_an_uninterrupted_one(project, tmp_path):
-    resumed = project / "metrics/train_history.csv"
-    if not resumed.exists():
-        pytest.skip("needs the resume test's outputs")
+def test_training_is_reproducible_and_a_resumed_run_matches_an_uninterrupted_one(resumed, tmp_path):
+    project = resumed[0]
     copy = shutil.copytree(project, tmp_path / "copy", ignore=shutil.ignore_patterns("models", "mlflow.db", "metrics"))
     run_stage("train", copy)
     metrics = ["loss", "accuracy", "jaccard", "val_loss", "val_accuracy", "val_jaccard"]
     pd.testing.assert_frame_equal(
-        pd.read_csv(copy / "metrics/train_history.csv")[metrics], pd.read_csv(resumed)[metrics], rtol=1e-5
+        pd.read_csv(copy / "metrics/train_history.csv")[metrics],
+        pd.read_csv(project / "metrics/train_history.csv")[metrics],
+        rtol=1e-5,
     )

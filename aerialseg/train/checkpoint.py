@@ -6,6 +6,11 @@ leaves either the previous or the new epoch intact, never a mix, and the history
 duplicated or a missing epoch. The state carries a fingerprint of everything that shapes the
 training (params, data size, the training code); a checkpoint from anything else is ignored, not
 resumed. A training that finishes removes its checkpoint: there is nothing left to resume.
+
+Keras' own ``BackupAndRestore`` (read in Keras 3.15) is not used: it overwrites one weights file
+in place (a kill while it writes leaves a truncated file, and the next start fails to load it,
+or with ``double_checkpoint`` falls back a step), resumes any backup it finds whatever params or
+code made it, and only restores weights and the epoch number, not the MLflow run to continue.
 """
 
 from __future__ import annotations

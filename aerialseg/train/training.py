@@ -131,7 +131,12 @@ def training_class_weights(layout: Layout, params: Params) -> list[float] | None
 class EpochEnd(keras.callbacks.Callback):
     """After each epoch: snapshot if due, save the checkpoint, then log to MLflow (in that order,
     so a kill in between never logs an epoch that a resumed run would train again). Only the
-    chief has this callback; its work is the chief's alone (``cluster.alone``)."""
+    chief has this callback; its work is the chief's alone (``cluster.alone``).
+
+    MLflow's ``MlflowCallback`` is not used: it logs asynchronously to the active run at steps 0..N-1
+    (the history, snapshots and checkpoint count epochs 1..N), logs whether or not the checkpoint
+    was written, and its ``ExceptionSafeClass`` swallows a failing store, which would leave a
+    resumed run with silent gaps."""
 
     def __init__(
         self,
