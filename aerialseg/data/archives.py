@@ -10,7 +10,8 @@ opens only the nested zips an ``enter`` test accepts. A nested zip is read where
   asked for are read (a slice: :class:`_Slice`);
 * compressed in the outer zip: its bytes can only be inflated front to back, so its members are
   taken in that order, from their local headers, each written out or passed over, in one pass:
-  the rest of the archive is read once and nothing of it is written (:func:`_read_stream`).
+  the rest of the archive is read once and nothing of it is written (:func:`_read_stream`, by
+  stream-unzip, which also handles data descriptors, Zip64, Deflate64 and bzip2).
 
 Files are written to a mirror of the archive under ``folder``: member ``a/b.tif`` to
 ``folder/a/b.tif``, the members of nested ``a/c.zip`` under ``folder/a/c/``. Errors name a file as
@@ -28,6 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from stream_unzip import (
+    CRC32IntegrityError,
+    MissingPasswordError,
+    NotStreamUnzippable,
+    PasswordError,
+    TruncatedDataError,
+    UnsupportedCompressionTypeError,
+    UnsupportedFeatureError,
+    UnzipError,
+    stream_unzip,
+)
 from tqdm import tqdm
 
 from aerialseg.errors import InputError
@@ -35,10 +47,8 @@ from aerialseg.errors import InputError
 Test = Callable[[PurePosixPath], bool]  # a member's mirrored path (relative to the folder) -> take it?
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature, version, flags, method, time, date, crc, sizes, name, extra
-_LOCAL_SIGNATURE, _DIRECTORY_SIGNATURES = b"PK\x03\x04", (b"PK\x01\x02", b"PK\x05\x06")
-_DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
-_ENCRYPTED, _DESCRIPTOR, _UTF8 = 0x1, 0x8, 0x800
-_ZIP64_EXTRA, _ZIP64_MARK = 0x0001, 0xFFFFFFFF
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_ENCRYPTED = 0x1
 _CHUNK = 1 << 20
 
 
@@ -117,94 +127,77 @@ def _read_stream(stream, size: int, name: str, folder: Path, at: PurePosixPath, 
 
     Zips inside it are passed over: a compressed zip in a zip in a zip is not among Potsdam's layouts.
     """
+    member = previous = None  # the member being read (None between members) and the one before, for errors
     with _bar(size, name) as bar:
-        source = _Pushback(stream, bar)
-        while (signature := source.read(4)) == _LOCAL_SIGNATURE:
-            member, method, flags, crc, compressed, _, zip64 = _local_header(source, name)
-            shown, path = f"{name}!{member}", at / _safe(member)
-            stored_unsized = flags & _DESCRIPTOR and method == zipfile.ZIP_STORED  # where it ends is unknown
-            if flags & _ENCRYPTED or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or stored_unsized:
-                raise ArchiveError(_unstreamable(shown, flags, method))
-            keep = not member.endswith("/") and not _is_zip(member) and want(path)
-            with _writer(folder / path if keep else None) as out:
-                checksum = _inflate(source, method, None if flags & _DESCRIPTOR else compressed, out, shown)
-            if flags & _DESCRIPTOR:
-                crc = _descriptor_crc(source, zip64)
-            if checksum != crc:
-                raise ArchiveError(f"{shown}: corrupt archive (CRC-32 mismatch: the member's bytes are damaged)")
-            if keep:
-                done.written[folder / path] = shown
-            elif _is_zip(member):
-                done.unopened.append(shown)
-            elif not member.endswith("/"):
-                done.passed.append(shown)
-    if signature not in _DIRECTORY_SIGNATURES:
-        raise ArchiveError(f"{name}: corrupt or truncated zip archive (it ends, or breaks off, before its directory)")
+        try:
+            for raw_name, _, chunks in stream_unzip(_chunks(stream, bar), chunk_size=_CHUNK):
+                member = _decode(raw_name)
+                shown, path = f"{name}!{member}", at / _safe(member)
+                keep = not member.endswith("/") and not _is_zip(member) and want(path)
+                with _writer(folder / path if keep else None) as out:
+                    for chunk in chunks:
+                        out.write(chunk)
+                if keep:
+                    done.written[folder / path] = shown
+                elif _is_zip(member):
+                    done.unopened.append(shown)
+                elif not member.endswith("/"):
+                    done.passed.append(shown)
+                member, previous = None, member
+        except UnzipError as error:
+            raise ArchiveError(_stream_error(error, name, member, previous)) from error
 
 
-def _local_header(source, name: str):
-    """(member name, method, flags, crc, compressed size, size, zip64?) of the local header after its signature."""
-    fixed = source.read(_LOCAL_HEADER.size - 4)
-    if len(fixed) < _LOCAL_HEADER.size - 4:
-        raise ArchiveError(f"{name}: truncated zip archive (it breaks off inside a member's header)")
-    _, _, flags, method, _, _, crc, compressed, size, name_length, extra_length = _LOCAL_HEADER.unpack(
-        _LOCAL_SIGNATURE + fixed
-    )
-    member = source.read(name_length).decode("utf-8" if flags & _UTF8 else "cp437")
-    extra = source.read(extra_length)
-    zip64 = _zip64_sizes(extra)
-    if zip64 and _ZIP64_MARK in (compressed, size):
-        size, compressed = zip64
-    return member, method, flags, crc, compressed, size, bool(zip64)
+def _chunks(stream, bar: tqdm):
+    """The bytes of ``stream`` a chunk at a time, shown on ``bar``."""
+    while chunk := stream.read(_CHUNK):
+        bar.update(len(chunk))
+        yield chunk
 
 
-def _zip64_sizes(extra: bytes) -> tuple[int, int] | None:
-    """(size, compressed size) from a local header's Zip64 extra field, if it has one."""
-    while len(extra) >= 4:
-        kind, length = struct.unpack("<2H", extra[:4])
-        if kind == _ZIP64_EXTRA and length >= 16:
-            return struct.unpack("<2Q", extra[4:20])
-        extra = extra[4 + length :]
-    return None
+def _decode(raw_name: bytes) -> str:
+    """A member name: UTF-8, else (the zip default, flagged in a header stream-unzip does not
+    return) code page 437."""
+    try:
+        return raw_name.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw_name.decode("cp437")
 
 
-def _inflate(source: _Pushback, method: int, compressed: int | None, out, shown: str) -> int:
-    """Copy one member's data to ``out`` (inflated if deflated); return its CRC-32. ``compressed``
-    None: the size is not in the header, so a deflated member is read until its stream ends.
-    Inflated a chunk at a time, so a label picture that packs 100 to 1 never sits whole in memory."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS) if method == zipfile.ZIP_DEFLATED else None
-    checksum, left = 0, compressed
-    while (left is None or left > 0) and not (inflater and inflater.eof):
-        chunk = source.read(_CHUNK if left is None else min(_CHUNK, left))
-        if not chunk:
-            raise ArchiveError(f"{shown}: truncated archive (the member breaks off)")
-        left = None if left is None else left - len(chunk)
-        while chunk:
-            data = inflater.decompress(chunk, _CHUNK) if inflater else chunk
-            chunk = inflater.unconsumed_tail if inflater and not inflater.eof else b""  # after the end: unused_data
-            checksum = zlib.crc32(data, checksum)
-            out.write(data)
-    if inflater:
-        if not inflater.eof:
-            raise ArchiveError(f"{shown}: corrupt archive (its compressed data ends too early)")
-        source.unread(inflater.unused_data)
-    return checksum
+def _stream_error(error: UnzipError, name: str, member: str | None, previous: str | None) -> str:
+    """One line for stream-unzip's ``error`` while reading ``member`` of the zip ``name``. None:
+    between members, in a local header, whose name stream-unzip does not return, so the member is
+    named by the one before it (``previous``)."""
+    if isinstance(error, NotStreamUnzippable):
+        member = _decode(error.args[0])
+    if member is None:
+        after = f"the member after {previous}" if previous else "its first member"
+        if isinstance(error, (UnsupportedFeatureError, MissingPasswordError, PasswordError)):
+            return f"{name}: {after} {_unstreamable(error)}"
+        if isinstance(error, TruncatedDataError):
+            return f"{name}: corrupt or truncated zip archive (it ends, or breaks off, before its directory)"
+        return f"{name}: corrupt zip archive ({type(error).__name__} in the header of {after})"
+    shown = f"{name}!{member}"
+    if isinstance(error, (UnsupportedFeatureError, MissingPasswordError, PasswordError)):
+        return f"{shown}: {_unstreamable(error)}"
+    if isinstance(error, CRC32IntegrityError):
+        return f"{shown}: corrupt archive (CRC-32 mismatch: the member's bytes are damaged)"
+    if isinstance(error, TruncatedDataError):
+        return f"{shown}: truncated archive (the member breaks off)"
+    return f"{shown}: corrupt archive ({type(error).__name__}: its compressed data or sizes are damaged)"
 
 
-def _descriptor_crc(source, zip64: bool) -> int:
-    """The CRC-32 in the data descriptor after a member (its signature is optional)."""
-    first = source.read(4)
-    crc = struct.unpack("<L", source.read(4) if first == _DESCRIPTOR_SIGNATURE else first)[0]
-    source.read(16 if zip64 else 8)  # the sizes, already known from the data
-    return crc
-
-
-def _unstreamable(shown: str, flags: int, method: int) -> str:
-    why = "is encrypted" if flags & _ENCRYPTED else f"is compressed with method {method}, not deflate"
-    if not flags & _ENCRYPTED and method == zipfile.ZIP_STORED:
+def _unstreamable(error: UnzipError) -> str:
+    if isinstance(error, (MissingPasswordError, PasswordError)):
+        why = "is encrypted"
+    elif isinstance(error, UnsupportedCompressionTypeError):
+        why = f"is compressed with method {error.args[0]}, not deflate, Deflate64 or bzip2"
+    elif isinstance(error, NotStreamUnzippable):
         why = "has no size in its header"
+    else:
+        why = f"uses a feature stream-unzip cannot read ({type(error).__name__})"
     return (
-        f"{shown}: cannot be read from inside the outer archive: it {why}. Unpack the outer archive once "
+        f"cannot be read from inside the outer archive: it {why}. Unpack the outer archive once "
         "(e.g. `unzip Potsdam.zip`) and list the folder, or its inner archives, in data.local.paths instead."
     )
 
@@ -238,28 +231,6 @@ class _Slice(io.RawIOBase):
         count = self.file.readinto(memoryview(buffer)[:wanted])
         self.position += count
         return count
-
-
-class _Pushback:
-    """A read-only stream that can take bytes back (what zlib read past the end of a member), and
-    shows on ``bar`` how far it has got."""
-
-    def __init__(self, stream, bar: tqdm):
-        self.stream, self.bar, self.pending = stream, bar, b""
-
-    def read(self, count: int) -> bytes:
-        data, self.pending = self.pending[:count], self.pending[count:]
-        while len(data) < count:
-            more = self.stream.read(count - len(data))
-            if not more:
-                break
-            data += more
-        self.bar.update(len(data))
-        return data
-
-    def unread(self, data: bytes) -> None:
-        self.pending = data + self.pending
-        self.bar.update(-len(data))
 
 
 class _Discard(io.RawIOBase):
