@@ -13,9 +13,9 @@ from conftest import repo_params
 from aerialseg.data.archives import ArchiveError
 from aerialseg.data.potsdam import label_name, photo_name
 from aerialseg.data.sources import ChecksumError, DefectiveLabelError, download_raw
-from aerialseg.data.synthetic import world_file
+from aerialseg.data.synthetic import tile_transform
 from aerialseg.pipeline.paths import Layout, TileFolder
-from aerialseg.raster.georef import WorldFileError, read_world_file, world_file_path
+from aerialseg.raster.georef import Georeference, WorldFileError, read_georef
 from aerialseg.raster.pictures import read_image, read_label
 
 
@@ -137,7 +137,7 @@ def test_rgbir_photos_world_files_and_both_labels_from_potsdam_zip(project, pots
     for tile in ("2_10", "2_11", "4_12"):
         assert read_image(raw.photo(tile)).shape == (64, 64, 4)
         assert raw.photo(tile).name == f"top_potsdam_{tile}_RGBIR.tif"
-        assert read_world_file(world_file_path(raw.photo(tile))) == world_file(tile, 64)
+        assert read_georef(raw.photo(tile)) == Georeference(None, tile_transform(tile, 64), world_file=True)
         read_label(raw.label(tile), palette)
         read_label(raw.label(tile, "no_boundary"), palette, variant="no_boundary")
     with zipfile.ZipFile(potsdam_zip) as outer:

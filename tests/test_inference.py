@@ -8,21 +8,22 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tifffile
+from affine import Affine
 from conftest import repo_params
+from rasterio.crs import CRS
 
 from aerialseg.data.potsdam import photo_name
 from aerialseg.pipeline.paths import Layout
 from aerialseg.predict.blending import predict_probabilities
 from aerialseg.predict.inference import KerasPredictor, predict_map
 from aerialseg.predict.mapping import predict_test_tiles
-from aerialseg.raster.georef import WorldFile, read_world_file, world_file_path, write_world_file
-from aerialseg.raster.pictures import read_geotags, read_image, write_image
+from aerialseg.raster.georef import Georeference, read_georef, world_file_path, write_world_file
+from aerialseg.raster.pictures import read_image, write_image
 
 PARAMS = repo_params({"patches": {"patch_size": 32, "step": 32}, "predict": {"tta": "flips"}})
 CLASSES = PARAMS.palette.num_classes
 WINDOW = PARAMS.patches.patch_size
-PIXEL_SCALE = (0.05, 0.05, 0.0)  # GeoTIFF ModelPixelScaleTag of a 5 cm ground sampling distance
+PLACED = Georeference(CRS.from_epsg(25833), Affine(0.05, 0.0, 366682.0, 0.0, -0.05, 5808338.0))  # 5 cm, in UTM 33N
 
 
 def save_model(path: Path, classes: int = 6) -> keras.Model:
@@ -41,15 +42,7 @@ def save_model(path: Path, classes: int = 6) -> keras.Model:
 
 
 def write_photo(path: Path, pixels: np.ndarray, geotagged: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    extratags = [(33550, "d", 3, PIXEL_SCALE, True)] if geotagged else []
-    tifffile.imwrite(
-        path,
-        pixels,
-        photometric="rgb" if pixels.shape[-1] >= 3 else "minisblack",
-        planarconfig="contig",
-        extratags=extratags,
-    )
+    write_image(path, pixels, PLACED if geotagged else None)
 
 
 def predict(root: Path) -> None:
@@ -93,27 +86,27 @@ def test_stage_writes_plain_and_smooth_maps_of_every_test_tile(project):
         pixels = read_image(photo).astype(np.float32)
         expected = keras.ops.convert_to_numpy(model(pixels[None], training=False))[0].argmax(-1)
         for mode in ("plain", "smooth"):
-            index = tifffile.imread(out / mode / f"top_potsdam_{tile}_pred.tif")
+            index = read_image(out / mode / f"top_potsdam_{tile}_pred.tif")[..., 0]
             colours = read_image(out / mode / f"top_potsdam_{tile}_pred.png")
             assert index.dtype == np.uint8
             np.testing.assert_array_equal(index, expected)  # a per-pixel model must be reproduced exactly
             np.testing.assert_array_equal(palette.rgb_to_index(colours), index)  # palette colours only
-            assert read_geotags(out / mode / f"top_potsdam_{tile}_pred.tif") == read_geotags(photo)
+            assert read_georef(out / mode / f"top_potsdam_{tile}_pred.tif") == read_georef(photo)
 
-    geotags = read_geotags(out / "smooth/top_potsdam_2_10_pred.tif")
-    assert [(code, value) for code, _, _, value, _ in geotags] == [(33550, PIXEL_SCALE)]
+    assert read_georef(out / "smooth/top_potsdam_2_10_pred.tif") == PLACED
 
 
 def test_maps_get_the_photo_world_file_and_a_photo_without_one_is_warned_about(project, capsys):
     save_model(project / "models/model.keras")
-    world = WorldFile(0.1, 0.0, 0.0, -0.1, 366682.05, 5808337.95)
-    write_world_file(world_file_path(project / "data/resized/images" / photo_name("2_10")), world)
+    photo_path = project / "data/resized/images" / photo_name("2_10")
+    write_world_file(photo_path, PLACED.transform)  # where its GeoTIFF tags place it too
     predict(project)
 
     out = project / "data/predictions"
     for mode in ("plain", "smooth"):
-        assert read_world_file(out / mode / "top_potsdam_2_10_pred.tfw") == world
-        assert read_world_file(out / mode / "top_potsdam_2_10_pred.pgw") == world
+        for map_path in (out / mode / "top_potsdam_2_10_pred.tif", out / mode / "top_potsdam_2_10_pred.png"):
+            assert world_file_path(map_path).read_text() == world_file_path(photo_path).read_text()
+            assert read_georef(map_path).transform.almost_equals(PLACED.transform)
         assert not list((out / mode).glob("top_potsdam_2_11_pred.?[gf]w"))  # its photo has none
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
     assert warnings == [
@@ -183,7 +176,7 @@ def test_rgbir_photos_are_predicted_from_their_rgb_bands(project):
     predict(project)
     expected = keras.ops.convert_to_numpy(model(rgb[None].astype(np.float32), training=False))[0].argmax(-1)
     np.testing.assert_array_equal(
-        tifffile.imread(project / "data/predictions/smooth/top_potsdam_2_11_pred.tif"), expected
+        read_image(project / "data/predictions/smooth/top_potsdam_2_11_pred.tif")[..., 0], expected
     )
 
 

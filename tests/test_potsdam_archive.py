@@ -18,7 +18,7 @@ from aerialseg.evaluate.evaluation import evaluate
 from aerialseg.evaluate.report import write_report
 from aerialseg.pipeline.paths import Layout
 from aerialseg.predict.mapping import predict_test_tiles
-from aerialseg.raster.georef import read_world_file, world_file_path
+from aerialseg.raster.georef import read_georef, world_file_path
 from aerialseg.raster.pictures import read_image, read_label
 from aerialseg.testing.potsdam_zip import write_potsdam_zip
 from aerialseg.train.training import train
@@ -92,17 +92,16 @@ def test_every_map_lies_on_the_ground_of_its_photo(project):
     """The raw photo (256 px, 5 cm) and its map (128 px, 10 cm): the same outer corners."""
     layout, _ = project
     for tile in TEST_TILES:
-        photo = read_world_file(world_file_path(layout.raw.photo(tile)))
+        photo = read_georef(layout.raw.photo(tile)).transform
         for mode in ("plain", "smooth"):
             for suffix, world_suffix in ((".tif", ".tfw"), (".png", ".pgw")):
                 path = layout.predictions.map(mode, tile, suffix)
-                assert world_file_path(path).suffix == world_suffix
-                world = read_world_file(world_file_path(path))
+                assert world_file_path(path).suffix == world_suffix and world_file_path(path).is_file()
+                world = read_georef(path).transform  # from the world file beside it (and the GeoTIFF's tags)
                 side = read_image(path).shape[0]
                 assert side == SIDE // 2 and world.a == pytest.approx(2 * photo.a)
-                top_left, bottom_right = world.ground(-0.5, -0.5), world.ground(side - 0.5, side - 0.5)
-                assert top_left == pytest.approx(photo.ground(-0.5, -0.5), abs=1e-6)
-                assert bottom_right == pytest.approx(photo.ground(SIDE - 0.5, SIDE - 0.5), abs=1e-6)
+                assert world @ (0, 0) == pytest.approx(photo @ (0, 0), abs=1e-6)
+                assert world @ (side, side) == pytest.approx(photo @ (SIDE, SIDE), abs=1e-6)
 
 
 def test_scores_are_on_the_boundary_free_labels_and_say_so(project):

@@ -27,7 +27,7 @@ from aerialseg.predict.blending import predict_probabilities
 from aerialseg.predict.command import find_inputs, main
 from aerialseg.predict.inference import KerasPredictor, load_predictor
 from aerialseg.predict.mapping import map_raster, predict_test_tiles, probability_bytes
-from aerialseg.raster.pictures import write_image
+from aerialseg.raster.pictures import read_image, write_image
 
 PARAMS = REPO / "params.yaml"
 WINDOW = 32
@@ -183,7 +183,7 @@ def test_the_stage_and_the_command_make_the_same_map(tmp_path, model_file):
         assert (
             predict("--model", model_file, "--params", PARAMS, "--out", out, *OPTIONS, "--mode", mode, tile_photo) == 0
         )
-        stage_map = tifffile.imread(project / f"data/predictions/{mode}/top_potsdam_2_10_pred.tif")
+        stage_map = read_image(project / f"data/predictions/{mode}/top_potsdam_2_10_pred.tif")[..., 0]
         with rasterio.open(out / "top_potsdam_2_10_RGB.tif") as command_map:
             np.testing.assert_array_equal(command_map.read(1), stage_map)
 

@@ -3,14 +3,14 @@
 import cv2
 import numpy as np
 import pytest
-import tifffile
+import rasterio
 from conftest import POTSDAM_PALETTE
 
 from aerialseg.data.palette import Palette
 from aerialseg.data.synthetic import generate_tile, tile_ids, write_dataset
 from aerialseg.pipeline.paths import TileFolder
-from aerialseg.raster.georef import read_world_file, world_file_path
-from aerialseg.raster.pictures import read_label
+from aerialseg.raster.georef import read_georef
+from aerialseg.raster.pictures import read_image, read_label
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +115,10 @@ def test_write_dataset_writes_potsdam_named_8bit_rgb_tiffs(tmp_path, palette):
     assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [f"top_potsdam_{tile}_label.tif" for tile in ids]
     photos = []
     for tile in ids:
-        with tifffile.TiffFile(out.photo(tile)) as tif:
-            page = tif.pages[0]
-            assert page.photometric == tifffile.PHOTOMETRIC.RGB and page.bitspersample == 8
-            photos.append(page.asarray())
+        with rasterio.open(out.photo(tile)) as photo:
+            assert [colour.name for colour in photo.colorinterp] == ["red", "green", "blue"]
+            assert photo.tags(ns="IMAGE_STRUCTURE").get("NBITS", "8") == "8"
+        photos.append(read_image(out.photo(tile)))
         assert photos[-1].shape == (96, 96, 3) and photos[-1].dtype == np.uint8
         read_label(out.label(tile), palette)  # palette colours only
         read_label(out.label(tile, "no_boundary"), palette, variant="no_boundary")  # and black
@@ -149,6 +149,6 @@ def test_infrared_band_sets_share_the_rgb_bands_and_vegetation_shines_in_infrare
 def test_tiles_lie_side_by_side_on_the_ground(tmp_path, palette):
     """Neighbouring ids are neighbouring tiles: 2_11 starts where 2_10 ends, at 5 cm per pixel."""
     write_dataset(TileFolder(tmp_path), 2, 64, 0, palette)
-    first, second = (read_world_file(world_file_path(TileFolder(tmp_path).photo(tile))) for tile in ("2_10", "2_11"))
+    first, second = (read_georef(TileFolder(tmp_path).photo(tile)).transform for tile in ("2_10", "2_11"))
     assert (first.a, first.e) == (0.05, -0.05)
-    assert second.ground(-0.5, -0.5) == pytest.approx(first.ground(-0.5, 63.5))  # top of 2_11 = bottom of 2_10
+    assert second @ (0, 0) == pytest.approx(first @ (0, 64))  # top of 2_11 = bottom of 2_10

@@ -1,7 +1,7 @@
 """The resize stage: every tile brought to the working resolution, photos and labels alike.
 
 Photos (all their bands) are resampled with Lanczos, labels (full and boundary-free) with exact
-nearest neighbour so they keep palette colours only. A photo's world file and GeoTIFF tags are
+nearest neighbour so they keep palette colours only. A photo's position (GeoTIFF tags, world file) is
 scaled with it (aerialseg.raster.georef), so it still lies where it did. Tiles are resized by worker
 processes in parallel, into a folder that replaces the previous output only when every tile
 succeeded.
@@ -107,9 +107,7 @@ def _resize_tile(
     photo = read_image(photo_path)
     size_hw = target_size(photo.shape[:2], scale, size)
     target = out.photo(tile, parse_tile_name(photo_path).kind)
-    georef = read_georef(photo_path).scaled(photo.shape[:2], size_hw)
-    write_image(target, resize_photo(photo, size_hw), georef.geotags)
-    georef.write_world_file(target)
+    write_image(target, resize_photo(photo, size_hw), read_georef(photo_path).scaled(photo.shape[:2], size_hw))
     for variant in LABEL_KINDS:
         label_path = raw.label(tile, variant)
         if variant == BOUNDARY_FREE and not label_path.is_file():

@@ -14,6 +14,7 @@ label at all stops the pipeline at its first stage, naming the file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -49,8 +50,8 @@ from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout, TileFolder
-from aerialseg.raster.georef import read_world_file, world_file_path
-from aerialseg.raster.pictures import TIFF_SUFFIXES, read_geotags, read_image, write_image
+from aerialseg.raster.georef import check_world_file, read_georef, world_file_path
+from aerialseg.raster.pictures import TIFF_SUFFIXES, read_image, write_image
 
 TIMEOUT_S = 60  # seconds without a byte before a transfer counts as interrupted
 DEFECT_SHARE = 0.01  # a label with more pixels than this outside the palette is no label picture at all
@@ -485,10 +486,12 @@ def _store_tile(
     if pixels.shape[2] < bands:
         raise DatasetError(f"{files.photo.name}: a {kind} photo has {bands} bands, this one {pixels.shape[2]}")
     size = pixels.shape[:2]
-    _store(files.photo, pixels, out.photo(tile, kind), bands)
-    if files.world:
-        read_world_file(files.world.path, files.world.name)  # six numbers, or an error naming it
-        shutil.copyfile(files.world.path, world_file_path(out.photo(tile, kind)))
+    photo = out.photo(tile, kind)
+    photo.parent.mkdir(parents=True, exist_ok=True)
+    if files.world:  # checked before the photo is read for its position, which reads the world file too
+        check_world_file(files.world.path, files.world.name)  # six numbers, or an error naming it
+        shutil.copyfile(files.world.path, world_file_path(photo))
+    _store(files.photo, pixels, photo, bands)
     del pixels
     for variant, label in files.labels.items():
         colours = read_image(label.path, label.name)
@@ -522,9 +525,10 @@ def _check_label(tile: str, name: str, colours, palette: Palette, ignore_unknown
 
 def _store(source: Found, pixels: np.ndarray, target: Path, bands: int) -> None:
     """Copy a TIFF of ``bands`` bands as it is; write anything else (PNG, RGBA, extra bands) as a
-    TIFF of its first ``bands`` bands, keeping its GeoTIFF tags."""
+    GeoTIFF of its first ``bands`` bands in the same place (its world file is copied by _store_tile)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.path.suffix.lower() in TIFF_SUFFIXES and pixels.shape[2] == bands:
         shutil.copyfile(source.path, target)
     else:
-        write_image(target, pixels[..., :bands], read_geotags(source.path))
+        georef = dataclasses.replace(read_georef(source.path), world_file=False)
+        write_image(target, pixels[..., :bands], georef)

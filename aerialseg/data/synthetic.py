@@ -22,13 +22,14 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from affine import Affine
 from tqdm import tqdm
 
 from aerialseg.data.boundaries import ISPRS_RADIUS, erode_boundaries
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BAND_ORDER, BOUNDARY_FREE, PIXEL_SIZE_M
 from aerialseg.pipeline.paths import TileFolder
-from aerialseg.raster.georef import WorldFile, world_file_path, write_world_file
+from aerialseg.raster.georef import write_world_file
 from aerialseg.raster.pictures import write_image
 
 CLASSES = ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter")  # looked up by name
@@ -702,12 +703,12 @@ def boundary_free(label: np.ndarray, palette: Palette) -> np.ndarray:
     return palette.index_to_rgb(erode_boundaries(palette.rgb_to_index(label), ISPRS_RADIUS))
 
 
-def world_file(tile: str, size: int) -> WorldFile:
+def tile_transform(tile: str, size: int) -> Affine:
     """Where a synthetic tile lies: Potsdam's 5 cm pixels, tiles side by side by id, in UTM zone 33N
-    near Potsdam (the centre of the top-left pixel, as world files give it)."""
+    near Potsdam (the ground under the top-left pixel's outer corner)."""
     column, row = (int(part) for part in tile.split("_"))
     x, y = 366_000 + column * size * PIXEL_SIZE_M, 5_812_000 - row * size * PIXEL_SIZE_M
-    return WorldFile(PIXEL_SIZE_M, 0.0, 0.0, -PIXEL_SIZE_M, x + PIXEL_SIZE_M / 2, y - PIXEL_SIZE_M / 2)
+    return Affine(PIXEL_SIZE_M, 0.0, x, 0.0, -PIXEL_SIZE_M, y)
 
 
 def tile_ids(count: int) -> list[str]:
@@ -727,7 +728,7 @@ def write_dataset(out: TileFolder, tiles: int, size: int, seed: int, palette: Pa
         tile_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
         photo, label = generate_tile(tile_seed, size, palette, kind)
         write_image(out.photo(tile, kind), photo)
-        write_world_file(world_file_path(out.photo(tile, kind)), world_file(tile, size))
+        write_world_file(out.photo(tile, kind), tile_transform(tile, size))  # no GeoTIFF tags, as Potsdam's
         write_image(out.label(tile), label)
         write_image(out.label(tile, BOUNDARY_FREE), boundary_free(label, palette))
     return ids

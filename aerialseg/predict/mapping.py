@@ -4,7 +4,7 @@ The predict stage (:func:`predict_test_tiles`) and the aerialseg-predict command
 (:func:`map_raster`) both open a photo with :func:`photo_rows` (rasterio, read by rows, the
 bands the model takes) and predict it with aerialseg.predict.inference.predict_rows, so the two can
 never disagree; they differ only in what they write. The stage keeps the pipeline's files (a
-colour PNG and a class-index TIF with the photo's GeoTIFF tags per tile and mode); the command
+colour PNG and a class-index GeoTIFF in the photo's CRS and place per tile and mode); the command
 writes georeferenced Cloud-Optimized GeoTIFFs row band by row band, so a photo larger than
 memory is mapped in bounded memory.
 """
@@ -129,22 +129,20 @@ def write_tile_predictions(
 ) -> None:
     """Predict one photo in each mode; write the colour PNG and the class-index TIF of each.
 
-    Each map gets the photo's world file (``.pgw``, ``.tfw``) and the TIF its GeoTIFF tags, so the
-    map lies on the photo in a GIS; a photo without a world file is warned about.
+    Each map gets the photo's world file (``.pgw``, ``.tfw``) and the TIF its CRS and transform, so
+    the map lies on the photo in a GIS; a photo without a world file is warned about.
     """
     with photo_rows(photo, predictor.channels) as rows:  # names a missing or unreadable photo
         georef = read_georef(photo)
-        if georef.world is None:
+        if not georef.world_file:
             tqdm.write(
                 f"warning: {photo} has no world file ({world_file_path(photo).name}): the maps of tile {tile} are "
                 "written without one, so a GIS cannot place them (GeoTIFF tags, if any, are kept in the .tif)"
             )
         for mode in MODES:
             index = predict_map(predictor, rows, window, mode, options, progress=True)
-            write_image(out.map(mode, tile, ".png"), palette.index_to_rgb(index))
-            write_image(out.map(mode, tile, ".tif"), index, extratags=georef.geotags)
-            for suffix in (".png", ".tif"):
-                georef.write_world_file(out.map(mode, tile, suffix))
+            write_image(out.map(mode, tile, ".png"), palette.index_to_rgb(index), georef)
+            write_image(out.map(mode, tile, ".tif"), index, georef)
 
 
 def predict_test_tiles(layout: Layout, palette: Palette, window: int, options: PredictParams) -> None:

@@ -1,24 +1,28 @@
 """Reading and writing tile pictures: photos, label pictures and maps, with errors that name the file.
 
-Potsdam ships 8-bit RGB GeoTIFFs; PNG and JPEG are read too. GeoTIFF georeferencing tags are read
-so that a map written from a photo lies on it in a GIS. Writes are atomic (see aerialseg.pipeline.atomic).
+Potsdam ships 8-bit RGB GeoTIFFs; rasterio (GDAL) reads them, PNG, JPEG and TIFFs of any layout
+or compression GDAL knows (planar, LZW, DEFLATE, ...), as QGIS and other tools write them. A
+picture written with a :class:`~aerialseg.raster.georef.Georeference` keeps its CRS and transform
+in the GeoTIFF, and a world file where its source had one, so a map lies on its photo in a GIS.
+Writes are atomic (see aerialseg.pipeline.atomic).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
+import rasterio
+from rasterio.errors import RasterioError
 
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BOUNDARY_FREE, FULL
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.atomic import atomic_file
+from aerialseg.raster.georef import Georeference, allow_plain, write_world_file
 
-TIFF_SUFFIXES = {".tif", ".tiff"}
-GEO_TAGS = {33550, 33922, 34264, 34735, 34736, 34737}  # pixel scale, tie points, transform, geokeys
+DRIVERS = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # for writing
+TIFF_SUFFIXES = {suffix for suffix, driver in DRIVERS.items() if driver == "GTiff"}
 
 
 class ImageReadError(InputError, ValueError):
@@ -26,7 +30,7 @@ class ImageReadError(InputError, ValueError):
 
 
 def read_image(path: str | Path, name: str | None = None) -> np.ndarray:
-    """Read an 8-bit image as H x W x C (RGB order) uint8, planar TIFFs too; name the file in every error.
+    """Read an 8-bit image as H x W x bands uint8 (bands as stored: RGB for a photo); name the file in every error.
 
     ``name``: what errors call the file, if not its path (``archive.zip!member`` for a file unpacked
     from an archive into a work folder that is gone when the error is read).
@@ -36,24 +40,20 @@ def read_image(path: str | Path, name: str | None = None) -> np.ndarray:
     if not path.is_file():
         raise MissingFileError(f"{name}: no such file")
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            with tifffile.TiffFile(path) as tif:
-                image, axes = tif.series[0].asarray(), tif.series[0].axes
-            if image.ndim == 3 and axes[0] in "SC":  # planar TIFF (a plane per band): tifffile gives bands x H x W
-                image = np.ascontiguousarray(np.moveaxis(image, 0, -1))  # H x W x bands, like every other picture
-        else:
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None:
-                raise ValueError("OpenCV could not decode it")
-            if image.ndim == 3:
-                image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
-    except Exception as error:  # tifffile raises many types for truncated or foreign files
-        raise ImageReadError(f"{name}: cannot read image ({type(error).__name__}: {error})") from error
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.dtype != np.uint8:
-        raise ImageReadError(f"{name}: expected an 8-bit picture, got {image.dtype} of shape {image.shape}")
+        with allow_plain(), rasterio.open(path) as dataset:
+            if set(dataset.dtypes) != {"uint8"}:
+                raise ImageReadError(f"{name}: expected an 8-bit picture, got {'/'.join(sorted(set(dataset.dtypes)))}")
+            image = np.empty((dataset.height, dataset.width, dataset.count), np.uint8)
+            dataset.read(out=np.moveaxis(image, -1, 0))  # straight into H x W x bands, whatever the file's layout
+    except RasterioError as error:
+        raise ImageReadError(f"{name}: cannot read image ({gdal_reason(error)})") from error
     return image
+
+
+def gdal_reason(error: Exception) -> str:
+    """GDAL's own words: rasterio often says only 'see previous exception' and keeps them as the cause."""
+    cause = error.__cause__ or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False, variant: str = FULL) -> np.ndarray:
@@ -66,26 +66,31 @@ def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False,
     )
 
 
-def read_geotags(path: str | Path) -> list[tuple]:
-    """GeoTIFF georeferencing tags of ``path`` as tifffile ``extratags`` (empty if none)."""
+def write_image(path: str | Path, image: np.ndarray, georef: Georeference | None = None) -> None:
+    """Write a uint8 picture (H x W or H x W x bands) atomically, as its suffix says (TIF, PNG, JPEG).
+
+    ``georef``: a GeoTIFF gets its CRS and transform (a PNG or JPEG cannot hold them: GDAL would
+    put them in a ``.aux.xml`` beside it), and every format a world file if ``georef`` came from one.
+    """
     path = Path(path)
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        return []
-    with tifffile.TiffFile(path) as tif:
-        tags = tif.pages[0].tags
-        return [(tag.code, tag.dtype, tag.count, tag.value, True) for tag in tags.values() if tag.code in GEO_TAGS]
+    pixels = image if image.ndim == 3 else image[..., None]
+    driver = DRIVERS.get(path.suffix.lower())
+    if driver is None:
+        raise ValueError(f"{path}: cannot write a picture of this kind (write one of {', '.join(DRIVERS)})")
+    profile = image_profile(pixels, driver)
+    if georef and driver == "GTiff":
+        profile.update(georef.profile())
+    with atomic_file(path) as tmp, allow_plain(), rasterio.open(tmp, "w", **profile) as dataset:
+        dataset.write(np.moveaxis(pixels, -1, 0))
+    if georef and georef.world_file:
+        write_world_file(path, georef.transform)
 
 
-def write_image(path: str | Path, image: np.ndarray, extratags: list[tuple] = ()) -> None:
-    """Write a uint8 picture atomically; TIFF keeps ``extratags`` (e.g. from read_geotags)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            tifffile.imwrite(
-                tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack", extratags=list(extratags)
-            )
-        else:
-            pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-            if not cv2.imwrite(str(tmp), pixels):
-                raise OSError(f"{path}: OpenCV could not write it")
+def image_profile(pixels: np.ndarray, driver: str) -> dict:
+    """rasterio creation options of an H x W x bands picture: a TIFF of 3 or more bands is RGB
+    with any further band (Potsdam's infrared) an unspecified extra sample, not alpha."""
+    profile = dict(driver=driver, height=pixels.shape[0], width=pixels.shape[1], count=pixels.shape[2])
+    profile.update(dtype=pixels.dtype.name)
+    if driver == "GTiff" and pixels.shape[2] >= 3:
+        profile.update(photometric="RGB", alpha="UNSPECIFIED")
+    return profile

@@ -18,7 +18,6 @@ Nothing here knows Keras; aerialseg.predict.mapping joins these files to a model
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
-from affine import Affine
-from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.atomic import atomic_file
+from aerialseg.raster.georef import Georeference, allow_plain
+from aerialseg.raster.pictures import gdal_reason
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")  # looked for in folders
 BLOCK_SIZE = 512  # COG tile side (GDAL's default), also the staging tile side
@@ -43,23 +42,6 @@ STAGING_OPTIONS = dict(driver="GTiff", tiled=True, compress="ZSTD", zstd_level=1
 
 class RasterError(InputError, ValueError):
     """A raster cannot be read or written; the message names the file, what is wrong and what to do."""
-
-
-@dataclass(frozen=True)
-class Georeference:
-    """Where a raster lies: its coordinate reference system (None if unknown) and pixel-to-map transform."""
-
-    crs: CRS | None
-    transform: Affine
-
-    @property
-    def located(self) -> bool:
-        """False for a plain picture: no CRS and the identity transform (pixel coordinates)."""
-        return self.crs is not None or self.transform != Affine.identity()
-
-    def profile(self) -> dict:
-        """rasterio creation options that put a new raster in the same place."""
-        return dict(crs=self.crs, transform=self.transform) if self.located else {}
 
 
 def gdal_environment() -> rasterio.Env:
@@ -87,8 +69,7 @@ class RasterRows:
 
     @property
     def georeference(self) -> Georeference:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with allow_plain():
             return Georeference(self.dataset.crs, self.dataset.transform)
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
@@ -98,7 +79,7 @@ class RasterRows:
             pixels = self.dataset.read(list(range(1, self.bands + 1)), window=window)
         except RasterioError as error:
             raise RasterError(
-                f"{self.path}: cannot read rows {first} to {last} of {self.dataset.height}: {_reason(error)} "
+                f"{self.path}: cannot read rows {first} to {last} of {self.dataset.height}: {gdal_reason(error)} "
                 "(the file is truncated or corrupt: check it with `gdalinfo -checksum`, or copy it again)"
             ) from error
         return np.moveaxis(pixels, 0, -1)[rows - first]
@@ -112,12 +93,11 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         raise MissingFileError(f"{path}: no such file (check the path)")
     with gdal_environment():
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a plain picture is fine
+            with allow_plain():
                 dataset = rasterio.open(path)
         except RasterioError as error:
             raise RasterError(
-                f"{path}: not a raster GDAL can read ({_reason(error)}) (give a GeoTIFF, PNG, JPEG or another "
+                f"{path}: not a raster GDAL can read ({gdal_reason(error)}) (give a GeoTIFF, PNG, JPEG or another "
                 "GDAL raster format)"
             ) from error
         with dataset:
@@ -127,12 +107,6 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
                     "(convert it first, e.g. `gdal_translate -ot Byte -scale IN OUT`)"
                 )
             yield dataset
-
-
-def _reason(error: Exception) -> str:
-    """GDAL's own words: rasterio often says only 'see previous exception' and keeps them as the cause."""
-    cause = error.__cause__ or error
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 @contextlib.contextmanager
@@ -163,7 +137,7 @@ def cog_writer(
         profile = dict(STAGING_OPTIONS, height=height, width=width, count=bands, dtype="uint8")
         profile.update(blockxsize=block_size, blockysize=block_size, **georeference.profile())
         try:
-            with _writing(path):
+            with _writing(path), allow_plain():
                 dataset = rasterio.open(staging, "w", **profile)
             with dataset:
                 _describe(dataset, colours, descriptions, tags or {}, scales)
@@ -195,7 +169,7 @@ def _writing(path: Path):
         yield
     except RasterioError as error:
         raise RasterError(
-            f"{path}: cannot write it: {_reason(error)} (check the free space and permissions of {path.parent})"
+            f"{path}: cannot write it: {gdal_reason(error)} (check the free space and permissions of {path.parent})"
         ) from error
 
 

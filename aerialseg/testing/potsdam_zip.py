@@ -11,7 +11,6 @@ and products no run reads (``1_DSM.zip``, ``1_DSM_normalisation.zip``, a referen
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import zipfile
@@ -19,12 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import tifffile
+from rasterio.io import MemoryFile
 from tqdm import tqdm
 
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BAND_ORDER, BOUNDARY_FREE, FULL, label_name, photo_name
-from aerialseg.data.synthetic import boundary_free, generate_tile, world_file
+from aerialseg.data.synthetic import boundary_free, generate_tile, tile_transform
+from aerialseg.raster.georef import allow_plain, world_file_text
+from aerialseg.raster.pictures import image_profile
 
 DECOYS = {  # the products no run reads, and the file each holds
     "1_DSM.zip": "1_DSM/dsm_potsdam_02_10.tif",
@@ -74,7 +75,7 @@ def _nested_zips(work: Path, tiles, size, palette, seed, defective, participants
     try:
         for number, tile in enumerate(tqdm(tiles, desc="Potsdam.zip tiles", unit="tile")):
             rgbir, label = generate_tile(seed + number, size, palette, "RGBIR")
-            world = world_file(tile, size).text()
+            world = world_file_text(tile_transform(tile, size))
             for kind, folder in _ORTHO.items():
                 bands = [BAND_ORDER["RGBIR"].index(band) for band in BAND_ORDER[kind]]
                 opened[folder].writestr(f"{folder}/{photo_name(tile, kind)}", _tiff(rgbir[..., bands]))
@@ -92,9 +93,10 @@ def _nested_zips(work: Path, tiles, size, palette, seed, defective, participants
 
 def _tiff(pixels: np.ndarray) -> bytes:
     """An 8-bit TIFF, bands interleaved (RGBIR: the infrared as a fourth sample, as Potsdam's)."""
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, pixels, photometric="rgb")
-    return buffer.getvalue()
+    with allow_plain(), MemoryFile() as memory:
+        with memory.open(**image_profile(pixels, "GTiff")) as dataset:
+            dataset.write(np.moveaxis(pixels, -1, 0))
+        return bytes(memory.getbuffer())
 
 
 def _over_photo(label: np.ndarray, photo: np.ndarray) -> np.ndarray:
