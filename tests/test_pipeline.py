@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from pipeline_helpers import altered, copy_repository, deep_update, run
 from test_dvc_yaml import read_pipeline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduced_project")]  # one worker builds it once
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from pipeline_helpers import copy_repository, run
 
 COMMIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm"]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduced_project")]  # one worker builds it once
 EPOCH_METRICS = ["loss", "accuracy", "jaccard", "val_loss", "val_accuracy", "val_jaccard", "patches_per_s"]
 
 
