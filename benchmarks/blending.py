@@ -100,9 +100,9 @@ class Timed:
 class TimedOnDevice(Timed):
     """The same, for a Keras predictor that applies and undoes the transforms itself ("device")."""
 
-    def predict_symmetries(self, batch, transforms, profile):
+    def predict_symmetries(self, batch, symmetries, profile):
         predict = self.predict_batch.predict_symmetries
-        return self._timed(predict, batch, len(transforms), transforms=transforms, profile=profile)
+        return self._timed(predict, batch, len(symmetries), symmetries=symmetries, profile=profile)
 
 
 def run_ours(tile: np.ndarray, predict_batch) -> np.ndarray:

@@ -5,8 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from aerialseg import d4
 from aerialseg.predict.blending import (
-    TTA_CHOICES,
     plan_grid,
     predict_probabilities,
     probabilities_to_index,
@@ -32,7 +32,7 @@ def random_image(shape, channels=3, seed=0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", SIZES)
-@pytest.mark.parametrize("mode, tta", [("plain", "none")] + [("smooth", tta) for tta in TTA_CHOICES])
+@pytest.mark.parametrize("mode, tta", [("plain", "none")] + [("smooth", tta) for tta in d4.TTA_SETS])
 def test_per_pixel_predictor_is_reconstructed_exactly(shape, mode, tta):
     image = random_image(shape)
     probabilities = predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, mode=mode, tta=tta)

@@ -21,9 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from aerialseg.d4 import TTA_SETS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
-from aerialseg.predict.blending import MODES, TTA_CHOICES, WINDOW_FUNCTIONS
+from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS
 from aerialseg.raster.streaming import RASTER_SUFFIXES
 
 
@@ -52,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_positive, help="window side in pixels (default: params patches.patch_size)")
     p.add_argument("--subdivisions", type=_positive, help="smooth window overlap, 2 = 50%% (default: params)")
     p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: params)")
-    p.add_argument("--tta", choices=TTA_CHOICES, help="test-time augmentation of smooth mode (default: params)")
+    p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: params)")
     p.add_argument("--batch-size", type=_positive, help="windows per forward pass (default: params)")
     return p
 
