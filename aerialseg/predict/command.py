@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
     params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
     options = PredictParams(**{**params.predict.model_dump(), **_given(args, PredictParams.model_fields)})
     window = args.window or params.patches.patch_size
-    from aerialseg.predict.command import mapping  # Keras, imported here so that --help answers at once
+    from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
 
     predictor = mapping.load_predictor(args.model, params.palette.num_classes, window)
     for photo in inputs:
