@@ -35,7 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 from machine import machine  # noqa: E402
 from naive_blending import predict_img_with_smooth_windowing  # noqa: E402
 
-from aerialseg.predict.blending import predict_probabilities  # noqa: E402
+from aerialseg.predict.blending import Blending, predict_probabilities  # noqa: E402
 
 WINDOW, SUBDIVISIONS, TTA, CLASSES, BATCH = 256, 2, "d4", 6, 16
 RESULTS = REPO / "benchmarks/results/blending.md"
@@ -109,13 +109,10 @@ def run_ours(tile: np.ndarray, predict_batch) -> np.ndarray:
     return predict_probabilities(
         tile,
         predict_batch,
-        WINDOW,
+        Blending(
+            window=WINDOW, mode="smooth", subdivisions=SUBDIVISIONS, window_function="spline", tta=TTA, batch_size=BATCH
+        ),
         CLASSES,
-        mode="smooth",
-        subdivisions=SUBDIVISIONS,
-        window_function="spline",
-        tta=TTA,
-        batch_size=BATCH,
     )
 
 

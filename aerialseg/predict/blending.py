@@ -41,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from aerialseg import d4
+from aerialseg.pipeline.params import PredictParams
 
 MODES = ("plain", "smooth")
 WINDOW_FUNCTIONS = ("spline", "hann")
@@ -70,34 +71,55 @@ class Rows(Protocol):
         """The image rows ``rows`` (ascending indices), as a (len(rows), W, C) array."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Blending:
+    """How a photo is cut into windows and their predictions joined: the settings every
+    prediction path (predict stage, aerialseg-predict, training snapshots, evaluation) hands on
+    in one piece, checked once, when made (:meth:`from_params` makes them from params.yaml).
+
+    ``mode``: ``plain`` or ``smooth`` (see the module docstring); ``plain`` ignores
+    ``subdivisions``, ``window_function`` and ``tta``. ``window``: the side of the square windows
+    the model predicts, in pixels. ``subdivisions``: smooth windows overlap by all but
+    ``window // subdivisions`` pixels. ``window_function``: the blending weights (see
+    :func:`window_profile`). ``tta``: the test-time augmentation set (aerialseg.d4.TTA_SETS).
+    ``batch_size``: windows per forward pass.
+    """
+
+    mode: str = "smooth"
+    window: int
+    subdivisions: int = 2
+    window_function: str = "spline"
+    tta: str = "d4"
+    batch_size: int = 16
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown prediction mode {self.mode!r}: use one of {MODES}")
+        if self.tta not in d4.TTA_SETS:
+            raise ValueError(f"unknown test-time augmentation {self.tta!r}: use one of {tuple(d4.TTA_SETS)}")
+        if self.window_function not in WINDOW_FUNCTIONS:
+            raise ValueError(f"unknown window function {self.window_function!r}: use one of {WINDOW_FUNCTIONS}")
+        if self.window < 1 or self.batch_size < 1:
+            raise ValueError(f"window ({self.window}) and batch_size ({self.batch_size}) must be positive")
+        if not 1 <= self.subdivisions <= self.window:
+            raise ValueError(
+                f"subdivisions must be between 1 and the window size {self.window}, got {self.subdivisions}"
+            )
+
+    @classmethod
+    def from_params(cls, params: PredictParams, window: int, mode: str) -> Blending:
+        """The ``predict`` settings of params.yaml for windows of ``window`` pixels in ``mode``:
+        the one way from params to blending, so no caller forgets or renames a setting."""
+        return cls(mode=mode, window=window, **params.model_dump())
+
+
 def predict_probabilities(
-    image: np.ndarray,
-    predict_batch: PredictBatch,
-    window: int,
-    num_classes: int,
-    mode: str = "smooth",
-    subdivisions: int = 2,
-    window_function: str = "spline",
-    tta: str = "d4",
-    batch_size: int = 16,
-    progress: bool = False,
+    image: np.ndarray, predict_batch: PredictBatch, blending: Blending, num_classes: int, progress: bool = False
 ) -> np.ndarray:
     """Class probabilities (H, W, K) float32 for an H x W x C image of any size: the rows of
     :func:`stream_probabilities` (which explains the arguments) written into one array."""
     probabilities = np.empty(image.shape[:2] + (num_classes,), dtype=np.float32)
-    rows = stream_probabilities(
-        image,
-        predict_batch,
-        window,
-        num_classes,
-        mode=mode,
-        subdivisions=subdivisions,
-        window_function=window_function,
-        tta=tta,
-        batch_size=batch_size,
-        progress=progress,
-        out=probabilities,
-    )
+    rows = stream_probabilities(image, predict_batch, blending, num_classes, progress=progress, out=probabilities)
     collections.deque(rows, maxlen=0)  # runs the stream to its end
     return probabilities
 
@@ -105,13 +127,8 @@ def predict_probabilities(
 def stream_probabilities(
     image: Rows,
     predict_batch: PredictBatch,
-    window: int,
+    blending: Blending,
     num_classes: int,
-    mode: str = "smooth",
-    subdivisions: int = 2,
-    window_function: str = "spline",
-    tta: str = "d4",
-    batch_size: int = 16,
     progress: bool = False,
     label: str = "",
     out: np.ndarray | None = None,
@@ -123,18 +140,18 @@ def stream_probabilities(
     handed out as soon as no window still to come touches it, so a raster larger than memory can
     be predicted and written row band by row band, with the same result as the whole at once.
     ``predict_batch`` maps a float32 (N, window, window, C) batch to (N, window, window, K)
-    probabilities. ``mode="plain"`` ignores ``subdivisions``, ``window_function`` and ``tta``.
+    probabilities; ``blending`` says which windows and how they are joined (:class:`Blending`).
     The progress bar (``label`` before its name) counts windows and shows the time left.
     ``out``: an (H, W, K) float32 array that the finished rows are written into (the pieces are
     then views of it), instead of a new array per piece.
     """
-    _check_arguments(image.shape, window, num_classes, mode, subdivisions, window_function, tta, batch_size)
-    smooth = mode == "smooth"
-    grid = plan_grid(image.shape[0], image.shape[1], window, subdivisions if smooth else 1)
-    profile = window_profile(window, window_function) if smooth else np.ones(window, np.float32)
-    symmetries = d4.TTA_SETS[tta if smooth else "none"]
-    bar = dict(desc=f"{label}{mode} windows", disable=not progress)
-    return _stream(image, grid, predict_batch, profile, symmetries, num_classes, batch_size, bar, out)
+    _check_image(image.shape, num_classes)
+    window, smooth = blending.window, blending.mode == "smooth"
+    grid = plan_grid(image.shape[0], image.shape[1], window, blending.subdivisions if smooth else 1)
+    profile = window_profile(window, blending.window_function) if smooth else np.ones(window, np.float32)
+    symmetries = d4.TTA_SETS[blending.tta if smooth else "none"]
+    bar = dict(desc=f"{label}{blending.mode} windows", disable=not progress)
+    return _stream(image, grid, predict_batch, profile, symmetries, num_classes, blending.batch_size, bar, out)
 
 
 def probabilities_to_index(probabilities: np.ndarray) -> np.ndarray:
@@ -388,18 +405,9 @@ def _predict(batch: list[tuple], predict_batch: PredictBatch, window: int, num_c
     return predictions
 
 
-def _check_arguments(shape, window, num_classes, mode, subdivisions, window_function, tta, batch_size) -> None:
+def _check_image(shape, num_classes: int) -> None:
+    """What :class:`Blending` cannot check: the image and the predictor's classes."""
     if len(shape) != 3 or shape[0] < 1 or shape[1] < 1:
         raise ValueError(f"expected an H x W x C image, got an array of shape {tuple(shape)}")
-    if mode not in MODES:
-        raise ValueError(f"unknown prediction mode {mode!r}: use one of {MODES}")
-    if tta not in d4.TTA_SETS:
-        raise ValueError(f"unknown test-time augmentation {tta!r}: use one of {tuple(d4.TTA_SETS)}")
-    if window_function not in WINDOW_FUNCTIONS:
-        raise ValueError(f"unknown window function {window_function!r}: use one of {WINDOW_FUNCTIONS}")
-    if window < 1 or num_classes < 1 or batch_size < 1:
-        raise ValueError(
-            f"window ({window}), num_classes ({num_classes}) and batch_size ({batch_size}) must be positive"
-        )
-    if not 1 <= subdivisions <= window:
-        raise ValueError(f"subdivisions must be between 1 and the window size {window}, got {subdivisions}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")

@@ -17,8 +17,8 @@ import numpy as np
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer a saved model may use
 from aerialseg import d4
 from aerialseg.errors import InputError
-from aerialseg.pipeline.params import PredictParams
 from aerialseg.predict.blending import (
+    Blending,
     FinishedRows,
     Rows,
     probabilities_to_index,
@@ -186,38 +186,18 @@ def fit_channels(image: np.ndarray, channels: int, source: str = "image") -> np.
 
 
 def predict_rows(
-    predictor: KerasPredictor,
-    image: Rows,
-    window: int,
-    mode: str,
-    options: PredictParams,
-    progress: bool = False,
-    label: str = "",
+    predictor: KerasPredictor, image: Rows, blending: Blending, progress: bool = False, label: str = ""
 ) -> Iterator[FinishedRows]:
     """Class probabilities of ``image`` (an array, or a raster read row by row), finished rows
-    top to bottom, plain or smooth-blended with the ``predict`` settings: the one prediction
-    path of the predict stage, aerialseg-predict, the training snapshots and the evaluation."""
-    return stream_probabilities(
-        image,
-        predictor,
-        window,
-        predictor.num_classes,
-        mode=mode,
-        subdivisions=options.subdivisions,
-        window_function=options.window_function,
-        tta=options.tta,
-        batch_size=options.batch_size,
-        progress=progress,
-        label=label,
-    )
+    top to bottom, blended as ``blending`` says: the one prediction path of the predict stage,
+    aerialseg-predict, the training snapshots and the evaluation."""
+    return stream_probabilities(image, predictor, blending, predictor.num_classes, progress=progress, label=label)
 
 
-def predict_map(
-    predictor: KerasPredictor, image: Rows, window: int, mode: str, options: PredictParams, progress: bool = False
-) -> np.ndarray:
+def predict_map(predictor: KerasPredictor, image: Rows, blending: Blending, progress: bool = False) -> np.ndarray:
     """Class-index map (uint8) of ``image``: :func:`predict_rows`, each finished row kept as its
     most probable class only, so the whole map costs one byte per pixel."""
     index = np.empty(image.shape[:2], dtype=np.uint8)
-    for first, probabilities in predict_rows(predictor, image, window, mode, options, progress):
+    for first, probabilities in predict_rows(predictor, image, blending, progress):
         index[first : first + len(probabilities)] = probabilities_to_index(probabilities)
     return index
