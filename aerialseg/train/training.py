@@ -207,16 +207,7 @@ def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int 
     ``bands``: of the patches (4 for RGBIR), so the model's input shape carries it to prediction.
     """
     cfg = params.train
-    model = build_model(
-        cfg.model,
-        params.palette.num_classes,
-        encoder=cfg.encoder,
-        encoder_weights=cfg.encoder_weights,
-        base_filters=cfg.base_filters,
-        batch_norm=cfg.batch_norm,
-        dropout=cfg.dropout,
-        input_shape=(None, None, bands),
-    )
+    model = build_model(cfg, params.palette.num_classes, bands)
     if cfg.freeze_encoder_epochs:
         set_encoder_trainable(model, False)
     model = training_model(model)
