@@ -35,7 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 from machine import machine  # noqa: E402
 from naive_blending import predict_img_with_smooth_windowing  # noqa: E402
 
-from aerialseg.predict.blending import predict_probabilities  # noqa: E402
+from aerialseg.predict.blending import Blending, predict_probabilities  # noqa: E402
 
 WINDOW, SUBDIVISIONS, TTA, CLASSES, BATCH = 256, 2, "d4", 6, 16
 RESULTS = REPO / "benchmarks/results/blending.md"
@@ -100,22 +100,19 @@ class Timed:
 class TimedOnDevice(Timed):
     """The same, for a Keras predictor that applies and undoes the transforms itself ("device")."""
 
-    def predict_symmetries(self, batch, transforms, profile):
+    def predict_symmetries(self, batch, symmetries, profile):
         predict = self.predict_batch.predict_symmetries
-        return self._timed(predict, batch, len(transforms), transforms=transforms, profile=profile)
+        return self._timed(predict, batch, len(symmetries), symmetries=symmetries, profile=profile)
 
 
 def run_ours(tile: np.ndarray, predict_batch) -> np.ndarray:
     return predict_probabilities(
         tile,
         predict_batch,
-        WINDOW,
+        Blending(
+            window=WINDOW, mode="smooth", subdivisions=SUBDIVISIONS, window_function="spline", tta=TTA, batch_size=BATCH
+        ),
         CLASSES,
-        mode="smooth",
-        subdivisions=SUBDIVISIONS,
-        window_function="spline",
-        tta=TTA,
-        batch_size=BATCH,
     )
 
 

@@ -66,16 +66,7 @@ def default_model(path: Path) -> None:
     from aerialseg.train.model import build_model, stock_model
 
     params = load_params(REPO / "params.yaml")
-    cfg = params.train
-    model = build_model(
-        cfg.model,
-        params.palette.num_classes,
-        encoder=cfg.encoder,
-        base_filters=cfg.base_filters,
-        batch_norm=cfg.batch_norm,
-        dropout=cfg.dropout,
-    )
-    stock_model(model).save(path)
+    stock_model(build_model(params.train, params.palette.num_classes, bands=3)).save(path)  # the raster's RGB
 
 
 def run_command(arguments: list[str]) -> tuple[float, float]:

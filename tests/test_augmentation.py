@@ -1,65 +1,23 @@
-"""D4 augmentation in the training model: the eight symmetries, and a training model whose loss
-and metrics on a turned photo are those of the U-Net on the turned photo and the turned label."""
+"""D4 augmentation in the training model (the symmetries themselves: tests/test_d4.py): drawn
+symmetry numbers, and a training model whose loss and metrics on a turned photo are those of the
+U-Net on the turned photo and the turned label."""
 
 import keras
 import numpy as np
 import pytest
 
+from aerialseg import d4
 from aerialseg.evaluate.metrics import training_metrics
-from aerialseg.train.augmentation import (
-    D4,
-    SYMMETRIES,
-    D4TrainingModel,
-    draw_symmetries,
-    segmentation_model,
-    training_model,
-    turn,
-)
+from aerialseg.train.augmentation import D4TrainingModel, draw_symmetries, segmentation_model, training_model
 from aerialseg.train.losses import make_loss
 from aerialseg.train.model import build_unet
-
-
-def numpy_symmetry(array: np.ndarray, number: int) -> np.ndarray:
-    """What D4 does to one (H, W, ...) sample, written with NumPy's own operations."""
-    if number & 1:
-        array = np.swapaxes(array, 0, 1)
-    if number & 2:
-        array = array[::-1]
-    if number & 4:
-        array = array[:, ::-1]
-    return array
-
-
-@pytest.fixture
-def patches():
-    return np.random.default_rng(0).normal(size=(SYMMETRIES, 6, 6, 3)).astype("float32")
-
-
-def test_the_eight_numbers_are_the_eight_symmetries_of_the_square(patches):
-    same = np.repeat(patches[:1], SYMMETRIES, axis=0)
-    turned = keras.ops.convert_to_numpy(D4()(same, np.arange(SYMMETRIES, dtype="int32")))
-    assert len({sample.tobytes() for sample in turned}) == SYMMETRIES
-    quarter_turns_and_mirrors = [np.rot90(patches[0], k) for k in range(4)]
-    quarter_turns_and_mirrors += [turn[:, ::-1] for turn in quarter_turns_and_mirrors]
-    assert {sample.tobytes() for sample in turned} == {
-        np.ascontiguousarray(t).tobytes() for t in quarter_turns_and_mirrors
-    }
-
-
-def test_each_sample_gets_its_own_symmetry_whatever_its_channels(patches):
-    numbers = np.array([3, 0, 7, 5, 1, 6, 2, 4], dtype="int32")
-    labels = (patches[..., 0] > 0).astype("uint8")  # (N, H, W), as the labels come
-    for batch in (patches, labels):
-        turned = keras.ops.convert_to_numpy(turn(batch, numbers))
-        for sample, number, original in zip(turned, numbers, batch):
-            np.testing.assert_array_equal(sample, numpy_symmetry(original, number))
 
 
 def test_symmetries_are_drawn_evenly_and_reproducibly():
     drawn = draw_symmetries(8000, np.random.default_rng(1))
     assert drawn.dtype == np.int32
     np.testing.assert_array_equal(drawn, draw_symmetries(8000, np.random.default_rng(1)))
-    assert np.bincount(drawn, minlength=SYMMETRIES).min() > 900  # about 1000 each
+    assert np.bincount(drawn, minlength=d4.SYMMETRIES).min() > 900  # about 1000 each
 
 
 def compiled(model: keras.Model) -> keras.Model:
@@ -70,7 +28,7 @@ def compiled(model: keras.Model) -> keras.Model:
 def photos_numbers_labels(seed: int, count: int, side: int):
     rng = np.random.default_rng(seed)
     photos = rng.integers(0, 256, (count, side, side, 3)).astype("float32")
-    numbers = rng.permutation(SYMMETRIES)[:count].astype("int32")
+    numbers = rng.permutation(d4.SYMMETRIES)[:count].astype("int32")
     return photos, numbers, rng.integers(0, 6, (count, side, side)).astype("uint8")
 
 
@@ -81,8 +39,8 @@ def test_the_training_model_scores_the_map_of_the_turned_photo_against_the_turne
     training = compiled(training_model(unet))
     assert segmentation_model(training) is unet
     photos, numbers, labels = photos_numbers_labels(2, 4, 32)
-    turned_photos = np.stack([numpy_symmetry(p, n) for p, n in zip(photos, numbers)])
-    turned_labels = np.stack([numpy_symmetry(lab, n) for lab, n in zip(labels, numbers)])
+    turned_photos = np.concatenate([d4.apply(p[None], n) for p, n in zip(photos, numbers)])
+    turned_labels = np.concatenate([d4.apply(lab[None], n) for lab, n in zip(labels, numbers)])
     np.testing.assert_allclose(training.predict_on_batch([photos, numbers]), unet.predict_on_batch(turned_photos))
     got = training.evaluate([photos, numbers], labels, verbose=0, return_dict=True)
     expected = compiled(unet).evaluate(turned_photos, turned_labels, verbose=0, return_dict=True)

@@ -5,8 +5,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from aerialseg import d4
+from aerialseg.pipeline.params import PredictParams
 from aerialseg.predict.blending import (
-    TTA_CHOICES,
+    Blending,
     plan_grid,
     predict_probabilities,
     probabilities_to_index,
@@ -32,10 +34,12 @@ def random_image(shape, channels=3, seed=0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", SIZES)
-@pytest.mark.parametrize("mode, tta", [("plain", "none")] + [("smooth", tta) for tta in TTA_CHOICES])
+@pytest.mark.parametrize("mode, tta", [("plain", "none")] + [("smooth", tta) for tta in d4.TTA_SETS])
 def test_per_pixel_predictor_is_reconstructed_exactly(shape, mode, tta):
     image = random_image(shape)
-    probabilities = predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, mode=mode, tta=tta)
+    probabilities = predict_probabilities(
+        image, channel_argmax_one_hot, Blending(window=WINDOW, mode=mode, tta=tta), CLASSES
+    )
     assert probabilities.shape == shape + (CLASSES,)
     assert probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities, channel_argmax_one_hot(image.astype(np.float32)), atol=1e-5)
@@ -44,7 +48,7 @@ def test_per_pixel_predictor_is_reconstructed_exactly(shape, mode, tta):
 def test_hann_window_reconstructs_exactly_too():
     image = random_image((70, 45))
     probabilities = predict_probabilities(
-        image, channel_argmax_one_hot, WINDOW, CLASSES, window_function="hann", subdivisions=4
+        image, channel_argmax_one_hot, Blending(window=WINDOW, window_function="hann", subdivisions=4), CLASSES
     )
     np.testing.assert_allclose(probabilities, channel_argmax_one_hot(image.astype(np.float32)), atol=1e-5)
 
@@ -58,7 +62,9 @@ def test_asymmetric_value_map_lands_where_it_came_from():
     def one_hot_of_value(batch):
         return np.eye(CLASSES, dtype=np.float32)[batch[..., 0].astype(int)]
 
-    index = probabilities_to_index(predict_probabilities(image, one_hot_of_value, WINDOW, CLASSES, tta="d4"))
+    index = probabilities_to_index(
+        predict_probabilities(image, one_hot_of_value, Blending(window=WINDOW, tta="d4"), CLASSES)
+    )
     np.testing.assert_array_equal(index, image[..., 0])
 
 
@@ -71,7 +77,9 @@ def top_half_of_window(batch: np.ndarray) -> np.ndarray:
 
 
 def test_plain_windows_start_at_the_image_corner_and_do_not_overlap():
-    probabilities = predict_probabilities(random_image((100, 37)), top_half_of_window, WINDOW, CLASSES, mode="plain")
+    probabilities = predict_probabilities(
+        random_image((100, 37)), top_half_of_window, Blending(window=WINDOW, mode="plain"), CLASSES
+    )
     index = probabilities_to_index(probabilities)
     expected_rows = np.where(np.arange(100) % WINDOW < WINDOW // 2, 0, 1)
     np.testing.assert_array_equal(index, np.broadcast_to(expected_rows[:, None], (100, 37)))
@@ -82,9 +90,9 @@ def test_tta_averages_every_transform_after_undoing_it(tta):
     """Undone flips map a window's top half onto its bottom half, so averaging them gives exactly
     1/2 for each class at every pixel; without TTA it does not."""
     image = random_image((80, 48))
-    averaged = predict_probabilities(image, top_half_of_window, WINDOW, CLASSES, tta=tta)
+    averaged = predict_probabilities(image, top_half_of_window, Blending(window=WINDOW, tta=tta), CLASSES)
     np.testing.assert_allclose(averaged[..., :2], 0.5, atol=1e-5)
-    single = predict_probabilities(image, top_half_of_window, WINDOW, CLASSES, tta="none")
+    single = predict_probabilities(image, top_half_of_window, Blending(window=WINDOW, tta="none"), CLASSES)
     assert np.abs(single[..., 0] - 0.5).max() > 0.1
 
 
@@ -132,7 +140,7 @@ def test_blended_probabilities_sum_to_one_everywhere():
         logits = rng.normal(size=batch.shape[:3] + (CLASSES,)).astype(np.float32)
         return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
 
-    probabilities = predict_probabilities(random_image((77, 130)), random_softmax, WINDOW, CLASSES)
+    probabilities = predict_probabilities(random_image((77, 130)), random_softmax, Blending(window=WINDOW), CLASSES)
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1, atol=1e-5)
 
 
@@ -159,14 +167,16 @@ class CountingPredictor:
 )
 def test_forward_passes_are_one_per_window_and_transform(mode, tta, expected_windows):
     predictor = CountingPredictor()
-    predict_probabilities(random_image((100, 37)), predictor, WINDOW, CLASSES, mode=mode, tta=tta, batch_size=16)
+    predict_probabilities(
+        random_image((100, 37)), predictor, Blending(window=WINDOW, mode=mode, tta=tta, batch_size=16), CLASSES
+    )
     assert predictor.windows == expected_windows
     assert predictor.calls == -(-expected_windows // 16)
 
 
 def test_predictor_never_gets_more_than_batch_size_windows():
     predictor = CountingPredictor()
-    predict_probabilities(random_image((150, 90)), predictor, WINDOW, CLASSES, batch_size=5)
+    predict_probabilities(random_image((150, 90)), predictor, Blending(window=WINDOW, batch_size=5), CLASSES)
     assert predictor.largest_batch == 5
 
 
@@ -176,7 +186,7 @@ def test_memory_peak_is_the_accumulator_plus_one_batch_not_all_windows():
     accumulator = 600 * 600 * CLASSES * 4
     all_windows = grid.count() * 8 * WINDOW * WINDOW * CLASSES * 4  # what holding every prediction costs
     tracemalloc.start()
-    predict_probabilities(image, channel_argmax_one_hot, WINDOW, CLASSES, tta="d4", batch_size=16)
+    predict_probabilities(image, channel_argmax_one_hot, Blending(window=WINDOW, tta="d4", batch_size=16), CLASSES)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 2 * accumulator < all_windows / 10
@@ -184,7 +194,9 @@ def test_memory_peak_is_the_accumulator_plus_one_batch_not_all_windows():
 
 def test_predictor_returning_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match=r"predictor returned shape \(\d+, 32, 32, 5\)"):
-        predict_probabilities(random_image((40, 40)), lambda batch: np.zeros(batch.shape[:3] + (5,)), WINDOW, CLASSES)
+        predict_probabilities(
+            random_image((40, 40)), lambda batch: np.zeros(batch.shape[:3] + (5,)), Blending(window=WINDOW), CLASSES
+        )
 
 
 @pytest.mark.parametrize(
@@ -197,14 +209,21 @@ def test_predictor_returning_the_wrong_shape_is_refused():
         ({"batch_size": 0}, "must be positive"),
     ],
 )
-def test_bad_arguments_are_refused(argument, message):
+def test_bad_blending_settings_are_refused_when_made(argument, message):
     with pytest.raises(ValueError, match=message):
-        predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, **argument)
+        Blending(window=WINDOW, **argument)
+
+
+def test_blending_from_params_takes_every_predict_setting():
+    params = PredictParams(subdivisions=4, window_function="hann", tta="flips", batch_size=3)
+    assert Blending.from_params(params, WINDOW, "plain") == Blending(
+        mode="plain", window=WINDOW, subdivisions=4, window_function="hann", tta="flips", batch_size=3
+    )
 
 
 def test_a_two_dimensional_array_is_refused():
     with pytest.raises(ValueError, match=r"expected an H x W x C image, got an array of shape \(40, 40\)"):
-        predict_probabilities(np.zeros((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES)
+        predict_probabilities(np.zeros((40, 40)), channel_argmax_one_hot, Blending(window=WINDOW), CLASSES)
 
 
 def test_probabilities_to_index_picks_the_most_probable_class():
@@ -217,7 +236,9 @@ def test_probabilities_to_index_picks_the_most_probable_class():
 
 
 def test_progress_bar_counts_windows(capsys):
-    predict_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, mode="plain", progress=True)
+    predict_probabilities(
+        random_image((40, 40)), channel_argmax_one_hot, Blending(window=WINDOW, mode="plain"), CLASSES, progress=True
+    )
     assert "plain windows" in capsys.readouterr().err
 
 
@@ -250,14 +271,14 @@ def test_streamed_rows_are_the_whole_image_prediction_band_by_band(shape, mode, 
     image = random_image(shape)
     options = dict(mode=mode, subdivisions=subdivisions, tta="flips", batch_size=batch_size)
     source = RecordingRows(image)
-    pieces = list(stream_probabilities(source, window_dependent, WINDOW, CLASSES, **options))
+    pieces = list(stream_probabilities(source, window_dependent, Blending(window=WINDOW, **options), CLASSES))
     firsts = [first for first, _ in pieces]
     assert firsts == sorted(firsts) and firsts[0] == 0
     assert [first + len(rows) for first, rows in pieces[:-1]] == firsts[1:]  # no row missing or repeated
     assert sum(len(rows) for _, rows in pieces) == shape[0]
     if shape[0] > 2 * WINDOW:
         assert len(pieces) > 1  # finished rows come out while the windows go on
-    whole = predict_probabilities(image, window_dependent, WINDOW, CLASSES, **options)
+    whole = predict_probabilities(image, window_dependent, Blending(window=WINDOW, **options), CLASSES)
     np.testing.assert_array_equal(np.concatenate([rows for _, rows in pieces]), whole)
     assert max(len(rows) for rows in source.reads) <= WINDOW  # one window's height of rows at a time
     assert sum(len(rows) for rows in source.reads) <= subdivisions * shape[0] + 2 * WINDOW
@@ -279,7 +300,9 @@ def test_streaming_holds_a_few_windows_of_rows_not_the_image():
     whole_map = height * width * CLASSES * 4
     tracemalloc.start()
     finished = 0
-    for first, rows in stream_probabilities(GeneratedRows(), channel_argmax_one_hot, WINDOW, CLASSES, tta="none"):
+    for first, rows in stream_probabilities(
+        GeneratedRows(), channel_argmax_one_hot, Blending(window=WINDOW, tta="none"), CLASSES
+    ):
         assert first == finished
         finished += len(rows)
     peak = tracemalloc.get_traced_memory()[1]
@@ -288,6 +311,6 @@ def test_streaming_holds_a_few_windows_of_rows_not_the_image():
     assert peak < whole_map / 8  # about a batch of windows and their predictions, and 2 windows of rows
 
 
-def test_bad_arguments_are_refused_before_the_stream_starts():
-    with pytest.raises(ValueError, match="unknown prediction mode 'blurry'"):
-        stream_probabilities(random_image((40, 40)), channel_argmax_one_hot, WINDOW, CLASSES, mode="blurry")
+def test_a_bad_image_is_refused_before_the_stream_starts():
+    with pytest.raises(ValueError, match="expected an H x W x C image"):
+        stream_probabilities(np.zeros((40, 40)), channel_argmax_one_hot, Blending(window=WINDOW), CLASSES)

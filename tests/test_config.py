@@ -98,7 +98,7 @@ def test_encoder_needs_patches_divisible_by_its_stride(raw):
         ("train", "model", "segformer", "aerialseg.pipeline.choices.MODELS"),
         ("train", "loss", "lovasz", "aerialseg.pipeline.choices.LOSSES"),
         ("train", "distribution", "model_parallel", "aerialseg.pipeline.choices.DISTRIBUTIONS"),
-        ("predict", "tta", "d8", "aerialseg.predict.blending.TTA_CHOICES"),
+        ("predict", "tta", "d8", "aerialseg.d4.TTA_SETS"),
         ("predict", "window_function", "gauss", "aerialseg.predict.blending.WINDOW_FUNCTIONS"),
         ("data", "bands", "rgbn", "aerialseg.data.potsdam.BANDS"),
         ("evaluate", "labels", "eroded", "aerialseg.data.potsdam.LABEL_KINDS"),

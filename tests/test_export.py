@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from aerialseg.predict.export import main
-from aerialseg.train.model import build_model, stock_model
+from aerialseg.train.model import build_unet, stock_model
 
 CLASSES = 6
 
@@ -19,7 +19,7 @@ CLASSES = 6
 def unet(tmp_path_factory) -> tuple[keras.Model, Path]:
     """The project's U-Net with batch norm and 4 base filters, saved as the train stage saves it."""
     keras.utils.set_random_seed(0)
-    model = stock_model(build_model("unet", CLASSES, base_filters=4))
+    model = stock_model(build_unet(CLASSES, base_filters=4))
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)
     return model, path

@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 
 from aerialseg.data.potsdam import photo_name
 from aerialseg.pipeline.paths import Layout
-from aerialseg.predict.blending import predict_probabilities
+from aerialseg.predict.blending import Blending, predict_probabilities
 from aerialseg.predict.inference import KerasPredictor, predict_map
 from aerialseg.predict.mapping import predict_test_tiles
 from aerialseg.raster.georef import Georeference, read_georef, world_file_path, write_world_file
@@ -198,11 +198,13 @@ def tiny_keras_model(channels=3, classes=CLASSES) -> keras.Model:
 def test_keras_model_runs_through_KerasPredictor():
     model = tiny_keras_model()
     image = random_image((70, 45))
-    probabilities = predict_probabilities(image, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="flips")
+    probabilities = predict_probabilities(
+        image, KerasPredictor(model, CLASSES), Blending(window=WINDOW, tta="flips"), CLASSES
+    )
     # a 1 x 1 convolution is per pixel, so blending must give the model's own whole-image answer
     whole = keras.ops.convert_to_numpy(model(image[None].astype(np.float32), training=False))[0]
     np.testing.assert_allclose(probabilities, whole, atol=1e-5)
-    plain = predict_map(KerasPredictor(model, CLASSES), image, WINDOW, "plain", PARAMS.predict)
+    plain = predict_map(KerasPredictor(model, CLASSES), image, Blending.from_params(PARAMS.predict, WINDOW, "plain"))
     np.testing.assert_array_equal(plain, whole.argmax(-1))
 
 
@@ -215,7 +217,7 @@ def test_model_with_the_wrong_number_of_classes_is_refused():
 def test_image_channels_the_model_cannot_take_are_refused(model_channels, image_channels):
     predictor = KerasPredictor(tiny_keras_model(channels=model_channels), CLASSES)
     with pytest.raises(ValueError, match=f"has {image_channels} channel\\(s\\) but the model takes {model_channels}"):
-        predict_probabilities(random_image((40, 40), image_channels), predictor, WINDOW, CLASSES)
+        predict_probabilities(random_image((40, 40), image_channels), predictor, Blending(window=WINDOW), CLASSES)
 
 
 def test_rgba_and_rgbir_images_are_predicted_from_their_rgb_bands():
@@ -223,8 +225,10 @@ def test_rgba_and_rgbir_images_are_predicted_from_their_rgb_bands():
     rgb = random_image((50, 40))
     extra_band = random_image((50, 40), channels=1, seed=7)
     four_bands = np.concatenate([rgb, extra_band], axis=-1)  # RGBA, or Potsdam's RGBIR (infrared last)
-    from_rgb = predict_probabilities(rgb, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
-    from_four = predict_probabilities(four_bands, KerasPredictor(model, CLASSES), WINDOW, CLASSES, tta="none")
+    from_rgb = predict_probabilities(rgb, KerasPredictor(model, CLASSES), Blending(window=WINDOW, tta="none"), CLASSES)
+    from_four = predict_probabilities(
+        four_bands, KerasPredictor(model, CLASSES), Blending(window=WINDOW, tta="none"), CLASSES
+    )
     np.testing.assert_array_equal(from_four, from_rgb)
 
 
@@ -248,10 +252,15 @@ def test_test_time_augmentation_on_the_device_matches_numpy(tta):
     in one compiled call per batch of windows."""
     predictor = KerasPredictor(edge_sensitive_keras_model(), CLASSES)
     image = random_image((70, 45))
-    on_device = predict_probabilities(image, predictor, WINDOW, CLASSES, tta=tta, batch_size=8)
-    in_numpy = predict_probabilities(image, lambda batch: predictor(batch), WINDOW, CLASSES, tta=tta, batch_size=8)
+    on_device = predict_probabilities(image, predictor, Blending(window=WINDOW, tta=tta, batch_size=8), CLASSES)
+    in_numpy = predict_probabilities(
+        image, lambda batch: predictor(batch), Blending(window=WINDOW, tta=tta, batch_size=8), CLASSES
+    )
     np.testing.assert_allclose(on_device, in_numpy, atol=1e-5)
-    assert np.abs(in_numpy - predict_probabilities(image, predictor, WINDOW, CLASSES, tta="none")).max() > 1e-3
+    assert (
+        np.abs(in_numpy - predict_probabilities(image, predictor, Blending(window=WINDOW, tta="none"), CLASSES)).max()
+        > 1e-3
+    )
 
 
 def test_smooth_prediction_takes_the_train_stage_model_with_its_output_in_a_list(tmp_path):
@@ -260,6 +269,6 @@ def test_smooth_prediction_takes_the_train_stage_model_with_its_output_in_a_list
     keras.Model(inner.inputs, inner.outputs).save(tmp_path / "model.keras")
     predictor = KerasPredictor(keras.saving.load_model(tmp_path / "model.keras"), CLASSES)
     image = random_image((40, 40))
-    smooth = predict_probabilities(image, predictor, WINDOW, CLASSES, tta="flips")
+    smooth = predict_probabilities(image, predictor, Blending(window=WINDOW, tta="flips"), CLASSES)
     whole = keras.ops.convert_to_numpy(inner(image[None].astype(np.float32), training=False))[0]
     np.testing.assert_allclose(smooth, whole, atol=1e-5)  # a per-pixel model: blending changes nothing

@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import repo_params
 
 from aerialseg.train.model import (
     BACKBONES,
@@ -312,13 +313,12 @@ def test_encoder_weights_without_a_pretrained_encoder_are_refused():
         build_unet(NUM_CLASSES, encoder="none", encoder_weights="imagenet")
 
 
-def test_unknown_model_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown model 'segnet'; valid: unet"):
-        build_model("segnet", NUM_CLASSES)
+def test_build_model_builds_what_the_train_params_say():
+    train = repo_params({"train": {"base_filters": 2, "batch_norm": False, "dropout": 0.1}}).train
+    model = build_model(train, 3, bands=4)
 
-
-def test_build_model_passes_its_options_to_the_unet():
-    model = build_model("unet", 3, base_filters=2)
-
+    assert model.input_shape == (None, None, None, 4)
     assert model.output_shape == (None, None, None, 3)
     assert layers_of(model, keras.layers.Conv2D)[0].filters == 2
+    assert not layers_of(model, BatchNormalization)
+    assert {layer.rate for layer in layers_of(model, SpatialDropout2D)} == {0.1}

@@ -10,14 +10,14 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from aerialseg.pipeline import tracking
-from aerialseg.train.model import build_model, stock_model
+from aerialseg.train.model import build_unet, stock_model
 
 CLASSES = 6
 
 
 def test_the_final_model_is_registered_with_a_signature_and_loads_through_mlflow(tmp_path):
     keras.utils.set_random_seed(0)
-    model = stock_model(build_model("unet", CLASSES, base_filters=4))
+    model = stock_model(build_unet(CLASSES, base_filters=4))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracking.start_run(uri, "aerialseg-test") as run:
         tracking.log_model(model, "aerialseg-test")

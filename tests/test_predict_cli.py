@@ -23,7 +23,7 @@ from rasterio.transform import from_origin
 from aerialseg.data.potsdam import photo_name
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout
-from aerialseg.predict.blending import predict_probabilities
+from aerialseg.predict.blending import Blending, predict_probabilities
 from aerialseg.predict.command import find_inputs, main
 from aerialseg.predict.inference import KerasPredictor, load_predictor
 from aerialseg.predict.mapping import map_raster, predict_test_tiles, probability_bytes
@@ -78,7 +78,9 @@ FLIPS = PredictParams(tta="flips")  # the settings OPTIONS gives the command
 def in_memory(model_file: Path, pixels: np.ndarray, options: PredictParams = FLIPS) -> np.ndarray:
     """The probabilities of the whole photo held in memory at once, as blending computes them."""
     predictor = KerasPredictor(keras.saving.load_model(model_file), POTSDAM_PALETTE.num_classes)
-    return predict_probabilities(pixels, predictor, WINDOW, POTSDAM_PALETTE.num_classes, **options.model_dump())
+    return predict_probabilities(
+        pixels, predictor, Blending.from_params(options, WINDOW, "smooth"), POTSDAM_PALETTE.num_classes
+    )
 
 
 def files_in(folder: Path) -> list[str]:
@@ -134,7 +136,7 @@ def test_the_cog_is_tiled_compressed_with_overviews_and_directories_before_pixel
     predictor = load_predictor(model_file, POTSDAM_PALETTE.num_classes, WINDOW)
     options = PredictParams(tta="none", subdivisions=4)
     cog = tmp_path / "map.tif"
-    map_raster(scene, cog, predictor, POTSDAM_PALETTE, WINDOW, "smooth", options, block_size=128)
+    map_raster(scene, cog, predictor, POTSDAM_PALETTE, Blending.from_params(options, WINDOW, "smooth"), block_size=128)
 
     with rasterio.open(cog) as index_map:
         assert index_map.tags(ns="IMAGE_STRUCTURE") | {"LAYOUT": "COG", "COMPRESSION": "DEFLATE"} == index_map.tags(

@@ -38,7 +38,7 @@ from aerialseg.pipeline import tracking
 from aerialseg.pipeline.atomic import atomic_file, write_json, write_text
 from aerialseg.pipeline.params import EvaluateParams, Params
 from aerialseg.pipeline.paths import Layout
-from aerialseg.predict.blending import MODES
+from aerialseg.predict.blending import MODES, Blending
 from aerialseg.predict.inference import KerasPredictor, predict_map
 from aerialseg.raster.pictures import read_image, read_label
 from aerialseg.train.history import HISTORY_COLUMNS, read_history
@@ -131,7 +131,7 @@ def snapshot_maps(layout: Layout, predictor: KerasPredictor, params: Params, epo
 
     def predict(tile: str, mode: str) -> tuple[np.ndarray, str]:
         photo = read_image(layout.resized.photo(tile))
-        index = predict_map(predictor, photo, params.patches.patch_size, mode, params.predict)
+        index = predict_map(predictor, photo, Blending.from_params(params.predict, params.patches.patch_size, mode))
         return index, f"snapshot of epoch {epoch}, {mode} map of tile {tile}"
 
     return predict

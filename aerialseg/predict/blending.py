@@ -40,25 +40,24 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from aerialseg import d4
+from aerialseg.pipeline.params import PredictParams
+
 MODES = ("plain", "smooth")
 WINDOW_FUNCTIONS = ("spline", "hann")
-TTA_CHOICES = ("none", "flips", "d4")
 
 PredictBatch = Callable[[np.ndarray], np.ndarray]
-Transform = tuple[int, bool]  # (quarter turns, left-right flip first)
 FinishedRows = tuple[int, np.ndarray]  # (first image row, probabilities of the rows from there)
 
 
 class SymmetricPredictor(Protocol):
-    """A ``predict_batch`` that can also apply test-time transforms itself (see _tta_plan)."""
+    """A ``predict_batch`` that can also apply test-time symmetries itself (see _tta_plan)."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def predict_symmetries(
-        self, batch: np.ndarray, transforms: tuple[Transform, ...], profile: np.ndarray
-    ) -> np.ndarray:
-        """For each window, the sum over ``transforms`` of its predictions with the transform
-        undone, weighted by the outer product of the 1-D ``profile`` with itself (the blending
+    def predict_symmetries(self, batch: np.ndarray, symmetries: tuple[int, ...], profile: np.ndarray) -> np.ndarray:
+        """For each window, the sum over ``symmetries`` (aerialseg.d4 numbers) of its predictions
+        with the symmetry undone, weighted by the outer product of the 1-D ``profile`` with itself (the blending
         weights, see :func:`window_weights`): (N, window, window, C) in, (N, window, window, K) out."""
 
 
@@ -72,45 +71,55 @@ class Rows(Protocol):
         """The image rows ``rows`` (ascending indices), as a (len(rows), W, C) array."""
 
 
-# Test-time augmentation: every transform is undone on the prediction before blending.
-# "flips" = identity, left-right flip, up-down flip (a left-right flip then a half turn) and both
-# (a half turn): 4 passes. "d4" = the 8 symmetries of the square: 4 rotations, with and without
-# a left-right flip.
-TTA_TRANSFORMS: dict[str, tuple[Transform, ...]] = {
-    "none": ((0, False),),
-    "flips": ((0, False), (0, True), (2, True), (2, False)),
-    "d4": tuple((turns, flip) for flip in (False, True) for turns in range(4)),
-}
+@dataclass(frozen=True, kw_only=True)
+class Blending:
+    """How a photo is cut into windows and their predictions joined: the settings every
+    prediction path (predict stage, aerialseg-predict, training snapshots, evaluation) hands on
+    in one piece, checked once, when made (:meth:`from_params` makes them from params.yaml).
+
+    ``mode``: ``plain`` or ``smooth`` (see the module docstring); ``plain`` ignores
+    ``subdivisions``, ``window_function`` and ``tta``. ``window``: the side of the square windows
+    the model predicts, in pixels. ``subdivisions``: smooth windows overlap by all but
+    ``window // subdivisions`` pixels. ``window_function``: the blending weights (see
+    :func:`window_profile`). ``tta``: the test-time augmentation set (aerialseg.d4.TTA_SETS).
+    ``batch_size``: windows per forward pass.
+    """
+
+    mode: str = "smooth"
+    window: int
+    subdivisions: int = 2
+    window_function: str = "spline"
+    tta: str = "d4"
+    batch_size: int = 16
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown prediction mode {self.mode!r}: use one of {MODES}")
+        if self.tta not in d4.TTA_SETS:
+            raise ValueError(f"unknown test-time augmentation {self.tta!r}: use one of {tuple(d4.TTA_SETS)}")
+        if self.window_function not in WINDOW_FUNCTIONS:
+            raise ValueError(f"unknown window function {self.window_function!r}: use one of {WINDOW_FUNCTIONS}")
+        if self.window < 1 or self.batch_size < 1:
+            raise ValueError(f"window ({self.window}) and batch_size ({self.batch_size}) must be positive")
+        if not 1 <= self.subdivisions <= self.window:
+            raise ValueError(
+                f"subdivisions must be between 1 and the window size {self.window}, got {self.subdivisions}"
+            )
+
+    @classmethod
+    def from_params(cls, params: PredictParams, window: int, mode: str) -> Blending:
+        """The ``predict`` settings of params.yaml for windows of ``window`` pixels in ``mode``:
+        the one way from params to blending, so no caller forgets or renames a setting."""
+        return cls(mode=mode, window=window, **params.model_dump())
 
 
 def predict_probabilities(
-    image: np.ndarray,
-    predict_batch: PredictBatch,
-    window: int,
-    num_classes: int,
-    mode: str = "smooth",
-    subdivisions: int = 2,
-    window_function: str = "spline",
-    tta: str = "d4",
-    batch_size: int = 16,
-    progress: bool = False,
+    image: np.ndarray, predict_batch: PredictBatch, blending: Blending, num_classes: int, progress: bool = False
 ) -> np.ndarray:
     """Class probabilities (H, W, K) float32 for an H x W x C image of any size: the rows of
     :func:`stream_probabilities` (which explains the arguments) written into one array."""
     probabilities = np.empty(image.shape[:2] + (num_classes,), dtype=np.float32)
-    rows = stream_probabilities(
-        image,
-        predict_batch,
-        window,
-        num_classes,
-        mode=mode,
-        subdivisions=subdivisions,
-        window_function=window_function,
-        tta=tta,
-        batch_size=batch_size,
-        progress=progress,
-        out=probabilities,
-    )
+    rows = stream_probabilities(image, predict_batch, blending, num_classes, progress=progress, out=probabilities)
     collections.deque(rows, maxlen=0)  # runs the stream to its end
     return probabilities
 
@@ -118,13 +127,8 @@ def predict_probabilities(
 def stream_probabilities(
     image: Rows,
     predict_batch: PredictBatch,
-    window: int,
+    blending: Blending,
     num_classes: int,
-    mode: str = "smooth",
-    subdivisions: int = 2,
-    window_function: str = "spline",
-    tta: str = "d4",
-    batch_size: int = 16,
     progress: bool = False,
     label: str = "",
     out: np.ndarray | None = None,
@@ -136,18 +140,18 @@ def stream_probabilities(
     handed out as soon as no window still to come touches it, so a raster larger than memory can
     be predicted and written row band by row band, with the same result as the whole at once.
     ``predict_batch`` maps a float32 (N, window, window, C) batch to (N, window, window, K)
-    probabilities. ``mode="plain"`` ignores ``subdivisions``, ``window_function`` and ``tta``.
+    probabilities; ``blending`` says which windows and how they are joined (:class:`Blending`).
     The progress bar (``label`` before its name) counts windows and shows the time left.
     ``out``: an (H, W, K) float32 array that the finished rows are written into (the pieces are
     then views of it), instead of a new array per piece.
     """
-    _check_arguments(image.shape, window, num_classes, mode, subdivisions, window_function, tta, batch_size)
-    smooth = mode == "smooth"
-    grid = plan_grid(image.shape[0], image.shape[1], window, subdivisions if smooth else 1)
-    profile = window_profile(window, window_function) if smooth else np.ones(window, np.float32)
-    transforms = TTA_TRANSFORMS[tta] if smooth else TTA_TRANSFORMS["none"]
-    bar = dict(desc=f"{label}{mode} windows", disable=not progress)
-    return _stream(image, grid, predict_batch, profile, transforms, num_classes, batch_size, bar, out)
+    _check_image(image.shape, num_classes)
+    window, smooth = blending.window, blending.mode == "smooth"
+    grid = plan_grid(image.shape[0], image.shape[1], window, blending.subdivisions if smooth else 1)
+    profile = window_profile(window, blending.window_function) if smooth else np.ones(window, np.float32)
+    symmetries = d4.TTA_SETS[blending.tta if smooth else "none"]
+    bar = dict(desc=f"{label}{blending.mode} windows", disable=not progress)
+    return _stream(image, grid, predict_batch, profile, symmetries, num_classes, blending.batch_size, bar, out)
 
 
 def probabilities_to_index(probabilities: np.ndarray) -> np.ndarray:
@@ -314,7 +318,7 @@ def _stream(
     grid: Grid,
     predict_batch: PredictBatch,
     profile: np.ndarray,
-    transforms: tuple[Transform, ...],
+    symmetries: tuple[int, ...],
     num_classes: int,
     batch_size: int,
     bar: dict,
@@ -322,10 +326,10 @@ def _stream(
 ) -> Iterator[FinishedRows]:
     """The generator behind :func:`stream_probabilities`, which checks the arguments before it starts."""
     row_sums, col_sums = weight_sums(grid, profile)
-    divisors = (row_sums * len(transforms), col_sums)
+    divisors = (row_sums * len(symmetries), col_sums)
     sums = _RunningSums(grid.image_shape[1], num_classes)
-    predict, jobs, per_job, weights = _tta_plan(predict_batch, transforms, profile)
-    with tqdm(total=grid.count() * len(transforms), unit="window", leave=False, **bar) as progress:
+    predict, jobs, per_job, weights = _tta_plan(predict_batch, symmetries, profile)
+    with tqdm(total=grid.count() * len(symmetries), unit="window", leave=False, **bar) as progress:
         for batch in _batches(_windows(image, grid, jobs), max(1, batch_size // per_job)):
             # windows come in row order: no window from this batch on touches the rows above its first
             yield from _finish(sums, min(max(batch[0][0] - grid.border, 0), grid.image_shape[0]), divisors, out)
@@ -335,22 +339,22 @@ def _stream(
 
 
 def _tta_plan(
-    predict_batch, transforms: tuple[Transform, ...], profile: np.ndarray
-) -> tuple[PredictBatch, tuple[Transform, ...], int, np.ndarray | None]:
-    """(predict function, transforms to apply here, forward passes per window sent, blending
+    predict_batch, symmetries: tuple[int, ...], profile: np.ndarray
+) -> tuple[PredictBatch, tuple[int, ...], int, np.ndarray | None]:
+    """(predict function, symmetries to apply here, forward passes per window sent, blending
     weights NumPy applies to its predictions: None when the predictor applies them).
 
-    A :class:`SymmetricPredictor` applies the transforms and the blending weights itself, on its
+    A :class:`SymmetricPredictor` applies the symmetries and the blending weights itself, on its
     device in one compiled call, and returns each window's weighted sum: windows are sent once, a
-    batch holds ``batch_size // len(transforms)`` of them (the same forward batch), and NumPy
-    accumulates once per window instead of once per transform. Any other function gets every
-    transformed window, and NumPy weights its predictions (the weights are unchanged by the
-    transforms, so weighting before undoing them is the same).
+    batch holds ``batch_size // len(symmetries)`` of them (the same forward batch), and NumPy
+    accumulates once per window instead of once per symmetry. Any other function gets every
+    turned window, and NumPy weights its predictions (the weights are unchanged by the
+    symmetries, so weighting before undoing them is the same).
     """
-    if hasattr(predict_batch, "predict_symmetries") and len(transforms) > 1:
-        symmetric = functools.partial(predict_batch.predict_symmetries, transforms=transforms, profile=profile)
-        return symmetric, ((0, False),), len(transforms), None
-    return predict_batch, transforms, 1, window_weights(profile)[..., None]
+    if hasattr(predict_batch, "predict_symmetries") and len(symmetries) > 1:
+        symmetric = functools.partial(predict_batch.predict_symmetries, symmetries=symmetries, profile=profile)
+        return symmetric, d4.TTA_SETS["none"], len(symmetries), None
+    return predict_batch, symmetries, 1, window_weights(profile)[..., None]
 
 
 def _finish(
@@ -368,21 +372,21 @@ def _finish(
 def _accumulate(
     sums: _RunningSums, predictions: np.ndarray, batch: list[tuple], grid: Grid, weights: np.ndarray | None
 ) -> None:
-    """Add one batch of window predictions to the running sums, their transforms undone, times
+    """Add one batch of window predictions to the running sums, their symmetries undone, times
     ``weights`` unless None (the predictor weighted them)."""
-    for (y, x, transform, _), prediction in zip(batch, predictions):
+    for (y, x, symmetry, _), prediction in zip(batch, predictions):
         (rows, window_rows), (cols, window_cols) = grid.clip(y, 0), grid.clip(x, 1)
-        part = _undo(prediction, transform)[window_rows, window_cols]
+        part = d4.undo(prediction[None], symmetry)[0, window_rows, window_cols]
         sums.add(rows, cols, part if weights is None else part * weights[window_rows, window_cols])
 
 
-def _windows(image: Rows, grid: Grid, transforms: tuple[Transform, ...]) -> Iterator[tuple]:
-    """(y, x, transform, pixels) of every window and transform, lazily, one strip of rows at a time."""
+def _windows(image: Rows, grid: Grid, symmetries: tuple[int, ...]) -> Iterator[tuple]:
+    """(y, x, symmetry, pixels) of every window under each symmetry, lazily, one strip of rows at a time."""
     for y in grid.starts(0):
         strip = grid.padded_rows(image, y)
         for x in grid.starts(1):
-            for transform in transforms:
-                yield y, x, transform, _apply(strip[:, x : x + grid.window], transform)
+            for symmetry in symmetries:
+                yield y, x, symmetry, d4.apply(strip[None, :, x : x + grid.window], symmetry)[0]
 
 
 def _batches(jobs: Iterator, size: int) -> Iterator[list]:
@@ -401,29 +405,9 @@ def _predict(batch: list[tuple], predict_batch: PredictBatch, window: int, num_c
     return predictions
 
 
-def _apply(window: np.ndarray, transform: Transform) -> np.ndarray:
-    turns, flip = transform
-    return np.rot90(window[:, ::-1] if flip else window, turns)
-
-
-def _undo(window: np.ndarray, transform: Transform) -> np.ndarray:
-    turns, flip = transform
-    window = np.rot90(window, -turns)
-    return window[:, ::-1] if flip else window
-
-
-def _check_arguments(shape, window, num_classes, mode, subdivisions, window_function, tta, batch_size) -> None:
+def _check_image(shape, num_classes: int) -> None:
+    """What :class:`Blending` cannot check: the image and the predictor's classes."""
     if len(shape) != 3 or shape[0] < 1 or shape[1] < 1:
         raise ValueError(f"expected an H x W x C image, got an array of shape {tuple(shape)}")
-    if mode not in MODES:
-        raise ValueError(f"unknown prediction mode {mode!r}: use one of {MODES}")
-    if tta not in TTA_CHOICES:
-        raise ValueError(f"unknown test-time augmentation {tta!r}: use one of {TTA_CHOICES}")
-    if window_function not in WINDOW_FUNCTIONS:
-        raise ValueError(f"unknown window function {window_function!r}: use one of {WINDOW_FUNCTIONS}")
-    if window < 1 or num_classes < 1 or batch_size < 1:
-        raise ValueError(
-            f"window ({window}), num_classes ({num_classes}) and batch_size ({batch_size}) must be positive"
-        )
-    if not 1 <= subdivisions <= window:
-        raise ValueError(f"subdivisions must be between 1 and the window size {window}, got {subdivisions}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")

@@ -21,9 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from aerialseg.d4 import TTA_SETS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
-from aerialseg.predict.blending import MODES, TTA_CHOICES, WINDOW_FUNCTIONS
+from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
 from aerialseg.raster.streaming import RASTER_SUFFIXES
 
 
@@ -52,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_positive, help="window side in pixels (default: params patches.patch_size)")
     p.add_argument("--subdivisions", type=_positive, help="smooth window overlap, 2 = 50%% (default: params)")
     p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: params)")
-    p.add_argument("--tta", choices=TTA_CHOICES, help="test-time augmentation of smooth mode (default: params)")
+    p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: params)")
     p.add_argument("--batch-size", type=_positive, help="windows per forward pass (default: params)")
     return p
 
@@ -87,17 +88,15 @@ def run(args: argparse.Namespace) -> None:
     files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite)
     params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
     options = PredictParams(**{**params.predict.model_dump(), **_given(args, PredictParams.model_fields)})
-    window = args.window or params.patches.patch_size
+    blending = Blending.from_params(options, args.window or params.patches.patch_size, args.mode)
     from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
 
-    predictor = mapping.load_predictor(args.model, params.palette.num_classes, window)
+    predictor = mapping.load_predictor(args.model, params.palette.num_classes, blending.window)
     for photo in inputs:
         for note in mapping.photo_notes(photo, predictor.channels):
             print(f"note: {note}", file=sys.stderr)
     for photo, output in zip(inputs, files):
-        mapping.map_raster(
-            photo, output.index, predictor, params.palette, window, args.mode, options, output.probabilities
-        )
+        mapping.map_raster(photo, output.index, predictor, params.palette, blending, output.probabilities)
         print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
 
 

@@ -15,12 +15,12 @@ import keras
 import numpy as np
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer a saved model may use
+from aerialseg import d4
 from aerialseg.errors import InputError
-from aerialseg.pipeline.params import PredictParams
 from aerialseg.predict.blending import (
+    Blending,
     FinishedRows,
     Rows,
-    Transform,
     probabilities_to_index,
     stream_probabilities,
     window_weights,
@@ -54,66 +54,53 @@ class KerasPredictor:
         self.model = model
         self.channels = channels
         self.num_classes = num_classes
-        self._symmetric: dict[tuple, keras.Model] = {}  # compiled per (transforms, window size, profile)
+        self._symmetric: dict[tuple, keras.Model] = {}  # compiled per (symmetries, window size, profile)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(fit_channels(batch, self.channels, source="batch")))
 
-    def predict_symmetries(
-        self, batch: np.ndarray, transforms: tuple[Transform, ...], profile: np.ndarray
-    ) -> np.ndarray:
-        """Test-time augmentation on the backend's device: the windows under every transform go
-        through the model as one batch, and come back un-transformed, summed and weighted per
-        window, in one compiled call (see blending.SymmetricPredictor)."""
-        key = (transforms, batch.shape[1:3], profile.tobytes())
+    def predict_symmetries(self, batch: np.ndarray, symmetries: tuple[int, ...], profile: np.ndarray) -> np.ndarray:
+        """Test-time augmentation on the backend's device: the windows under every symmetry go
+        through the model as one batch, and come back with the symmetries undone, summed and
+        weighted per window, in one compiled call (see blending.SymmetricPredictor)."""
+        key = (symmetries, batch.shape[1:3], profile.tobytes())
         if key not in self._symmetric:
-            self._symmetric[key] = symmetric_model(self.model, transforms, window_weights(profile), self.channels)
+            self._symmetric[key] = symmetric_model(self.model, symmetries, window_weights(profile), self.channels)
         return np.asarray(self._symmetric[key].predict_on_batch(fit_channels(batch, self.channels, source="batch")))
 
 
-def symmetric_model(model: keras.Model, transforms: tuple[Transform, ...], weights: np.ndarray, channels: int):
+def symmetric_model(model: keras.Model, symmetries: tuple[int, ...], weights: np.ndarray, channels: int):
     """``model`` wrapped to take N windows of the size of ``weights`` (H, W) and return, per
-    window, the sum over ``transforms`` of its predictions with each transform undone, times
-    ``weights`` (the windows are square, so quarter turns fit)."""
+    window, the sum over ``symmetries`` (aerialseg.d4 numbers) of its predictions with each
+    symmetry undone, times ``weights`` (the windows are square, so transposes fit)."""
     inputs = keras.Input((*weights.shape, channels))
-    predictions = model(_Transformed(transforms)(inputs))
+    predictions = model(_Turned(symmetries)(inputs))
     if isinstance(predictions, (list, tuple)):  # a functional model saved with outputs=[...], as the train stage's
         (predictions,) = predictions
-    outputs = _UndoAndSum(transforms)(predictions) * weights[:, :, None]
+    outputs = _UndoAndSum(symmetries)(predictions) * weights[:, :, None]
     return keras.Model(inputs, outputs, name=f"{model.name}_tta")
 
 
-def _apply_transform(batch, transform: Transform):
-    turns, flip = transform
-    return keras.ops.rot90(keras.ops.flip(batch, axis=2) if flip else batch, k=turns, axes=(1, 2))
+class _Turned(keras.layers.Layer):
+    """(N, H, W, C) -> (S N, H, W, C): the batch under each of the S symmetries, one after another."""
 
-
-def _undo_transform(batch, transform: Transform):
-    turns, flip = transform
-    batch = keras.ops.rot90(batch, k=(4 - turns) % 4, axes=(1, 2))
-    return keras.ops.flip(batch, axis=2) if flip else batch
-
-
-class _Transformed(keras.layers.Layer):
-    """(N, H, W, C) -> (T N, H, W, C): the batch under each of the T transforms, one after another."""
-
-    def __init__(self, transforms: tuple[Transform, ...], **kwargs):
+    def __init__(self, symmetries: tuple[int, ...], **kwargs):
         super().__init__(**kwargs)
-        self.transforms = transforms
+        self.symmetries = symmetries
 
     def call(self, batch):
-        return keras.ops.concatenate([_apply_transform(batch, t) for t in self.transforms], axis=0)
+        return keras.ops.concatenate([d4.apply(batch, s, ops=keras.ops) for s in self.symmetries], axis=0)
 
     def compute_output_shape(self, shape):
         return (None, *shape[1:])
 
 
-class _UndoAndSum(_Transformed):
-    """(T N, H, W, K) -> (N, H, W, K): each transform's part undone, the parts summed."""
+class _UndoAndSum(_Turned):
+    """(S N, H, W, K) -> (N, H, W, K): each symmetry's part undone, the parts summed."""
 
     def call(self, predictions):
-        parts = keras.ops.split(predictions, len(self.transforms), axis=0)
-        return sum(_undo_transform(part, t) for part, t in zip(parts, self.transforms))
+        parts = keras.ops.split(predictions, len(self.symmetries), axis=0)
+        return sum(d4.undo(part, s, ops=keras.ops) for part, s in zip(parts, self.symmetries))
 
 
 def segmentation_shape(model) -> tuple[int, int]:
@@ -199,38 +186,18 @@ def fit_channels(image: np.ndarray, channels: int, source: str = "image") -> np.
 
 
 def predict_rows(
-    predictor: KerasPredictor,
-    image: Rows,
-    window: int,
-    mode: str,
-    options: PredictParams,
-    progress: bool = False,
-    label: str = "",
+    predictor: KerasPredictor, image: Rows, blending: Blending, progress: bool = False, label: str = ""
 ) -> Iterator[FinishedRows]:
     """Class probabilities of ``image`` (an array, or a raster read row by row), finished rows
-    top to bottom, plain or smooth-blended with the ``predict`` settings: the one prediction
-    path of the predict stage, aerialseg-predict, the training snapshots and the evaluation."""
-    return stream_probabilities(
-        image,
-        predictor,
-        window,
-        predictor.num_classes,
-        mode=mode,
-        subdivisions=options.subdivisions,
-        window_function=options.window_function,
-        tta=options.tta,
-        batch_size=options.batch_size,
-        progress=progress,
-        label=label,
-    )
+    top to bottom, blended as ``blending`` says: the one prediction path of the predict stage,
+    aerialseg-predict, the training snapshots and the evaluation."""
+    return stream_probabilities(image, predictor, blending, predictor.num_classes, progress=progress, label=label)
 
 
-def predict_map(
-    predictor: KerasPredictor, image: Rows, window: int, mode: str, options: PredictParams, progress: bool = False
-) -> np.ndarray:
+def predict_map(predictor: KerasPredictor, image: Rows, blending: Blending, progress: bool = False) -> np.ndarray:
     """Class-index map (uint8) of ``image``: :func:`predict_rows`, each finished row kept as its
     most probable class only, so the whole map costs one byte per pixel."""
     index = np.empty(image.shape[:2], dtype=np.uint8)
-    for first, probabilities in predict_rows(predictor, image, window, mode, options, progress):
+    for first, probabilities in predict_rows(predictor, image, blending, progress):
         index[first : first + len(probabilities)] = probabilities_to_index(probabilities)
     return index

@@ -12,9 +12,10 @@ memory is mapped in bounded memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from aerialseg.data.splits import read_split
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout, PredictionFolder
-from aerialseg.predict.blending import MODES, probabilities_to_index
+from aerialseg.predict.blending import MODES, Blending, probabilities_to_index
 from aerialseg.predict.inference import KerasPredictor, load_predictor, predict_map, predict_rows, usable_channels
 from aerialseg.raster.georef import read_georef, world_file_path
 from aerialseg.raster.pictures import write_image
@@ -63,9 +64,7 @@ def map_raster(
     index_path: str | Path,
     predictor: KerasPredictor,
     palette: Palette,
-    window: int,
-    mode: str,
-    options: PredictParams,
+    blending: Blending,
     probabilities_path: str | Path | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> None:
@@ -78,7 +77,7 @@ def map_raster(
     never whole in memory, and a progress bar counts the windows and shows the time left.
     """
     photo = Path(photo)
-    tags = map_tags(palette, mode, window, options)
+    tags = map_tags(palette, blending)
     with photo_rows(photo, predictor.channels) as rows, contextlib.ExitStack() as outputs:
         height, width, _ = rows.shape
         common = dict(height=height, width=width, georeference=rows.georeference, tags=tags, block_size=block_size)
@@ -90,9 +89,7 @@ def map_raster(
             write_probabilities = outputs.enter_context(
                 cog_writer(probabilities_path, bands=palette.num_classes, **per_class, **common)
             )
-        for _, probabilities in predict_rows(
-            predictor, rows, window, mode, options, progress=True, label=f"{photo.name}: "
-        ):
+        for _, probabilities in predict_rows(predictor, rows, blending, progress=True, label=f"{photo.name}: "):
             write_index(probabilities_to_index(probabilities)[..., None])
             if write_probabilities:
                 write_probabilities(probability_bytes(probabilities))
@@ -106,12 +103,12 @@ def probability_bytes(probabilities: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(probabilities, 0, 1) * 255).astype(np.uint8)
 
 
-def map_tags(palette: Palette, mode: str, window: int, options: PredictParams) -> dict[str, str]:
+def map_tags(palette: Palette, blending: Blending) -> dict[str, str]:
     """Metadata of a map: what its values mean and how it was predicted."""
     return {
         "CLASS_NAMES": json.dumps(list(palette.names)),
         "CLASS_COLOURS": json.dumps([list(colour) for colour in palette.colours]),
-        "PREDICTION": json.dumps({"mode": mode, "window": window, **options.model_dump()}),
+        "PREDICTION": json.dumps(dataclasses.asdict(blending)),
     }
 
 
@@ -124,10 +121,10 @@ def write_tile_predictions(
     predictor: KerasPredictor,
     palette: Palette,
     out: PredictionFolder,
-    window: int,
-    options: PredictParams,
+    blendings: Sequence[Blending],
 ) -> None:
-    """Predict one photo in each mode; write the colour PNG and the class-index TIF of each.
+    """Predict one photo as each of ``blendings`` says (one per mode); write the colour PNG and
+    the class-index TIF of each.
 
     Each map gets the photo's world file (``.pgw``, ``.tfw``) and the TIF its CRS and transform, so
     the map lies on the photo in a GIS; a photo without a world file is warned about.
@@ -139,10 +136,10 @@ def write_tile_predictions(
                 f"warning: {photo} has no world file ({world_file_path(photo).name}): the maps of tile {tile} are "
                 "written without one, so a GIS cannot place them (GeoTIFF tags, if any, are kept in the .tif)"
             )
-        for mode in MODES:
-            index = predict_map(predictor, rows, window, mode, options, progress=True)
-            write_image(out.map(mode, tile, ".png"), palette.index_to_rgb(index), georef)
-            write_image(out.map(mode, tile, ".tif"), index, georef)
+        for blending in blendings:
+            index = predict_map(predictor, rows, blending, progress=True)
+            write_image(out.map(blending.mode, tile, ".png"), palette.index_to_rgb(index), georef)
+            write_image(out.map(blending.mode, tile, ".tif"), index, georef)
 
 
 def predict_test_tiles(layout: Layout, palette: Palette, window: int, options: PredictParams) -> None:
@@ -152,9 +149,10 @@ def predict_test_tiles(layout: Layout, palette: Palette, window: int, options: P
     keeps the previous predictions.
     """
     tiles = read_split(layout.patches.splits, "test")
+    blendings = [Blending.from_params(options, window, mode) for mode in MODES]
     predictor = load_predictor(layout.model, palette.num_classes, window)
     with atomic_dir(layout.predictions.path) as staging:
         for tile in tqdm(tiles, desc="predict", unit="tile"):
             write_tile_predictions(
-                layout.resized.photo(tile), tile, predictor, palette, PredictionFolder(staging), window, options
+                layout.resized.photo(tile), tile, predictor, palette, PredictionFolder(staging), blendings
             )

@@ -15,40 +15,21 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from aerialseg import d4
 from aerialseg.train.model import SERIALIZATION_PACKAGE
-
-SYMMETRIES = 8
 
 
 def draw_symmetries(count: int, rng: np.random.Generator) -> np.ndarray:
-    """The symmetry number (0..7) of each of ``count`` patches, drawn from ``rng``."""
-    return rng.integers(0, SYMMETRIES, count).astype(np.int32)
-
-
-def turn(batch, symmetries):
-    """Turns each sample of (N, H, W, ...), H == W, by its symmetry number (0..7).
-
-    Bit 0 of the number transposes the sample, bit 1 flips its rows, bit 2 its columns, in that
-    order. Eight numbers, eight symmetries; 0 leaves a sample as it is.
-    """
-    rank = len(batch.shape)
-    steps = [
-        (1, lambda x: ops.transpose(x, (0, 2, 1, *range(3, rank)))),
-        (2, lambda x: ops.flip(x, axis=1)),
-        (4, lambda x: ops.flip(x, axis=2)),
-    ]
-    for bit, step in steps:
-        chosen = ops.not_equal(ops.mod(ops.floor_divide(symmetries, bit), 2), 0)
-        batch = ops.where(ops.reshape(chosen, (-1,) + (1,) * (rank - 1)), step(batch), batch)
-    return batch
+    """The symmetry number (0..7, see aerialseg.d4) of each of ``count`` patches, drawn from ``rng``."""
+    return rng.integers(0, d4.SYMMETRIES, count).astype(np.int32)
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class D4(layers.Layer):
-    """:func:`turn` as a layer: turns the photos (N, H, W, bands) by their symmetry numbers."""
+    """aerialseg.d4.apply_each as a layer: turns the photos (N, H, W, bands) by their symmetry numbers."""
 
     def call(self, images, symmetries):
-        return turn(images, symmetries)
+        return d4.apply_each(images, symmetries)
 
     def compute_output_shape(self, images_shape, symmetries_shape):
         return images_shape
@@ -70,7 +51,7 @@ class D4TrainingModel(keras.Model):
     def _turned(x, labels):
         """The labels turned as the photos ``x[0]`` were, by the numbers ``x[1]``; as int32, since
         TensorFlow's oneDNN transpose logs an error for uint8 before falling back to Eigen's."""
-        return turn(ops.cast(labels, "int32"), x[1])
+        return d4.apply_each(ops.cast(labels, "int32"), x[1])
 
 
 def training_model(model: keras.Model) -> keras.Model:

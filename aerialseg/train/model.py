@@ -33,6 +33,7 @@ import keras
 from keras import layers, ops
 
 from aerialseg.errors import InputError, MissingFileError
+from aerialseg.pipeline.params import TrainParams
 
 ENCODER_SUBMODEL = "encoder"
 SERIALIZATION_PACKAGE = "aerialseg"
@@ -245,10 +246,19 @@ def build_unet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_model(name: str, num_classes: int, **options) -> keras.Model:
-    """Build the model called ``name`` (the ``train.model`` parameter) with its ``options``."""
-    _check_choice("model", name, tuple(MODELS))
-    return MODELS[name](num_classes, **options)
+def build_model(train: TrainParams, num_classes: int, bands: int) -> keras.Model:
+    """The untrained model that the ``train`` params describe, for ``num_classes`` classes and
+    photos of ``bands`` bands: the one reading of those params, so the train stage and the
+    benchmarks build the same model (params.yaml has checked the names already)."""
+    return MODELS[train.model](
+        num_classes,
+        encoder=train.encoder,
+        encoder_weights=train.encoder_weights,
+        base_filters=train.base_filters,
+        batch_norm=train.batch_norm,
+        dropout=train.dropout,
+        input_shape=(None, None, bands),
+    )
 
 
 def set_encoder_trainable(model: keras.Model, trainable: bool) -> None:

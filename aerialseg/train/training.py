@@ -24,6 +24,7 @@ from aerialseg.pipeline import tracking
 from aerialseg.pipeline.atomic import atomic_file, read_json, write_json
 from aerialseg.pipeline.params import Params, TrainParams
 from aerialseg.pipeline.paths import Layout, SnapshotFolder
+from aerialseg.predict.blending import Blending
 from aerialseg.predict.inference import KerasPredictor, predict_map
 from aerialseg.raster.pictures import read_image, write_image
 from aerialseg.train.augmentation import segmentation_model, training_model
@@ -180,7 +181,8 @@ def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.nda
         with cluster.on_this_process(model) as local:
             predictor = KerasPredictor(local, params.palette.num_classes)
             for mode in params.train.snapshot_modes:
-                index = predict_map(predictor, val_photo, params.patches.patch_size, mode, params.predict)
+                blending = Blending.from_params(params.predict, params.patches.patch_size, mode)
+                index = predict_map(predictor, val_photo, blending)
                 colours = params.palette.index_to_rgb(index)
                 write_image(snapshots.map(epoch, mode), colours)
                 tracking.log_map(colours, f"val_map_{mode}", epoch)
@@ -210,16 +212,7 @@ def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int 
     ``bands``: of the patches (4 for RGBIR), so the model's input shape carries it to prediction.
     """
     cfg = params.train
-    model = build_model(
-        cfg.model,
-        params.palette.num_classes,
-        encoder=cfg.encoder,
-        encoder_weights=cfg.encoder_weights,
-        base_filters=cfg.base_filters,
-        batch_norm=cfg.batch_norm,
-        dropout=cfg.dropout,
-        input_shape=(None, None, bands),
-    )
+    model = build_model(cfg, params.palette.num_classes, bands)
     if cfg.freeze_encoder_epochs:
         set_encoder_trainable(model, False)
     model = training_model(model)
