@@ -196,6 +196,7 @@ def test_training_a_tiny_unet_lowers_the_loss(loss_name):
     assert history[-1] < 0.7 * history[0], history
 
 
+@pytest.mark.slow
 def test_the_loss_trains_a_unet_on_the_jax_backend():
     """Keras code stays backend-neutral: the same model and loss fit under JAX."""
     code = textwrap.dedent("""

@@ -17,6 +17,8 @@ from pipeline_helpers import TINY, altered, deep_update, environment, make_proje
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 
+pytestmark = pytest.mark.slow  # runs the train stage in subprocesses, killed and resumed
+
 EPOCHS = 4
 CHANGES = deep_update(
     json.loads(json.dumps(TINY)),

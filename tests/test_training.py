@@ -33,6 +33,7 @@ def mlflow_run(tmp_path):
         yield run
 
 
+@pytest.mark.slow
 def test_epoch_end_snapshots_when_due_checkpoints_every_epoch_and_logs_each_once(tmp_path, mlflow_run):
     params = repo_params(TINY_TRAIN)
     batches = patch_batches()
@@ -62,6 +63,7 @@ class RecordEncoder(keras.callbacks.Callback):
         self.trainable.append(segmentation_model(self.model).get_layer("encoder").trainable)
 
 
+@pytest.mark.slow
 def test_a_pretrained_encoder_is_frozen_first_then_fine_tuned(tmp_path, mlflow_run):
     params = repo_params(
         {**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "encoder": "vgg16", "freeze_encoder_epochs": 1}}
@@ -76,6 +78,7 @@ def test_a_pretrained_encoder_is_frozen_first_then_fine_tuned(tmp_path, mlflow_r
     assert recorder.trainable == [False, True, True]
 
 
+@pytest.mark.slow
 def test_a_resumed_fit_trains_only_the_missing_epochs():
     params = repo_params(TINY_TRAIN)
     batches = patch_batches()
@@ -89,6 +92,7 @@ def test_final_summary_is_the_last_epoch_with_the_median_speed():
     assert final_summary(history) == {"loss": 0.4, "epochs": 3, "patches_per_s": 40.0}
 
 
+@pytest.mark.slow
 def test_train_jit_compile_true_trains_the_step_with_xla():
     params = repo_params({**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "jit_compile": True}})
     batches = patch_batches()
