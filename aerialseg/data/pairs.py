@@ -166,7 +166,7 @@ def inventory(folder: Path) -> str:
     entries = sorted(folder.iterdir())
     counts = Counter(path.suffix.lower() or "no suffix" for path in entries if path.is_file())
     folders = sum(path.is_dir() for path in entries)
-    held = [f"{count} {suffix}" for suffix, count in counts.most_common()]
+    held = [f"{count} {suffix}" for suffix, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
     held += [f"{folders} folder(s)"] if folders else []
     names = ", ".join(path.name for path in entries[:5]) + (", ..." if len(entries) > 5 else "")
     return f"{', '.join(held)} ({names})" if entries else "nothing"
