@@ -1,4 +1,8 @@
-"""Getting the raw data set: download, read and check Potsdam tiles before any stage uses them.
+"""Getting the raw data set: download, read and check the tiles before any stage uses them.
+
+``data.layout`` picks how the files are named (:data:`LAYOUTS`, the one place a layout is chosen):
+``potsdam``, below, or ``pairs``, any folder of photo/label pairs (aerialseg.data.pairs). Either
+way the tiles land in data/raw under Potsdam's names, which every later stage reads.
 
 ISPRS Potsdam comes as one ``Potsdam.zip`` holding a zip per product (``2_Ortho_RGB.zip`` with
 ``2_Ortho_RGB/top_potsdam_2_10_RGB.tif`` and its ``.tfw`` world file, ``5_Labels_all.zip`` with
