@@ -8,7 +8,7 @@ from aerialseg.pipeline.stage import run_stage
 
 def main() -> None:
     params = load_params()
-    download_raw(Layout(), params.data, params.palette)
+    download_raw(Layout(), params.data, params.palette, params.evaluate.labels)
 
 
 if __name__ == "__main__":

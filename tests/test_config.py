@@ -127,11 +127,11 @@ def test_tile_ids_must_be_quoted_text(raw):
     raw["data"]["exclude"] = yaml.safe_load("[7_10]")  # YAML reads 7_10 as the number 710
     with pytest.raises(ParamsError, match=r'data\.exclude\.0: .*710 is a number: write tile ids in quotes \("7_10"\)'):
         parse_params(raw)
-    raw["data"]["exclude"] = ["7-10"]
+    raw["data"]["exclude"] = ["7/10"]  # a tile id becomes part of a file name
     with pytest.raises(ParamsError, match=r"data\.exclude\.0: String should match pattern"):
         parse_params(raw)
-    raw["data"]["exclude"] = ["7_10"]
-    assert parse_params(raw).data.exclude == ["7_10"]
+    raw["data"]["exclude"] = ["7_10", "image_001", "area1", "tile-3.b"]  # any photo's stem
+    assert parse_params(raw).data.exclude == ["7_10", "image_001", "area1", "tile-3.b"]
 
 
 def test_four_bands_need_the_classic_unet(raw):
@@ -151,13 +151,69 @@ def test_an_excluded_tile_cannot_be_in_the_split(raw):
         parse_params(raw)
 
 
-def test_boundary_free_labels_need_black_free_of_classes(raw):
+@pytest.mark.parametrize("labels", ["full", "no_boundary"])
+def test_black_is_no_class_colour(raw, labels):
+    """Black marks ignored pixels in every stored label, full ones of pairs too."""
     raw["classes"]["clutter"] = [0, 0, 0]
-    raw["evaluate"]["labels"] = "no_boundary"
-    with pytest.raises(ParamsError, match=r"boundary-free labels mark boundaries in black .* class 'clutter'"):
+    raw["evaluate"]["labels"] = labels
+    with pytest.raises(ParamsError, match=r"classes: clutter: \[0, 0, 0\] \(black\) marks pixels without a label"):
         parse_params(raw)
+
+
+def pairs(raw, **keys) -> dict:
+    """``raw`` set to the pairs layout (local source, full labels) with these data.pairs keys."""
+    raw["data"].update(layout="pairs", source="local")
+    raw["data"]["pairs"].update(keys)
     raw["evaluate"]["labels"] = "full"
-    parse_params(raw)
+    return raw
+
+
+def test_the_pairs_layout_validates(raw):
+    data = parse_params(pairs(raw, label_values=[10, 20, 30, 40, 50, 60], ignore_value=0)).data
+    assert (data.layout, data.pairs.photos, data.pairs.labels) == ("pairs", "images/*.tif", "masks/{stem}.png")
+    assert data.pairs.class_values(6) == (10, 20, 30, 40, 50, 60)
+    assert parse_params(pairs(raw, label_values=None, ignore_value=255)).data.pairs.class_values(3) == (0, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "data, keys, fragment",
+    [
+        ({"layout": "vaihingen"}, {}, r"data\.layout: 'vaihingen' is not one of \('potsdam', 'pairs'\)"),
+        ({"source": "url"}, {}, r"data\.layout 'pairs' reads .* set data\.source to local \(it is 'url'\)"),
+        ({"participants_labels": ["4_12"]}, {}, r"data\.participants_labels is for the potsdam layout"),
+        ({"ignore_unknown_colours": True}, {}, r"data\.ignore_unknown_colours is for the potsdam layout"),
+        ({}, {"labels": "masks/mask.png"}, r"data\.pairs\.labels: .*with \{stem\} once"),
+        ({}, {"labels": "masks/{stem}_{kind}.png"}, r"data\.pairs\.labels: .*no other field"),
+        ({}, {"label_encoding": "rgb"}, r"data\.pairs\.label_encoding: 'rgb' is not one of \('colour', 'index'\)"),
+        ({}, {"label_values": [0, 1, 2]}, r"data\.pairs\.label_values has 3 value\(s\) but there are 6 classes"),
+        ({}, {"label_values": [0, 1, 2, 3, 4, 4]}, r"data\.pairs: .*label_values \[0, 1, 2, 3, 4, 4\] give two"),
+        ({}, {"label_values": [0, 1, 2, 3, 4, 256]}, r"data\.pairs\.label_values\.5: .*less than or equal to 255"),
+        ({}, {"label_values": [1, 2, 3, 4, 5, 6], "label_encoding": "colour"}, r"label_values are for label_enc"),
+        ({}, {"ignore_value": 5}, r"data\.pairs\.ignore_value 5: index labels need a value that is no class's"),
+        ({}, {"ignore_value": [0, 0, 0]}, r"data\.pairs\.ignore_value \[0, 0, 0\]: index labels need a value"),
+        ({}, {"label_encoding": "colour", "ignore_value": 255}, r"ignore_value 255: colour labels need an \[R, G"),
+        (
+            {},
+            {"label_encoding": "colour", "ignore_value": [0, 0, 255]},
+            r"ignore_value \[0, 0, 255\]: colour labels need .* no class's \(building has it\)",
+        ),
+    ],
+)
+def test_bad_pairs_keys_are_named(raw, data, keys, fragment):
+    raw = pairs(raw, **keys)
+    raw["data"].update(data)
+    with pytest.raises(ParamsError, match=fragment):
+        parse_params(raw)
+
+
+def test_pairs_keys_are_not_checked_for_the_potsdam_layout(raw):
+    raw["data"]["pairs"]["label_values"] = [0, 1, 2]  # for another set of classes: unused here
+    assert parse_params(raw).data.layout == "potsdam"
+
+
+def test_a_colour_ignore_value_for_colour_labels(raw):
+    params = parse_params(pairs(raw, label_encoding="colour", ignore_value=[0, 0, 0]))
+    assert params.data.pairs.ignore_value == (0, 0, 0)
 
 
 OFFICIAL_TRAINING_TILES = (

@@ -21,11 +21,12 @@ from aerialseg.raster.pictures import read_image, read_label
 
 @pytest.fixture
 def project(tmp_path):
-    """Returns a function that runs download_raw into ``tmp_path`` with these params.data settings."""
+    """Returns a function that runs download_raw into ``tmp_path`` with these params.data settings,
+    scored on the full labels unless ``scored`` says otherwise."""
 
-    def download(**data):
+    def download(scored: str = "full", **data):
         params = repo_params({"data": data})
-        download_raw(Layout(tmp_path), params.data, params.palette)
+        download_raw(Layout(tmp_path), params.data, params.palette, scored)
         return tmp_path
 
     return download
@@ -138,8 +139,8 @@ def test_rgbir_photos_world_files_and_both_labels_from_potsdam_zip(project, pots
         assert read_image(raw.photo(tile)).shape == (64, 64, 4)
         assert raw.photo(tile).name == f"top_potsdam_{tile}_RGBIR.tif"
         assert read_georef(raw.photo(tile)) == Georeference(None, tile_transform(tile, 64), world_file=True)
-        read_label(raw.label(tile), palette)
-        read_label(raw.label(tile, "no_boundary"), palette, variant="no_boundary")
+        palette.rgb_to_index(read_image(raw.label(tile)))  # palette colours only, no black
+        read_label(raw.label(tile, "no_boundary"), palette)
     with zipfile.ZipFile(potsdam_zip) as outer:
         participants = zipfile.ZipFile(io.BytesIO(outer.read("Potsdam/5_Labels_for_participants.zip")))
         assert raw.label("4_12").read_bytes() == participants.read(label_name("4_12"))

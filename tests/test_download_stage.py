@@ -27,7 +27,8 @@ def slow_download(tmp_path, file_server, make_potsdam_tiles, make_zip):
         {"url": file_server.add(a.name, a.read_bytes()), "sha256": hashlib.sha256(a.read_bytes()).hexdigest()}
         for a in archives
     ]
-    project = make_project(tmp_path / "project", {"data": {"source": "url", "url": {"files": files}}}, git=False)
+    changes = {"data": {"source": "url", "url": {"files": files}}, "evaluate": {"labels": "full"}}  # no noBoundary
+    project = make_project(tmp_path / "project", changes, git=False)
     file_server.bytes_per_second = 1 << 18
     return project, file_server
 

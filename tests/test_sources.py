@@ -23,6 +23,7 @@ from aerialseg.data.sources import (
     collect_url,
     download,
     find_tiles,
+    potsdam,
     prepare_raw,
 )
 from aerialseg.pipeline.paths import TileFolder
@@ -252,7 +253,8 @@ def test_no_tiles_at_all_is_an_error(tmp_path):
 
 def test_prepare_raw_stores_tiles_and_manifest(make_potsdam_tiles, palette, tmp_path):
     tiles = make_potsdam_tiles(tmp_path / "in", ["2_10", "2_11"], size=64)
-    manifest = prepare_raw(find_tiles([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette, source="local")
+    tiles_found = potsdam(find_tiles([tmp_path / "in"]), palette)
+    manifest = prepare_raw(tiles_found, TileFolder(tmp_path / "raw"), source="local")
     for tile, (photo, label) in tiles.items():
         assert (tmp_path / "raw" / "images" / photo_name(tile)).read_bytes() == photo.read_bytes()
         assert (tmp_path / "raw" / "labels" / label_name(tile)).read_bytes() == label.read_bytes()
@@ -268,7 +270,7 @@ def test_prepare_raw_converts_png_and_rgba_to_rgb_tiff(palette, tmp_path):
     label = np.asarray(palette.colours, dtype=np.uint8)[rng.integers(0, 6, (32, 48))]
     write_image(tmp_path / "in" / "top_potsdam_7_7_RGB.tif", photo)
     write_image(tmp_path / "in" / "top_potsdam_7_7_label.png", label)
-    prepare_raw(find_tiles([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette)
+    prepare_raw(potsdam(find_tiles([tmp_path / "in"]), palette), TileFolder(tmp_path / "raw"))
     np.testing.assert_array_equal(read_image(tmp_path / "raw" / "images" / photo_name("7_7")), photo[..., :3])
     np.testing.assert_array_equal(read_image(tmp_path / "raw" / "labels" / label_name("7_7")), label)
 
@@ -278,7 +280,7 @@ def test_prepare_raw_names_a_truncated_tif(make_potsdam_tiles, palette, tmp_path
     photo = tiles["2_10"][0]
     photo.write_bytes(photo.read_bytes()[:5000])
     with pytest.raises(ImageReadError, match=re.escape(str(photo))):
-        prepare_raw(find_tiles([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette)
+        prepare_raw(potsdam(find_tiles([tmp_path / "in"]), palette), TileFolder(tmp_path / "raw"))
 
 
 def test_prepare_raw_names_both_files_when_sizes_differ(make_potsdam_tiles, palette, tmp_path):
@@ -286,7 +288,7 @@ def test_prepare_raw_names_both_files_when_sizes_differ(make_potsdam_tiles, pale
     photo, label = tiles["2_10"]
     write_image(label, read_image(label)[:48])
     with pytest.raises(DatasetError) as error:
-        prepare_raw(find_tiles([tmp_path / "in"]), TileFolder(tmp_path / "raw"), palette)
+        prepare_raw(potsdam(find_tiles([tmp_path / "in"]), palette), TileFolder(tmp_path / "raw"))
     assert f"photo {photo} is 64x64 px but label {label} is 64x48 px" in str(error.value)
 
 
@@ -299,12 +301,12 @@ def test_prepare_raw_reports_unknown_label_colours(make_potsdam_tiles, palette, 
     write_image(label, colours)
     pairs = find_tiles([tmp_path / "in"])
     with pytest.raises(UnknownColourError) as error:
-        prepare_raw(pairs, TileFolder(tmp_path / "raw"), palette)
+        prepare_raw(potsdam(pairs, palette), TileFolder(tmp_path / "raw"))
     message = str(error.value)
     assert str(label) in message
     assert "(10, 20, 30): 10 px" in message and "(1, 2, 3): 1 px" in message
 
-    manifest = prepare_raw(pairs, TileFolder(tmp_path / "raw"), palette, ignore_unknown=True)
+    manifest = prepare_raw(potsdam(pairs, palette, ignore_unknown=True), TileFolder(tmp_path / "raw"))
     assert list(manifest["tile"]) == ["2_10"]
     assert (tmp_path / "raw" / "labels" / label_name("2_10")).read_bytes() == label.read_bytes()
 
@@ -379,4 +381,4 @@ def test_a_photo_without_its_bands_is_named(palette, tmp_path):
     write_image(tmp_path / "in" / photo_name("2_10", "RGBIR"), np.zeros((16, 16, 3), np.uint8))
     write_image(tmp_path / "in" / label_name("2_10"), np.full((16, 16, 3), 255, np.uint8))
     with pytest.raises(DatasetError, match=r"top_potsdam_2_10_RGBIR\.tif: a RGBIR photo has 4 bands, this one 3"):
-        prepare_raw(find_tiles([tmp_path / "in"], Wanted("RGBIR")), TileFolder(tmp_path / "raw"), palette)
+        prepare_raw(potsdam(find_tiles([tmp_path / "in"], Wanted("RGBIR")), palette), TileFolder(tmp_path / "raw"))

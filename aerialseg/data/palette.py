@@ -14,7 +14,9 @@ import numpy as np
 from aerialseg.errors import InputError
 
 IGNORE_INDEX = 255
-IGNORE_COLOUR = (0, 0, 0)  # how ignored pixels are drawn, and how boundary-free labels mark their boundaries
+# How ignored pixels are drawn and stored (boundary-free labels mark their boundaries so, and
+# data/raw the pixels a source leaves unlabelled); so no class may have this colour.
+IGNORE_COLOUR = (0, 0, 0)
 
 
 class UnknownColourError(InputError, ValueError):
@@ -38,6 +40,8 @@ class Palette:
             raise ValueError("palette: names and colours differ in length")
         if len(set(self.colours)) != len(self.colours):
             raise ValueError(f"palette: the same colour is given to two classes: {self.colours}")
+        if IGNORE_COLOUR in self.colours:
+            raise ValueError(f"palette: {IGNORE_COLOUR} (black) marks pixels without a label; no class may have it")
         if not 1 <= len(self.colours) < IGNORE_INDEX:
             raise ValueError(f"palette: needs 1 to {IGNORE_INDEX - 1} classes")
 

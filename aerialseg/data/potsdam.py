@@ -1,6 +1,7 @@
 """ISPRS Potsdam's file names: the one place that knows how tiles, their maps and archives are named.
 
-Potsdam ships each tile (ids such as ``2_10``) as photos of three band sets,
+Potsdam ships each tile (ids such as ``2_10``; other sources' ids, such as ``image_001``, are
+stored under the same names) as photos of three band sets,
 ``top_potsdam_<tile>_RGB.tif``, ``_IRRG.tif`` (infrared, red, green) and ``_RGBIR.tif`` (four
 bands, infrared last), each with a world file (``.tfw``), and as two label pictures:
 ``top_potsdam_<tile>_label.tif`` and ``top_potsdam_<tile>_label_noBoundary.tif`` (class boundaries
@@ -41,10 +42,16 @@ ARCHIVES = {
 PARTICIPANTS_PREFIX = "5_labels_for_participants"
 _ARCHIVES_BY_NAME = {name.lower(): kinds for name, kinds in ARCHIVES.items()}
 
+# A tile id: Potsdam's 2_10, or the stem of any photo (image_001, area1) that fits in a file name.
+TILE_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _KINDS = {kind.lower(): kind for kind in (*BAND_ORDER, *LABEL_KINDS.values())}
+# The id is matched lazily, so an id that ends like a kind (x_label in top_potsdam_x_label_RGB.tif)
+# is still read whole: the kind must be followed by the suffix.
 _TILE_NAME = re.compile(
-    r"^top_potsdam_(?P<tile>\d+_\d+)_(?P<kind>RGBIR|RGB|IRRG|label_noBoundary|label)\.(?P<suffix>tiff?|png|tfw)$", re.I
+    rf"^top_potsdam_(?P<tile>{TILE_ID}?)_(?P<kind>RGBIR|RGB|IRRG|label_noBoundary|label)\.(?P<suffix>tiff?|png|tfw)$",
+    re.I,
 )
+_NUMBERS = re.compile(r"(\d+)")
 
 
 class TileName(NamedTuple):
@@ -77,9 +84,14 @@ def prediction_name(tile: str, suffix: str) -> str:
     return f"top_potsdam_{tile}_pred{suffix}"
 
 
-def tile_order(tile: str) -> tuple[int, ...]:
-    """Sort key that puts 2_9 before 2_10."""
-    return tuple(int(part) for part in tile.split("_"))
+def tile_order(tile: str) -> tuple:
+    """Natural sort key of any tile id: 2_9 before 2_10, image_2 before image_10.
+
+    Splitting on digit runs alternates text and number, so keys compare part for part; the id
+    itself breaks ties between ids that differ only in case or leading zeros.
+    """
+    parts = _NUMBERS.split(tile)
+    return (*(int(part) if number % 2 else part.casefold() for number, part in enumerate(parts)), tile)
 
 
 def archive_kinds(path: str | PurePath) -> tuple[str, ...] | None:

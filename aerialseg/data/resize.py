@@ -119,11 +119,7 @@ def _resize_tile(
                 f"{label_path} is {label.shape[1]}x{label.shape[0]} px (width x height)"
             )
         label = resize_label(label, size_hw)
-        palette.rgb_to_index(
-            label,
-            source=f"{label_path} (resized)",
-            ignore_unknown=ignore_unknown,
-            with_ignored=variant == BOUNDARY_FREE,
-        )
+        # black is an ignored pixel in every label of data/raw (see read_label)
+        palette.rgb_to_index(label, source=f"{label_path} (resized)", ignore_unknown=ignore_unknown, with_ignored=True)
         write_image(out.label(tile, variant), label)
     return size_hw

@@ -1,4 +1,8 @@
-"""Getting the raw data set: download, read and check Potsdam tiles before any stage uses them.
+"""Getting the raw data set: download, read and check the tiles before any stage uses them.
+
+``data.layout`` picks how the files are named (:data:`LAYOUTS`, the one place a layout is chosen):
+``potsdam``, below, or ``pairs``, any folder of photo/label pairs (aerialseg.data.pairs). Either
+way the tiles land in data/raw under Potsdam's names, which every later stage reads.
 
 ISPRS Potsdam comes as one ``Potsdam.zip`` holding a zip per product (``2_Ortho_RGB.zip`` with
 ``2_Ortho_RGB/top_potsdam_2_10_RGB.tif`` and its ``.tfw`` world file, ``5_Labels_all.zip`` with
@@ -20,9 +24,11 @@ import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePath
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -31,7 +37,9 @@ import requests
 from tqdm import tqdm
 
 from aerialseg.data.archives import extract
+from aerialseg.data.labels import LabelDecoding
 from aerialseg.data.manifest import write_manifest
+from aerialseg.data.pairs import find_pairs, inventory, store_pair
 from aerialseg.data.palette import Palette, UnknownColourError
 from aerialseg.data.potsdam import (
     BAND_COUNTS,
@@ -311,9 +319,13 @@ def _check_excluded(wanted: Wanted, scans: list[Scan]) -> None:
 def _no_photos(wanted: Wanted, scans: list[Scan]) -> str:
     """The message when no photo of the chosen band set was found: what each path holds instead."""
     if not any(scan.seen for scan in scans):
+        held = "".join(f"; {scan.given} holds {inventory(scan.given)}" for scan in scans if scan.given.is_dir())
         return (
             f"no Potsdam tiles (top_potsdam_<tile>_{wanted.kind}.tif with top_potsdam_<tile>_label.tif) found in "
-            f"{', '.join(str(scan.given) for scan in scans) or 'no folder'}; zip archives must be listed themselves"
+            f"{', '.join(str(scan.given) for scan in scans) or 'no folder'}{held}; zip archives must be listed "
+            "themselves. For photos and labels named otherwise (image_001.tif with mask_001.png), set data.layout: "
+            "pairs with data.pairs.photos (a glob of the photos, e.g. 'images/*.tif') and data.pairs.labels (each "
+            "label's name from its photo's, e.g. 'masks/{stem}.png'): docs/your-own-data.md"
         )
     band = next(band for band, kind in BANDS.items() if kind == wanted.kind)
     held = [kind for scan in scans for kind in _kinds_held(scan)]
@@ -430,8 +442,57 @@ def collect_url(
     return collect_local([download(url, cache_dir, sha256) for url, sha256 in files], work_dir, wanted)
 
 
-def download_raw(layout: Layout, data: DataParams, palette: Palette) -> pd.DataFrame:
-    """The download stage: the tiles of ``data.source``, checked, into data/raw with its manifest.
+class Tiles(NamedTuple):
+    """What a layout found: each tile's files, in tile order; how one tile is read, checked and
+    stored into data/raw (``store(tile, files, out)`` returns its height and width); and whether
+    the tiles have boundary-free labels."""
+
+    files: dict[str, Any]
+    store: Callable[[str, Any, TileFolder], tuple[int, int]]
+    boundary_free: bool
+
+
+def potsdam_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) -> Tiles:
+    """ISPRS Potsdam's files (``top_potsdam_<tile>_RGB.tif`` ...) of the chosen source, unpacked or
+    generated into ``work``."""
+    wanted = Wanted.of(data)
+    if data.source == "url":
+        files = collect_url([(file.url, file.sha256) for file in data.url.files], layout.downloads, work, wanted)
+    elif data.source == "local":
+        files = collect_local(data.local.paths, work, wanted)
+    else:
+        synthetic = data.synthetic
+        write_dataset(TileFolder(work), synthetic.tiles, synthetic.size, synthetic.seed, palette, wanted.kind)
+        files = find_tiles([work], wanted)
+    return potsdam(files, palette, data.ignore_unknown_colours)
+
+
+def potsdam(files: dict[str, TileFiles], palette: Palette, ignore_unknown: bool = False) -> Tiles:
+    """Potsdam-named tiles, stored as they are once their labels pass the palette (see _store_tile)."""
+    boundary_free = any(BOUNDARY_FREE in tile.labels for tile in files.values())
+    return Tiles(files, partial(_store_tile, palette=palette, ignore_unknown=ignore_unknown), boundary_free)
+
+
+def pairs_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) -> Tiles:
+    """Any folder of photo/label pairs (aerialseg.data.pairs), relative to the repository root;
+    ``work`` is not needed: nothing is unpacked."""
+    pairs = data.pairs
+    decoding = LabelDecoding(pairs.label_encoding, palette, pairs.class_values(palette.num_classes), pairs.ignore_value)
+    files = find_pairs(pairs, layout.root, frozenset(data.exclude))
+    return Tiles(files, partial(store_pair, kind=BANDS[data.bands], decoding=decoding), boundary_free=False)
+
+
+# data.layout -> the function that finds its tiles: the one place a layout is chosen. A layout is one
+# more function here, returning Tiles (its files and how each tile is checked and stored).
+LAYOUTS: dict[str, Callable[[DataParams, Palette, Layout, Path], Tiles]] = {
+    "potsdam": potsdam_tiles,
+    "pairs": pairs_tiles,
+}
+
+
+def download_raw(layout: Layout, data: DataParams, palette: Palette, scored: str) -> pd.DataFrame:
+    """The download stage: the tiles of ``data.layout`` and ``data.source``, checked, into data/raw
+    with its manifest; ``scored`` (evaluate.labels) is the label variant the test tiles are scored on.
 
     Archive members are unpacked into a temporary folder beside data/raw; data/raw is built aside
     and swapped in only when every tile has passed its checks, so a failure leaves the previous one.
@@ -439,40 +500,35 @@ def download_raw(layout: Layout, data: DataParams, palette: Palette) -> pd.DataF
     raw = layout.raw.path
     raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=raw.parent) as work, atomic_dir(raw) as staging:
-        tiles = collect_tiles(data, palette, layout.downloads, Path(work))
-        return prepare_raw(tiles, TileFolder(staging), palette, data.ignore_unknown_colours, data.source)
+        tiles = LAYOUTS[data.layout](data, palette, layout, Path(work))
+        _check_scored_labels(tiles, scored, data.layout)
+        return prepare_raw(tiles, TileFolder(staging), data.source)
 
 
-def collect_tiles(data: DataParams, palette: Palette, downloads: Path, work: Path) -> dict[str, TileFiles]:
-    """The files of every tile of the chosen source, unpacked or generated into ``work``."""
-    wanted = Wanted.of(data)
-    if data.source == "url":
-        return collect_url([(file.url, file.sha256) for file in data.url.files], downloads, work, wanted)
-    if data.source == "local":
-        return collect_local(data.local.paths, work, wanted)
-    synthetic = data.synthetic
-    write_dataset(TileFolder(work), synthetic.tiles, synthetic.size, synthetic.seed, palette, wanted.kind)
-    return find_tiles([work], wanted)
+def _check_scored_labels(tiles: Tiles, scored: str, layout: str) -> None:
+    """Boundary-free scores need boundary-free labels: refused here, not after the training."""
+    if scored == BOUNDARY_FREE and not tiles.boundary_free:
+        where = (
+            "the pairs layout never has them"
+            if layout == "pairs"
+            else f"add {archive_of('label_noBoundary')} to the source for Potsdam's"
+        )
+        raise DatasetError(
+            f"evaluate.labels is {BOUNDARY_FREE}, but the data have no boundary-free labels ({where}): set "
+            "evaluate.labels: full to score on the full labels"
+        )
 
 
-def prepare_raw(
-    tiles: dict[str, TileFiles],
-    out: TileFolder,
-    palette: Palette,
-    ignore_unknown: bool = False,
-    source: str = "",
-) -> pd.DataFrame:
-    """Check every tile and store it under ``out``: ``images/top_potsdam_<tile>_<bands>.tif`` with its
-    world file, ``labels/`` and ``labels_no_boundary/``, and ``manifest.csv``.
+def prepare_raw(tiles: Tiles, out: TileFolder, source: str = "") -> pd.DataFrame:
+    """Check every tile and store it under ``out`` (``images/top_potsdam_<tile>_<bands>.tif``, with its
+    world file, ``labels/`` and ``labels_no_boundary/``) with ``manifest.csv``.
 
-    Each picture is decoded in full (so truncated files are caught here), one at a time (a
-    6000 x 6000 tile is 144 MB a picture); sizes must agree, a photo must have its bands, a world
-    file its six numbers, and labels palette colours only (unless ``ignore_unknown``, and never
-    more than DEFECT_SHARE of them).
+    Each picture is decoded in full (so truncated files are caught here), one tile at a time (a
+    6000 x 6000 tile is 144 MB a picture).
     """
     rows = []
-    for tile, files in tqdm(tiles.items(), desc="check tiles", unit="tile"):
-        height, width = _store_tile(tile, files, out, palette, ignore_unknown)
+    for tile, files in tqdm(tiles.files.items(), desc="check tiles", unit="tile"):
+        height, width = tiles.store(tile, files, out)
         rows.append({"tile": tile, "height": height, "width": width, "source": source})
     return write_manifest(out.manifest, rows)
 
@@ -480,6 +536,9 @@ def prepare_raw(
 def _store_tile(
     tile: str, files: TileFiles, out: TileFolder, palette: Palette, ignore_unknown: bool
 ) -> tuple[int, int]:
+    """Check a Potsdam tile and store it as it is: sizes must agree, a photo must have its bands, a
+    world file its six numbers, and labels palette colours only (black only in a boundary-free
+    label; unknown colours let through with ``ignore_unknown``, never more than DEFECT_SHARE)."""
     kind = parse_tile_name(files.photo.path).kind
     pixels = read_image(files.photo.path, files.photo.name)
     bands = BAND_COUNTS[kind]

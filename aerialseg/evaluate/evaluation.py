@@ -74,7 +74,7 @@ def load_test_labels(layout: Layout, params: Params) -> Labels:
         path = layout.resized.label(tile, variant)
         if not path.is_file():
             raise MissingFileError(_no_label(tile, path, variant))
-        label = read_label(path, params.palette, params.data.ignore_unknown_colours, variant)
+        label = read_label(path, params.palette, params.data.ignore_unknown_colours)
         labels[tile] = erode_boundaries(label, params.evaluate.erode_radius), path
     return labels
 

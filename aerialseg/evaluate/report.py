@@ -50,9 +50,9 @@ def snapshot_maps(layout: Layout, modes: tuple[str, ...]) -> list[Snapshot]:
 
 
 def truth_colours(layout: Layout, tile: str, params: Params, variant: str) -> np.ndarray:
-    """The labels of ``tile`` that were scored (boundary-free: boundaries black), coloured."""
+    """The labels of ``tile`` that were scored, coloured; ignored pixels (boundaries, unlabelled) black."""
     path = layout.resized.label(tile, variant)
-    return params.palette.index_to_rgb(read_label(path, params.palette, params.data.ignore_unknown_colours, variant))
+    return params.palette.index_to_rgb(read_label(path, params.palette, params.data.ignore_unknown_colours))
 
 
 def tile_comparison(layout: Layout, tile: str, params: Params, variant: str):

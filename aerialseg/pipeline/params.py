@@ -8,6 +8,7 @@ so a typo in ``dvc exp run -S`` fails at once instead of being silently ignored.
 from __future__ import annotations
 
 import importlib
+import string
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from aerialseg.data.palette import IGNORE_COLOUR, Palette
-from aerialseg.data.potsdam import BAND_COUNTS, BANDS, BOUNDARY_FREE
+from aerialseg.data.potsdam import BAND_COUNTS, BANDS, TILE_ID
 from aerialseg.errors import InputError
 
 
@@ -55,17 +56,20 @@ WindowFunctionName = Annotated[str, _one_of("aerialseg.predict.blending", "WINDO
 TtaName = Annotated[str, _one_of("aerialseg.d4", "TTA_SETS")]
 BandsName = Annotated[str, _one_of("aerialseg.data.potsdam", "BANDS")]
 LabelVariant = Annotated[str, _one_of("aerialseg.data.potsdam", "LABEL_KINDS")]
+LayoutName = Annotated[str, _one_of("aerialseg.data.sources", "LAYOUTS")]
+LabelEncoding = Annotated[str, _one_of("aerialseg.data.labels", "ENCODINGS")]
 DistributionName = Annotated[str, _one_of("aerialseg.pipeline.choices", "DISTRIBUTIONS")]
 
 
 def _tile_id(value):
-    """A tile id is text such as "7_10"; YAML reads an unquoted 7_10 as the number 710."""
+    """A tile id is text such as "7_10" or "image_001"; YAML reads an unquoted 7_10 as the number 710."""
     if isinstance(value, int):
         raise ValueError(f'{value} is a number: write tile ids in quotes ("7_10"), YAML reads 7_10 as 710')
     return value
 
 
-TileId = Annotated[str, BeforeValidator(_tile_id), Field(pattern=r"^\d+_\d+$")]
+TileId = Annotated[str, BeforeValidator(_tile_id), Field(pattern=rf"^{TILE_ID}$")]
+Byte = Annotated[int, Field(ge=0, le=255)]
 ModeName = Annotated[str, _one_of("aerialseg.predict.blending", "MODES")]
 ModeNames = Annotated[tuple[ModeName, ...], Field(min_length=1)]  # the maps to draw or score: at least one
 
@@ -97,7 +101,43 @@ class LocalSource(Strict):
     paths: list[Path] = []
 
 
+class PairsSource(Strict):
+    """data.layout pairs: photos found by a glob, each one's label named from the photo's stem."""
+
+    photos: str = "images/*.tif"
+    labels: str = "masks/{stem}.png"
+    label_encoding: LabelEncoding = "index"
+    label_values: tuple[Byte, ...] | None = None
+    ignore_value: Byte | tuple[Byte, Byte, Byte] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _names_the_stem(cls, labels: str) -> str:
+        fields = [field for _, field, _, _ in string.Formatter().parse(labels) if field is not None]
+        if fields != ["stem"]:
+            raise ValueError(
+                f"{labels!r} must name each label from its photo's stem with {{stem}} once and no other field, "
+                "e.g. 'masks/{stem}.png'"
+            )
+        return labels
+
+    @model_validator(mode="after")
+    def _values_are_index_values(self):
+        if self.label_values is None:
+            return self
+        if self.label_encoding != "index":
+            raise ValueError("label_values are for label_encoding index; colour labels use the colours of classes")
+        if len(set(self.label_values)) != len(self.label_values):
+            raise ValueError(f"label_values {list(self.label_values)} give two classes the same value")
+        return self
+
+    def class_values(self, num_classes: int) -> tuple[int, ...]:
+        """The value of each class in index labels: label_values, or 0, 1, 2, ... by default."""
+        return self.label_values or tuple(range(num_classes))
+
+
 class DataParams(Strict):
+    layout: LayoutName = "potsdam"
     source: Literal["synthetic", "url", "local"] = "synthetic"
     bands: BandsName = "rgb"
     exclude: list[TileId] = []
@@ -106,6 +146,26 @@ class DataParams(Strict):
     synthetic: SyntheticSource
     url: UrlSource = UrlSource()
     local: LocalSource = LocalSource()
+    pairs: PairsSource = PairsSource()
+
+    @model_validator(mode="after")
+    def _pairs_are_local(self):
+        """Pairs are a folder the user has: other sources and Potsdam's own keys do not apply."""
+        if self.layout != "pairs":
+            return self
+        if self.source != "local":
+            raise ValueError(
+                f"data.layout 'pairs' reads the files data.pairs.photos and data.pairs.labels name: set data.source "
+                f"to local (it is {self.source!r}), or data.layout to potsdam"
+            )
+        if self.participants_labels:
+            raise ValueError("data.participants_labels is for the potsdam layout: empty it for data.layout 'pairs'")
+        if self.ignore_unknown_colours:
+            raise ValueError(
+                "data.ignore_unknown_colours is for the potsdam layout: for data.layout 'pairs' set it to false and "
+                "mark unlabelled pixels with data.pairs.ignore_value"
+            )
+        return self
 
 
 class ResizeParams(Strict):
@@ -220,6 +280,18 @@ class Params(Strict):
 
     @field_validator("classes")
     @classmethod
+    def _black_is_no_class(cls, classes):
+        """Black marks ignored pixels in every stored label (boundaries, unlabelled pixels)."""
+        black = [name for name, colour in classes.items() if colour == IGNORE_COLOUR]
+        if black:
+            raise ValueError(
+                f"{black[0]}: {list(IGNORE_COLOUR)} (black) marks pixels without a label (boundaries, the ignore "
+                "value); give the class another colour"
+            )
+        return classes
+
+    @field_validator("classes")
+    @classmethod
     def _one_colour_per_class(cls, classes):
         """Checked here, not only by Palette, so that the message names the key and the classes."""
         if not classes:
@@ -255,13 +327,20 @@ class Params(Strict):
         return self
 
     @model_validator(mode="after")
-    def _boundaries_are_not_a_class(self):
-        black = [name for name, colour in self.classes.items() if colour == IGNORE_COLOUR]
-        if self.evaluate.labels == BOUNDARY_FREE and black:
+    def _pairs_fit_the_classes(self):
+        """The index values and the ignore value are checked against the classes they must fit."""
+        data = self.data
+        if data.layout != "pairs":
+            return self
+        pairs, classes = data.pairs, len(self.classes)
+        if pairs.label_values is not None and len(pairs.label_values) != classes:
             raise ValueError(
-                f"evaluate.labels {BOUNDARY_FREE!r}: boundary-free labels mark boundaries in black "
-                f"{IGNORE_COLOUR}, the colour of class {black[0]!r}; give that class another colour or use 'full'"
+                f"data.pairs.label_values has {len(pairs.label_values)} value(s) but there are {classes} classes: "
+                f"give the value of each of {list(self.classes)}, in that order"
             )
+        problem = _ignore_value_problem(pairs, self.classes)
+        if problem:
+            raise ValueError(f"data.pairs.ignore_value {_yaml(pairs.ignore_value)}: {problem}")
         return self
 
     @model_validator(mode="after")
@@ -285,6 +364,28 @@ class Params(Strict):
     @property
     def palette(self) -> Palette:
         return Palette(tuple(self.classes), tuple(self.classes.values()))
+
+
+def _ignore_value_problem(pairs: PairsSource, classes: dict[str, tuple[int, int, int]]) -> str | None:
+    """Why the ignore value cannot mark unlabelled pixels in labels of this encoding; None if it can."""
+    ignore = pairs.ignore_value
+    if ignore is None:
+        return None
+    if pairs.label_encoding == "index":
+        values = pairs.class_values(len(classes))
+        if isinstance(ignore, int) and ignore not in values:
+            return None
+        return f"index labels need a value that is no class's (the classes are {list(values)}), or null"
+    named = [name for name, colour in classes.items() if colour == ignore]
+    if isinstance(ignore, tuple) and not named:
+        return None
+    owner = f" ({named[0]} has it)" if named else ""
+    return f"colour labels need an [R, G, B] colour that is no class's{owner}, or null"
+
+
+def _yaml(value) -> str:
+    """A value as params.yaml writes it: [0, 0, 0] rather than the tuple (0, 0, 0)."""
+    return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def _listed(names: list[str]) -> str:

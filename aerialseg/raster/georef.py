@@ -61,6 +61,33 @@ class Georeference:
         return dataclasses.replace(self, transform=self.transform @ stretch)
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The pixels of a raster on the ground: its size and where it lies. A label must have its
+    photo's grid, pixel for pixel; polygon labels are drawn onto it."""
+
+    height: int
+    width: int
+    georef: Georeference
+
+    def differences(self, other: Grid) -> list[str]:
+        """How ``other`` does not lie on this grid: size, and where both are located, CRS and transform."""
+        found = []
+        if (self.height, self.width) != (other.height, other.width):
+            found.append(f"{other.width}x{other.height} px against {self.width}x{self.height} px")
+        if self.georef.located and other.georef.located:
+            if self.georef.crs != other.georef.crs:
+                found.append(f"CRS {other.georef.crs} against {self.georef.crs}")
+            if not self.georef.transform.almost_equals(other.georef.transform):
+                found.append(f"transform {_numbers(other.georef.transform)} against {_numbers(self.georef.transform)}")
+        return found
+
+
+def _numbers(transform: Affine) -> tuple[float, ...]:
+    """The six numbers of an affine transform (a, b, c, d, e, f), for a message."""
+    return tuple(transform)[:6]
+
+
 def world_file_path(image: str | Path) -> Path:
     """The world file beside a picture, by the usual rule: ``.tif`` -> ``.tfw``, ``.png`` -> ``.pgw``."""
     image = Path(image)

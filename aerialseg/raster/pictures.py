@@ -16,7 +16,6 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from aerialseg.data.palette import Palette
-from aerialseg.data.potsdam import BOUNDARY_FREE, FULL
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.atomic import atomic_file
 from aerialseg.raster.georef import Georeference, allow_plain, write_world_file
@@ -56,14 +55,14 @@ def gdal_reason(error: Exception) -> str:
     return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
-def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False, variant: str = FULL) -> np.ndarray:
-    """Read a colour-coded label picture as an H x W uint8 class-index map.
+def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False) -> np.ndarray:
+    """Read a colour-coded label picture of data/raw or later as an H x W uint8 class-index map.
 
-    ``variant`` ``no_boundary``: a boundary-free label, whose black pixels are ignored pixels.
+    Black (IGNORE_COLOUR) pixels are ignored pixels in every label there: the boundaries of a
+    boundary-free label, and in a full label the pixels its source left unlabelled. The download
+    stage has already refused black wherever a source must not have it.
     """
-    return palette.rgb_to_index(
-        read_image(path), source=str(path), ignore_unknown=ignore_unknown, with_ignored=variant == BOUNDARY_FREE
-    )
+    return palette.rgb_to_index(read_image(path), source=str(path), ignore_unknown=ignore_unknown, with_ignored=True)
 
 
 def write_image(path: str | Path, image: np.ndarray, georef: Georeference | None = None) -> None:

@@ -1,0 +1,86 @@
+"""A folder of photo/label pairs as people bring their own data, made from synthetic tiles.
+
+The pairs layout (aerialseg.data.pairs) is tested on this: ``images/<stem>.tif`` photos
+(optionally georeferenced in EPSG:25833, optionally LZW-compressed) and ``masks/<stem>.png``
+labels, either class values (with an ignore value painted over a border strip, as annotation
+tools leave unlabelled margins) or the colours of a palette the caller gives. The classes are
+those of aerialseg.data.synthetic, in its order: class i of the caller's classes is synthetic
+class i, whatever the caller names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from aerialseg.data.palette import IGNORE_INDEX, Palette
+from aerialseg.data.synthetic import CLASSES, generate_tile
+from aerialseg.raster.georef import allow_plain
+from aerialseg.raster.pictures import image_profile, write_image
+
+# Synthetic tiles are drawn in these colours; only the class indices leave this module.
+_DRAWING = Palette(CLASSES, tuple((1 + number, 50, 100) for number in range(len(CLASSES))))
+CRS_EPSG = 25833
+PIXEL_SIZE_M = 0.1
+
+
+def write_pairs_folder(
+    folder: str | Path,
+    stems: Sequence[str],
+    size: int,
+    *,
+    label_values: Sequence[int] | None = None,
+    colours: Palette | None = None,
+    ignore_value: int | tuple[int, int, int] | None = None,
+    ignore_rows: int = 0,
+    georeferenced: bool = False,
+    compress: bool = False,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Write a photo and a label per stem into ``folder``; return each tile's class-index map
+    (IGNORE_INDEX where the label holds the ignore value).
+
+    Labels hold ``label_values`` (class i as label_values[i]; default 0, 1, 2, ...) or, given
+    ``colours``, that palette's colours. ``ignore_rows`` > 0 paints the top rows with ``ignore_value``.
+    """
+    folder = Path(folder)
+    truths = {}
+    for number, stem in enumerate(stems):
+        photo, drawn = generate_tile(seed + number, size, _DRAWING)
+        index = _DRAWING.rgb_to_index(drawn)
+        index[:ignore_rows] = IGNORE_INDEX
+        _write_photo(folder / "images" / f"{stem}.tif", photo, number, georeferenced, compress)
+        write_image(folder / "masks" / f"{stem}.png", _encode(index, label_values, colours, ignore_value))
+        truths[stem] = index
+    return truths
+
+
+def _encode(index: np.ndarray, label_values, colours: Palette | None, ignore_value) -> np.ndarray:
+    """The label picture of a class-index map: class values (one band) or class colours."""
+    if colours is not None:
+        table = np.zeros((256, 3), np.uint8)
+        table[: colours.num_classes] = colours.colours
+        table[IGNORE_INDEX] = ignore_value if ignore_value is not None else 0
+        return table[index]
+    table = np.zeros(256, np.uint8)
+    table[: len(CLASSES)] = label_values if label_values is not None else range(len(CLASSES))
+    table[IGNORE_INDEX] = ignore_value if ignore_value is not None else 0
+    return table[index]
+
+
+def _write_photo(path: Path, photo: np.ndarray, number: int, georeferenced: bool, compress: bool) -> None:
+    """A GeoTIFF photo; georeferenced tiles lie side by side, 10 cm pixels in UTM zone 33N."""
+    profile = image_profile(photo, "GTiff")
+    if georeferenced:
+        x = 366_000 + number * photo.shape[1] * PIXEL_SIZE_M
+        profile.update(crs=CRS.from_epsg(CRS_EPSG), transform=Affine(PIXEL_SIZE_M, 0, x, 0, -PIXEL_SIZE_M, 5_812_000))
+    if compress:
+        profile.update(compress="lzw")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with allow_plain(), rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(np.moveaxis(photo, -1, 0))

@@ -1,0 +1,118 @@
+"""The whole pipeline on folders of photo/label pairs: index labels with an ignore value, and colour
+labels of another palette, each from download to report with the tiny settings. The ignored pixels
+must be left out of every score."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from pipeline_helpers import TINY, deep_update, make_project, run_stage
+
+from aerialseg.data.palette import IGNORE_INDEX
+from aerialseg.pipeline.params import load_params
+from aerialseg.pipeline.paths import Layout
+from aerialseg.raster.pictures import read_image, read_label
+from aerialseg.testing.pairs_folder import write_pairs_folder
+
+pytestmark = pytest.mark.slow
+
+STAGES = ("validate", "download", "resize", "patches", "train", "predict", "evaluate", "report")
+STEMS = ["image_1", "image_2", "image_10", "image_11"]
+SPLIT = {"train": ["image_1", "image_2"], "val": ["image_10"], "test": ["image_11"]}
+IGNORED_ROWS = 32  # of 256: 16 of the 128 rows of a resized tile
+OTHER_CLASSES = {  # another palette, with other names, in the synthetic classes' order
+    "road": [128, 128, 128],
+    "house": [200, 40, 40],
+    "grass": [120, 220, 120],
+    "woods": [10, 90, 10],
+    "vehicle": [250, 200, 0],
+    "junk": [90, 60, 30],
+}
+
+
+def pairs_project(folder, pairs: dict, classes: dict | None = None, without: list[str] | None = None):
+    """A tiny project of the pairs layout; ``classes`` replaces params.yaml's (the helpers merge)."""
+    changes = deep_update(
+        json.loads(json.dumps(TINY)),
+        {
+            "data": {"layout": "pairs", "source": "local", "pairs": pairs},
+            "patches": {"split": SPLIT},
+            "evaluate": {"labels": "full"},
+        },
+    )
+    project = make_project(folder, changes, git=False)
+    if classes:
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["classes"], params["evaluate"]["without_classes"] = classes, without
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def run_pipeline(project) -> None:
+    for stage in STAGES:
+        run_stage(stage, project)
+
+
+def labelled_test_pixels(project) -> int:
+    """Pixels of the test tile's (resized) label that are a class, not ignored."""
+    params = load_params(project / "params.yaml")
+    label = read_label(Layout(project).resized.label(SPLIT["test"][0]), params.palette)
+    assert (label[: IGNORED_ROWS // 2] == IGNORE_INDEX).all()  # the ignored strip survived the resize
+    return int((label != IGNORE_INDEX).sum())
+
+
+def assert_scored_on_labelled_pixels_only(project) -> None:
+    labelled = labelled_test_pixels(project)
+    assert 0 < labelled < 128 * 128
+    for mode in ("plain", "smooth"):
+        rows = pd.read_csv(project / f"metrics/confusion_{mode}.csv")  # one row a pixel below 20 000
+        assert len(rows) == labelled
+    distribution = json.loads((project / "metrics/class_distribution.json").read_text())
+    assert sum(distribution["test"].values()) == labelled
+    assert sum(distribution["train"].values()) == 2 * 128 * (128 - IGNORED_ROWS // 2)
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    assert 0 <= evaluation["plain"]["miou"] <= 1
+
+
+def assert_outputs(project) -> None:
+    layout = Layout(project)
+    assert layout.model.is_file() and layout.report.is_file()
+    assert list(layout.figures.iterdir())
+    for mode in ("plain", "smooth"):
+        assert (layout.predictions.map(mode, "image_11", ".tif")).is_file()
+    manifest = pd.read_csv(layout.raw.manifest, dtype={"tile": str})
+    assert list(manifest["tile"]) == STEMS  # natural order: image_2 before image_10
+
+
+def test_index_labels_with_an_ignore_value_train_and_score(tmp_path):
+    project = pairs_project(
+        tmp_path / "index", {"label_encoding": "index", "label_values": [1, 2, 3, 4, 5, 6], "ignore_value": 0}
+    )
+    write_pairs_folder(project, STEMS, 256, label_values=[1, 2, 3, 4, 5, 6], ignore_value=0, ignore_rows=IGNORED_ROWS)
+    run_pipeline(project)
+    assert_outputs(project)
+    assert_scored_on_labelled_pixels_only(project)
+    assert (project / "metrics/figures/image_11_comparison.png").is_file()  # ignored pixels drawn black there
+
+
+def test_colour_labels_of_another_palette_train_and_score(tmp_path):
+    pairs = {"label_encoding": "colour", "label_values": None, "ignore_value": [255, 0, 255]}
+    project = pairs_project(tmp_path / "colour", pairs, OTHER_CLASSES, ["junk"])
+    params = load_params(project / "params.yaml")
+    write_pairs_folder(
+        project,
+        STEMS,
+        256,
+        colours=params.palette,
+        ignore_value=(255, 0, 255),
+        ignore_rows=IGNORED_ROWS,
+        georeferenced=True,
+        compress=True,
+    )
+    run_pipeline(project)
+    assert_outputs(project)
+    assert_scored_on_labelled_pixels_only(project)
+    assert set(json.loads((project / "metrics/class_distribution.json").read_text())["test"]) == set(OTHER_CLASSES)
+    stored = read_image(Layout(project).raw.label("image_11"))
+    assert (stored[:IGNORED_ROWS] == 0).all()  # unlabelled pixels are stored black
