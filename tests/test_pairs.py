@@ -249,3 +249,24 @@ def test_the_potsdam_layout_on_a_folder_of_pairs_points_to_the_pairs_layout(tmp_
     message = str(error.value)
     assert f"{tmp_path / 'in'} holds 1 .png, 1 .tif (image_001.tif, mask_001.png)" in message
     assert "set data.layout: pairs with data.pairs.photos" in message and "data.pairs.labels" in message
+
+
+# --- polygon labels --------------------------------------------------------------------------------
+
+
+def test_one_vector_file_may_label_every_photo_but_a_picture_needs_its_stem():
+    assert PairsSource(labels="labels.gpkg").labels == "labels.gpkg"
+    with pytest.raises(ValueError, match=r"only a vector file of polygons, e.g. 'labels.gpkg', may serve every photo"):
+        PairsSource(labels="labels.png")
+
+
+def test_polygons_cannot_label_a_photo_without_a_crs(tmp_path):
+    write_pairs_folder(tmp_path, ["plain"], SIZE)  # photos without georeferencing
+    touch(tmp_path, "labels.gpkg")
+    with pytest.raises(PairsError, match=r"^photo .*plain\.tif has no CRS, so the polygons of .*labels\.gpkg cannot"):
+        download(tmp_path, labels="labels.gpkg")
+
+
+def test_a_background_that_is_no_class_is_refused_by_its_key():
+    with pytest.raises(ValueError, match=r"data.pairs.background 'sea' is not among the classes"):
+        repo_params({"data": {"layout": "pairs", "source": "local", "pairs": {"background": "sea"}}})

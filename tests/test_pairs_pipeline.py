@@ -4,6 +4,7 @@ must be left out of every score."""
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -13,7 +14,7 @@ from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.pipeline.params import load_params
 from aerialseg.pipeline.paths import Layout
 from aerialseg.raster.pictures import read_image, read_label
-from aerialseg.testing.pairs_folder import write_pairs_folder
+from aerialseg.testing.pairs_folder import write_pairs_folder, write_polygon_labels
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +117,24 @@ def test_colour_labels_of_another_palette_train_and_score(tmp_path):
     assert set(json.loads((project / "metrics/class_distribution.json").read_text())["test"]) == set(OTHER_CLASSES)
     stored = read_image(Layout(project).raw.label("image_11"))
     assert (stored[:IGNORED_ROWS] == 0).all()  # unlabelled pixels are stored black
+
+
+def test_polygon_labels_train_and_give_the_labels_of_the_pictures_they_were_drawn_from(tmp_path):
+    """One GeoPackage of classed polygons labels every photo (burnt onto each one's grid): the
+    pipeline runs on it, and data/raw holds the labels a run on the label pictures holds."""
+    pairs = {"labels": "labels.gpkg", "class_field": "cover"}
+    project = pairs_project(tmp_path / "polygons", pairs)
+    params = load_params(project / "params.yaml")
+    truths = write_pairs_folder(project, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
+    write_polygon_labels(project / "labels.gpkg", truths, params.palette.names, field="cover")
+    run_pipeline(project)
+    assert_outputs(project)
+    assert_scored_on_labelled_pixels_only(project)
+
+    pictures = pairs_project(tmp_path / "pictures", {"label_encoding": "index", "ignore_value": 255})
+    write_pairs_folder(pictures, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
+    run_stage("download", pictures)
+    for stem in STEMS:
+        burnt = read_image(Layout(project).raw.label(stem))
+        painted = read_image(Layout(pictures).raw.label(stem))
+        assert np.all(burnt == painted, axis=-1).mean() >= 0.99, stem

@@ -19,6 +19,7 @@ from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.errors import InputError
 
 ENCODINGS = ("colour", "index")
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")  # label files of polygons (aerialseg.data.polygons)
 SHOWN = 5  # unknown values listed in a message; the rest are counted
 
 
@@ -28,14 +29,18 @@ class LabelValueError(InputError, ValueError):
 
 @dataclass(frozen=True)
 class LabelDecoding:
-    """How a source's label pictures say which class a pixel is: ``encoding`` colour (the palette's
+    """How a source's labels say which class a pixel is: ``encoding`` colour (the palette's
     colours) or index (``label_values``, one per class in palette order), and ``ignore_value``
-    (a value, an (R, G, B) colour, or None) for pixels without a label."""
+    (a value, an (R, G, B) colour, or None) for pixels without a label. Polygon labels name
+    each polygon's class (or its value) in the attribute ``class_field``; pixels no polygon
+    covers are class ``background`` (an index), or not labelled where it is None."""
 
     encoding: str
     palette: Palette
     label_values: tuple[int, ...]
     ignore_value: int | tuple[int, int, int] | None = None
+    class_field: str = "class"
+    background: int | None = None
 
     def decode(self, pixels: np.ndarray, name: str) -> np.ndarray:
         return decode_label(pixels, self.encoding, self.palette, self.label_values, self.ignore_value, name)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aerialseg.data.labels import LabelDecoding
+from aerialseg.data.labels import VECTOR_SUFFIXES, LabelDecoding
+from aerialseg.data.polygons import rasterise_polygons
 from aerialseg.data.potsdam import BAND_COUNTS, BANDS, TILE_ID, tile_order
 from aerialseg.errors import InputError
 from aerialseg.pipeline.params import PairsSource
@@ -85,7 +86,10 @@ def _label_path(root: Path, template: str, stem: str) -> Path:
 
 def _label_files(root: Path, template: str) -> dict[str, Path]:
     """Every file the label template could name, by the stem it names it for: so that a label
-    without a photo is seen, and a photo glob that also matches the labels skips them."""
+    without a photo is seen, and a photo glob that also matches the labels skips them. A template
+    without ``{stem}`` is one vector file for every photo: it labels no photo in particular."""
+    if "{stem}" not in template:
+        return {}
     before, after = template.split("{stem}", 1)
     name = re.compile(re.escape(before) + r"(?P<stem>[^/]+)" + re.escape(after))
     found = glob.glob(glob.escape(before) + "*" + glob.escape(after), root_dir=root)
@@ -192,10 +196,33 @@ def store_pair(tile: str, pair: Pair, out: TileFolder, kind: str, decoding: Labe
 def read_pair_label(label: Path, photo: Path, grid: Grid, decoding: LabelDecoding) -> np.ndarray:
     """The class-index map (IGNORE_INDEX where unlabelled) of ``photo``'s label, on the photo's ``grid``.
 
-    Every kind of label file ends here as the same map; which kind is told by the file's suffix.
-    A raster is any picture GDAL reads.
+    Every kind of label file ends here as the same map; which kind is told by the file's suffix:
+    a vector file's polygons are burnt onto the photo's grid (aerialseg.data.polygons), a raster is
+    any picture GDAL reads.
     """
+    if label.suffix.lower() in VECTOR_SUFFIXES:
+        return _read_polygon_label(label, photo, grid, decoding)
     return _read_raster_label(label, photo, grid, decoding)
+
+
+def _read_polygon_label(label: Path, photo: Path, grid: Grid, decoding: LabelDecoding) -> np.ndarray:
+    """The polygons of ``label`` that lie on ``photo``, burnt onto its grid in its CRS."""
+    if grid.georef.crs is None:
+        raise PairsError(
+            f"photo {photo} has no CRS, so the polygons of {label} cannot be laid on it: give the photo its "
+            "georeferencing (a GeoTIFF with a CRS, or a world file with a .prj / .aux.xml), or paint its labels "
+            "as a picture"
+        )
+    return rasterise_polygons(
+        label,
+        grid.georef,
+        (grid.height, grid.width),
+        decoding.palette.names,
+        decoding.class_field,
+        decoding.background,
+        decoding.label_values,
+        name=str(label),
+    )
 
 
 def _read_raster_label(label: Path, photo: Path, grid: Grid, decoding: LabelDecoding) -> np.ndarray:

@@ -477,7 +477,9 @@ def pairs_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) 
     """Any folder of photo/label pairs (aerialseg.data.pairs), relative to the repository root;
     ``work`` is not needed: nothing is unpacked."""
     pairs = data.pairs
-    decoding = LabelDecoding(pairs.label_encoding, palette, pairs.class_values(palette.num_classes), pairs.ignore_value)
+    background = None if pairs.background is None else palette.names.index(pairs.background)
+    values = pairs.class_values(palette.num_classes)
+    decoding = LabelDecoding(pairs.label_encoding, palette, values, pairs.ignore_value, pairs.class_field, background)
     files = find_pairs(pairs, layout.root, frozenset(data.exclude))
     return Tiles(files, partial(store_pair, kind=BANDS[data.bands], decoding=decoding), boundary_free=False)
 

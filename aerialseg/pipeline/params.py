@@ -109,15 +109,20 @@ class PairsSource(Strict):
     label_encoding: LabelEncoding = "index"
     label_values: tuple[Byte, ...] | None = None
     ignore_value: Byte | tuple[Byte, Byte, Byte] | None = None
+    class_field: str = Field(default="class", min_length=1)  # polygon labels: the attribute that holds the class
+    background: str | None = None  # polygon labels: the class of pixels no polygon covers (None: not labelled)
 
     @field_validator("labels")
     @classmethod
     def _names_the_stem(cls, labels: str) -> str:
         fields = [field for _, field, _, _ in string.Formatter().parse(labels) if field is not None]
+        vector_suffixes = importlib.import_module("aerialseg.data.labels").VECTOR_SUFFIXES  # see _one_of
+        if fields == [] and Path(labels).suffix.lower() in vector_suffixes:
+            return labels  # one vector file of polygons for every photo
         if fields != ["stem"]:
             raise ValueError(
                 f"{labels!r} must name each label from its photo's stem with {{stem}} once and no other field, "
-                "e.g. 'masks/{stem}.png'"
+                "e.g. 'masks/{stem}.png' (only a vector file of polygons, e.g. 'labels.gpkg', may serve every photo)"
             )
         return labels
 
@@ -341,6 +346,11 @@ class Params(Strict):
         problem = _ignore_value_problem(pairs, self.classes)
         if problem:
             raise ValueError(f"data.pairs.ignore_value {_yaml(pairs.ignore_value)}: {problem}")
+        if pairs.background is not None and pairs.background not in self.classes:
+            raise ValueError(
+                f"data.pairs.background {pairs.background!r} is not among the classes {list(self.classes)}: name one "
+                "of them, or null to leave pixels no polygon covers unlabelled"
+            )
         return self
 
     @model_validator(mode="after")

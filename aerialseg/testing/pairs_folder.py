@@ -3,7 +3,9 @@
 The pairs layout (aerialseg.data.pairs) is tested on this: ``images/<stem>.tif`` photos
 (optionally georeferenced in EPSG:25833, optionally LZW-compressed) and ``masks/<stem>.png``
 labels, either class values (with an ignore value painted over a border strip, as annotation
-tools leave unlabelled margins) or the colours of a palette the caller gives. The classes are
+tools leave unlabelled margins) or the colours of a palette the caller gives; and, for
+georeferenced photos, the same labels as one GeoPackage of classed polygons for every photo
+(:func:`write_polygon_labels`), as digitised in a GIS. The classes are
 those of aerialseg.data.synthetic, in its order: class i of the caller's classes is synthetic
 class i, whatever the caller names it.
 """
@@ -15,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import shapely
 from affine import Affine
+from pyogrio import raw
 from rasterio.crs import CRS
+from rasterio.features import shapes
 
 from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.data.synthetic import CLASSES, generate_tile
@@ -73,12 +78,31 @@ def _encode(index: np.ndarray, label_values, colours: Palette | None, ignore_val
     return table[index]
 
 
+def tile_transform(number: int, width: int) -> Affine:
+    """Where georeferenced tile ``number`` lies: tiles side by side, 10 cm pixels in UTM zone 33N."""
+    return Affine(PIXEL_SIZE_M, 0, 366_000 + number * width * PIXEL_SIZE_M, 0, -PIXEL_SIZE_M, 5_812_000)
+
+
+def write_polygon_labels(path: str | Path, truths: dict[str, np.ndarray], names: Sequence[str], field: str = "class"):
+    """The class-index maps of georeferenced tiles (in the order they were written) as one
+    GeoPackage: a polygon per connected region of a class, its class name in ``field``; ignored
+    pixels get no polygon."""
+    geometries, classes = [], []
+    for number, index in enumerate(truths.values()):
+        regions = shapes(index, mask=index != IGNORE_INDEX, transform=tile_transform(number, index.shape[1]))
+        for geometry, value in regions:
+            geometries.append(shapely.geometry.shape(geometry))
+            classes.append(names[int(value)])
+    wkb = shapely.to_wkb(np.asarray(geometries, dtype=object))
+    crs = f"EPSG:{CRS_EPSG}"
+    raw.write(str(path), wkb, [np.asarray(classes, dtype=object)], [field], geometry_type="Polygon", crs=crs)
+
+
 def _write_photo(path: Path, photo: np.ndarray, number: int, georeferenced: bool, compress: bool) -> None:
-    """A GeoTIFF photo; georeferenced tiles lie side by side, 10 cm pixels in UTM zone 33N."""
+    """A GeoTIFF photo, in UTM zone 33N where georeferenced (:func:`tile_transform`)."""
     profile = image_profile(photo, "GTiff")
     if georeferenced:
-        x = 366_000 + number * photo.shape[1] * PIXEL_SIZE_M
-        profile.update(crs=CRS.from_epsg(CRS_EPSG), transform=Affine(PIXEL_SIZE_M, 0, x, 0, -PIXEL_SIZE_M, 5_812_000))
+        profile.update(crs=CRS.from_epsg(CRS_EPSG), transform=tile_transform(number, photo.shape[1]))
     if compress:
         profile.update(compress="lzw")
     path.parent.mkdir(parents=True, exist_ok=True)
