@@ -105,11 +105,14 @@ def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) 
 
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory) -> Path:
-    """The tiny project after `dvc repro`: a git + DVC repository with its MLflow store. Built once
+    """The tiny project after `dvc repro`, committed as a user commits a run (dvc.lock and the
+    small metric files DVC leaves to git): a git + DVC repository with its MLflow store. Built once
     (about 2 minutes on 2 cores); a module that changes it works on its own copy
     (pipeline_helpers.copy_repository), never on this one."""
     folder = make_project(tmp_path_factory.mktemp("reproduced") / "project")
     run(["dvc", "repro"], folder)
+    run(["git", "add", "-A"], folder)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "reproduced"], folder)
     return folder
 
 

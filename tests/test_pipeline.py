@@ -56,7 +56,7 @@ def test_second_repro_does_nothing(project):
 
 
 def test_editing_a_shared_module_makes_every_stage_that_imports_it_stale(project):
-    module = project / "aerialseg" / "tiling.py"
+    module = project / "aerialseg" / "data" / "splits.py"
     with altered(module, module.read_bytes() + b"\n# edited\n"):
         stale = json.loads(run(["dvc", "status", "--json"], project).stdout)
     users = {name for name, stage in read_pipeline()["stages"].items() if "aerialseg/data/splits.py" in stage["deps"]}

@@ -53,32 +53,48 @@ def _restore_after_failure() -> str:
     stage, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
     if not stage or not root:
         return "outputs already written are kept; nothing half-written was left"
+    recorded = recorded_outputs(Path(root), stage)
+    if not recorded:
+        return "this stage had no earlier successful run to restore"
     try:
         restored = restore_outputs(Path(root), stage)
     except OSError as error:
         return f"the outputs of the last successful run could not be restored ({error}); run `dvc checkout {stage}`"
-    if not restored:
-        return "this stage had no earlier successful run to restore"
-    return f"the outputs of the last successful run are back in place: {', '.join(restored)}"
+    untouched = [path for path in recorded if path not in restored]  # persistent: DVC never deleted them
+    return "the outputs of the last successful run are back in place: " + "; ".join(
+        part
+        for part in (
+            f"restored {', '.join(restored)}" if restored else "",
+            f"kept {', '.join(untouched)}" if untouched else "",
+        )
+        if part
+    )
 
 
 def restore_outputs(root: Path, stage: str) -> list[str]:
     """Put back, from DVC's cache, each output of ``stage`` that DVC deletes before a run, as
     dvc.lock records it after the stage's last successful run; return the paths restored."""
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return []
-    recorded = (yaml.safe_load(lock.read_text()).get("stages") or {}).get(stage, {}).get("outs", [])
+    recorded = recorded_outputs(root, stage)
     if not recorded:
         return []
     persistent = persistent_outputs(root / "dvc.yaml", stage)
+    deleted = {path: md5 for path, md5 in recorded.items() if path not in persistent}
+    if not deleted:
+        return []
     cache = _cache_dir(root)
-    restored = []
-    for output in recorded:
-        if output["path"] not in persistent:
-            _restore(cache, root / output["path"], output["md5"])
-            restored.append(output["path"])
-    return restored
+    for path, md5 in deleted.items():
+        _restore(cache, root / path, md5)
+    return list(deleted)
+
+
+def recorded_outputs(root: Path, stage: str) -> dict[str, str]:
+    """The outputs dvc.lock records for ``stage`` after its last successful run, with their md5
+    (none if it never succeeded)."""
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return {}
+    recorded = (yaml.safe_load(lock.read_text()).get("stages") or {}).get(stage, {}).get("outs", [])
+    return {output["path"]: output["md5"] for output in recorded}
 
 
 def persistent_outputs(dvc_yaml: Path, stage: str) -> set[str]:
