@@ -178,7 +178,7 @@ def test_the_pairs_layout_validates(raw):
 @pytest.mark.parametrize(
     "data, keys, fragment",
     [
-        ({"layout": "vaihingen"}, {}, r"data\.layout: 'vaihingen' is not one of \('potsdam', 'pairs'\)"),
+        ({"layout": "loveda"}, {}, r"data\.layout: 'loveda' is not one of \('potsdam', 'pairs', 'vaihingen'\)"),
         ({"source": "url"}, {}, r"data\.layout 'pairs' reads .* set data\.source to local \(it is 'url'\)"),
         ({"participants_labels": ["4_12"]}, {}, r"data\.participants_labels is for the potsdam layout"),
         ({"ignore_unknown_colours": True}, {}, r"data\.ignore_unknown_colours is for the potsdam layout"),
