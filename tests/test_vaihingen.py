@@ -3,13 +3,16 @@ the real layout), read through download_raw. A photo and its label have the same
 each test that stores tiles also checks that every file came from its own archive."""
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import POTSDAM_PALETTE, repo_params, without_members
+from pipeline_helpers import REPO, TINY, deep_update, make_project, run_stage
 from rasterio.io import MemoryFile
 
 from aerialseg.data.sources import DatasetError, download_raw
@@ -243,3 +246,38 @@ def test_an_archive_listed_twice_is_named(download, zips, tmp_path):
 def test_params_refuse_what_vaihingen_does_not_have(data, fragment):
     with pytest.raises(ParamsError, match=fragment):
         repo_params({"data": {**VAIHINGEN, **data}})
+
+
+# --- the whole pipeline ----------------------------------------------------------------------------
+
+STAGES = ("validate", "download", "resize", "patches", "train", "predict", "evaluate", "report")
+PIPELINE_AREAS = ["area1", "area2", "area3", "area4"]
+SCALED_DOWN = deep_update(
+    json.loads(json.dumps(TINY)),
+    {
+        "patches": {"split": {"train": ["area1", "area2"], "val": ["area3"], "test": ["area4"]}},
+        "train": {"encoder": "none", "encoder_weights": "none", "freeze_encoder_epochs": 0},
+    },
+)
+
+
+@pytest.mark.slow
+def test_the_preset_scaled_down_runs_from_the_archives_to_the_report(tmp_path):
+    """Download to report on the three archives (generated, under the names params-vaihingen.yaml lists
+    at the repository root) with the preset's settings scaled down: tiny tiles, four areas, two epochs,
+    no pretrained encoder."""
+    preset = yaml.safe_load((REPO / "params-vaihingen.yaml").read_text())
+    project = make_project(tmp_path / "vaihingen", deep_update(preset, SCALED_DOWN), git=False)
+    write_vaihingen_zips(project, PIPELINE_AREAS, 256, POTSDAM_PALETTE)  # named as the preset lists them
+    for stage in STAGES:
+        run_stage(stage, project)
+
+    layout = Layout(project)
+    table = manifest(layout.raw.path)
+    assert list(table["tile"]) == PIPELINE_AREAS and (table["height"] != table["width"]).all()
+    assert read_image(layout.raw.photo("area4")).shape[2] == 3 and layout.raw.photo("area4").name.endswith("IRRG.tif")
+    assert layout.raw.label("area4", "no_boundary").is_file()
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    for key in ("oa", "miou", "mf1", "oa_no_clutter", "miou_no_clutter", "mf1_no_clutter"):
+        assert 0 <= evaluation["plain"][key] <= 1, key
+    assert layout.report.is_file() and layout.predictions.map("plain", "area4", ".tif").is_file()
