@@ -47,13 +47,10 @@ ARCHIVES = {  # part -> its archive, as ISPRS names it
     FULL: "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE.zip",
     BOUNDARY_FREE: "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE.zip",
 }
-HOLDS = {  # part -> what its archive holds, for the messages
-    PHOTOS: "the IRRG photos, top/top_mosaic_09cm_area<N>.tif",
-    FULL: "the labels, top_mosaic_09cm_area<N>.tif",
-    BOUNDARY_FREE: "the boundary-free labels the benchmark is scored on, top_mosaic_09cm_area<N>_noBoundary.tif",
-}
+# The parts always needed, with what their archives hold (for the messages). The boundary-free labels
+# are needed only to be scored on: sources.download_raw refuses evaluate.labels no_boundary without them.
+REQUIRED = {PHOTOS: "the IRRG photos, top/top_mosaic_09cm_area<N>.tif", FULL: "the labels, top_mosaic_09cm_area<N>.tif"}
 CALLED = {PHOTOS: "photos", FULL: "labels", BOUNDARY_FREE: "boundary-free labels"}  # part -> its files, in messages
-REQUIRED = (PHOTOS, FULL)  # the boundary-free labels are needed only to be scored on (see sources.download_raw)
 PHOTO_FOLDER = "top"  # in the photos' archive; gts_for_participants/ beside it holds labels under the same names
 KIND = "IRRG"  # the only band set Vaihingen has
 AREAS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30, 31, 32, 33,
@@ -133,16 +130,17 @@ def _parts(paths: list[Path], key: str) -> dict[str, Path]:
         if part in parts:
             raise DatasetError(f"{parts[part]} and {path} are both {ARCHIVES[part]}: list it once")
         parts[part] = path
-    for part in REQUIRED:
+    for part, holds in REQUIRED.items():
         if part not in parts:
             raise DatasetError(
-                f"{key}: {ARCHIVES[part]} is missing (it holds {HOLDS[part]}): add it, as downloaded or extracted to "
+                f"{key}: {ARCHIVES[part]} is missing (it holds {holds}): add it, as downloaded or extracted to "
                 f"a folder of that name less .zip"
             )
     return parts
 
 
 def _part_of(path: Path) -> str | None:
+    """The part a zip or folder is, by its name alone: its members' names cannot tell a photo from a label."""
     name = path.name.lower() if path.is_file() else f"{path.name}.zip".lower()
     return next((part for part, archive in ARCHIVES.items() if archive.lower() == name), None)
 
@@ -203,7 +201,7 @@ def _check_pairs(found: dict[str, dict[str, Found]]) -> None:
         f"{file.name}: label without its photo (no {_member_name(PHOTOS, tile)} in {ARCHIVES[PHOTOS]}): add it, "
         f'or leave the tile out with data.exclude: ["{tile}"]'
         for part in (FULL, BOUNDARY_FREE)
-        for tile, file in sorted(found.get(part, {}).items())
+        for tile, file in sorted(found.get(part, {}).items(), key=lambda item: tile_order(item[0]))
         if tile not in photos
     ]
     if problems:
