@@ -178,7 +178,7 @@ def test_the_pairs_layout_validates(raw):
 @pytest.mark.parametrize(
     "data, keys, fragment",
     [
-        ({"layout": "vaihingen"}, {}, r"data\.layout: 'vaihingen' is not one of \('potsdam', 'pairs'\)"),
+        ({"layout": "loveda"}, {}, r"data\.layout: 'loveda' is not one of \('potsdam', 'pairs', 'vaihingen'\)"),
         ({"source": "url"}, {}, r"data\.layout 'pairs' reads .* set data\.source to local \(it is 'url'\)"),
         ({"participants_labels": ["4_12"]}, {}, r"data\.participants_labels is for the potsdam layout"),
         ({"ignore_unknown_colours": True}, {}, r"data\.ignore_unknown_colours is for the potsdam layout"),
@@ -271,3 +271,28 @@ def test_snapshot_modes_are_known_and_not_empty(raw, section, modes, problem):
     raw[section]["snapshot_modes"] = modes
     with pytest.raises(ParamsError, match=rf"{section}\.snapshot_modes.*{problem}"):
         parse_params(raw)
+
+
+VAIHINGEN_TRAINING_AREAS = "1 3 5 7 11 13 15 17 21 23 26 28 30 32 34 37"  # published: mmsegmentation's, torchgeo's
+VAIHINGEN_TEST_AREAS = "2 4 6 8 10 12 14 16 20 22 24 27 29 31 33 35 38"
+
+
+def areas(numbers: str) -> list[str]:
+    return sorted(f"area{number}" for number in numbers.split())
+
+
+def test_the_vaihingen_protocol_params_validate_and_split_the_areas_as_published():
+    path = REPO_PARAMS.with_name("params-vaihingen.yaml")
+    params = load_params(path)
+    split = params.patches.split
+    assert sorted(split.test) == areas(VAIHINGEN_TEST_AREAS)
+    assert sorted(split.train + split.val) == areas(VAIHINGEN_TRAINING_AREAS) and split.val == ["area30"]
+    assert (params.data.layout, params.data.bands, params.data.exclude) == ("vaihingen", "irrg", [])
+    assert (params.evaluate.labels, params.evaluate.without_classes) == ("no_boundary", ("clutter",))
+    assert params.data.source == "local" and [path.name for path in params.data.local.paths] == [
+        "ISPRS_semantic_labeling_Vaihingen.zip",
+        "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE.zip",
+        "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE.zip",
+    ]
+    assert params.classes == load_params(REPO_PARAMS).classes
+    assert keys(yaml.safe_load(path.read_text())) == keys(yaml.safe_load(REPO_PARAMS.read_text()))

@@ -1,8 +1,9 @@
 """Getting the raw data set: download, read and check the tiles before any stage uses them.
 
 ``data.layout`` picks how the files are named (:data:`LAYOUTS`, the one place a layout is chosen):
-``potsdam``, below, or ``pairs``, any folder of photo/label pairs (aerialseg.data.pairs). Either
-way the tiles land in data/raw under Potsdam's names, which every later stage reads.
+``potsdam``, below, ``vaihingen``, ISPRS Vaihingen's three archives (aerialseg.data.vaihingen), or
+``pairs``, any folder of photo/label pairs (aerialseg.data.pairs). Either way the tiles land in
+data/raw under Potsdam's names, which every later stage reads.
 
 ISPRS Potsdam comes as one ``Potsdam.zip`` holding a zip per product (``2_Ortho_RGB.zip`` with
 ``2_Ortho_RGB/top_potsdam_2_10_RGB.tif`` and its ``.tfw`` world file, ``5_Labels_all.zip`` with
@@ -484,11 +485,20 @@ def pairs_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) 
     return Tiles(files, partial(store_pair, kind=BANDS[data.bands], decoding=decoding), boundary_free=False)
 
 
+def vaihingen_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) -> Tiles:
+    """ISPRS Vaihingen's three archives (aerialseg.data.vaihingen, imported when used: it builds on
+    this module's Tiles and Potsdam storage)."""
+    from aerialseg.data import vaihingen
+
+    return vaihingen.vaihingen_tiles(data, palette, layout, work)
+
+
 # data.layout -> the function that finds its tiles: the one place a layout is chosen. A layout is one
 # more function here, returning Tiles (its files and how each tile is checked and stored).
 LAYOUTS: dict[str, Callable[[DataParams, Palette, Layout, Path], Tiles]] = {
     "potsdam": potsdam_tiles,
     "pairs": pairs_tiles,
+    "vaihingen": vaihingen_tiles,
 }
 
 
@@ -510,11 +520,11 @@ def download_raw(layout: Layout, data: DataParams, palette: Palette, scored: str
 def _check_scored_labels(tiles: Tiles, scored: str, layout: str) -> None:
     """Boundary-free scores need boundary-free labels: refused here, not after the training."""
     if scored == BOUNDARY_FREE and not tiles.boundary_free:
-        where = (
-            "the pairs layout never has them"
-            if layout == "pairs"
-            else f"add {archive_of('label_noBoundary')} to the source for Potsdam's"
-        )
+        where = {
+            "pairs": "the pairs layout never has them",
+            "vaihingen": "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE.zip holds Vaihingen's, "
+            "top_mosaic_09cm_area<N>_noBoundary.tif: add it to the source",
+        }.get(layout, f"add {archive_of('label_noBoundary')} to the source for Potsdam's")
         raise DatasetError(
             f"evaluate.labels is {BOUNDARY_FREE}, but the data have no boundary-free labels ({where}): set "
             "evaluate.labels: full to score on the full labels"

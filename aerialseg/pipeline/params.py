@@ -172,6 +172,20 @@ class DataParams(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _vaihingen_is_irrg(self):
+        """Vaihingen's photos are one band set, infrared, red, green: there is no other to read."""
+        if self.layout != "vaihingen":
+            return self
+        if self.bands != "irrg":
+            raise ValueError(
+                f"data.bands is {self.bands!r}, but Vaihingen's photos are IRRG (infrared, red, green) only: set "
+                "data.bands to irrg for data.layout 'vaihingen'"
+            )
+        if self.participants_labels:
+            raise ValueError("data.participants_labels is for the potsdam layout: empty it for data.layout 'vaihingen'")
+        return self
+
 
 class ResizeParams(Strict):
     scale: float | None = Field(default=1.0, gt=0)
