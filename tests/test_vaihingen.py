@@ -16,12 +16,12 @@ from pipeline_helpers import REPO, TINY, deep_update, make_project, run_stage
 from rasterio.io import MemoryFile
 
 from aerialseg.data.sources import DatasetError, download_raw
+from aerialseg.data.synthetic_vaihingen import ERODED_ZIP, LABELS_ZIP, PHOTOS_ZIP, write_vaihingen_zips
 from aerialseg.data.vaihingen import AREAS, MemberName, area_ids, parse_name
 from aerialseg.pipeline.params import ParamsError
 from aerialseg.pipeline.paths import Layout
 from aerialseg.raster.georef import allow_plain
 from aerialseg.raster.pictures import read_image, write_image
-from aerialseg.testing.vaihingen_zip import ERODED_ZIP, LABELS_ZIP, PHOTOS_ZIP, write_vaihingen_zips
 
 TILES = ["area1", "area2", "area10"]  # area2 before area10: natural order
 VAIHINGEN = {"layout": "vaihingen", "bands": "irrg"}

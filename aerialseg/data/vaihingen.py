@@ -36,10 +36,10 @@ from aerialseg.data.archives import extract
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BOUNDARY_FREE, FULL, TILE_ID, label_name, photo_name, tile_order
 from aerialseg.data.sources import DatasetError, Found, TileFiles, Tiles, download, potsdam
+from aerialseg.data.synthetic_vaihingen import write_vaihingen_zips
 from aerialseg.errors import MissingFileError
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout
-from aerialseg.testing.vaihingen_zip import write_vaihingen_zips
 
 PHOTOS = "photos"  # the part of the download that holds the photos; the labels' parts are their variants
 ARCHIVES = {  # part -> its archive, as ISPRS names it

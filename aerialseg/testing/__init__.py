@@ -1,2 +1,1 @@
-"""Generated stand-ins for tests and benchmarks; a stage uses one only for ``data.source: synthetic``
-with ``data.layout: vaihingen`` (vaihingen_zip), so that a synthetic run reads real archives."""
+"""Generated stand-ins used only by tests and benchmarks (never by a stage)."""
