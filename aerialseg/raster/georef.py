@@ -129,7 +129,7 @@ def _geographic_sides(crs: CRS, transform: Affine, shape_hw: tuple[int, int]) ->
     its right and lower neighbours' in an azimuthal equidistant projection centred on it, where
     distances from the centre are true on the ellipsoid (PROJ does the geodesy)."""
     column, row = shape_hw[1] // 2, shape_hw[0] // 2
-    points = [transform * CENTRE * offset for offset in ((column, row), (column + 1, row), (column, row + 1))]
+    points = [transform @ CENTRE @ offset for offset in ((column, row), (column + 1, row), (column, row + 1))]
     lon, lat = points[0]
     local = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
     xs, ys = transform_points(crs, local, [x for x, _ in points], [y for _, y in points])
