@@ -8,7 +8,8 @@ from aerialseg.pipeline.stage import run_stage
 
 def main() -> None:
     params = load_params()
-    download_raw(Layout(), params.data, params.palette, params.evaluate.labels)
+    resolution_required = params.resize.pixel_size is not None
+    download_raw(Layout(), params.data, params.palette, params.evaluate.labels, resolution_required)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ def main() -> None:
         params.palette,
         scale=params.resize.scale,
         size=params.resize.size,
+        pixel_size=params.resize.pixel_size,
         ignore_unknown=params.data.ignore_unknown_colours,
         workers=WORKERS,
     )

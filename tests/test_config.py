@@ -34,12 +34,30 @@ def test_repository_params_are_valid():
         ("predict", "tta", "all", "predict.tta"),
         ("train", "encoder", "resnet18", "train.encoder"),
         ("train", "jit_compile", "sometimes", "train.jit_compile"),
+        ("resize", "pixel_size", 0, "resize.pixel_size"),
+        ("data", "pixel_size", -0.1, "data.pixel_size"),
     ],
 )
 def test_bad_param_names_the_key(raw, section, key, value, fragment):
     raw[section][key] = value
     with pytest.raises(ParamsError, match=fragment.replace(".", r"\.")):
         parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    "resize, named",
+    [
+        ({"scale": 0.5, "size": [64, 64], "pixel_size": None}, "set: resize.scale, resize.size"),
+        ({"scale": 0.5, "size": None, "pixel_size": 0.1}, "set: resize.scale, resize.pixel_size"),
+        ({"scale": None, "size": None, "pixel_size": None}, "set: none"),
+    ],
+)
+def test_resize_takes_exactly_one_of_scale_size_and_pixel_size(raw, resize, named):
+    raw["resize"] = resize
+    with pytest.raises(ParamsError, match=rf"resize: set exactly one of resize.scale, .*\({named}\)"):
+        parse_params(raw)
+    raw["resize"] = {"pixel_size": 0.2}
+    assert parse_params(raw).resize.pixel_size == 0.2
 
 
 def test_unknown_section_is_refused(raw):

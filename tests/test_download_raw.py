@@ -11,7 +11,7 @@ import pytest
 from conftest import repo_params
 
 from aerialseg.data.archives import ArchiveError
-from aerialseg.data.potsdam import label_name, photo_name
+from aerialseg.data.potsdam import PIXEL_SIZE_M, label_name, photo_name
 from aerialseg.data.sources import ChecksumError, DefectiveLabelError, download_raw
 from aerialseg.data.synthetic import tile_transform
 from aerialseg.pipeline.paths import Layout, TileFolder
@@ -47,8 +47,8 @@ def test_url_source_downloads_unpacks_and_checks(project, file_server, potsdam_a
         assert (root / "data/raw/images" / photo_name(tile)).read_bytes() == photo.read_bytes()
         assert (root / "data/raw/labels" / label_name(tile)).read_bytes() == label.read_bytes()
     assert manifest(root).to_dict("records") == [
-        {"tile": "2_10", "height": 64, "width": 64, "source": "url"},
-        {"tile": "2_11", "height": 64, "width": 64, "source": "url"},
+        {"tile": "2_10", "height": 64, "width": 64, "source": "url", "pixel_size_m": PIXEL_SIZE_M},
+        {"tile": "2_11", "height": 64, "width": 64, "source": "url", "pixel_size_m": PIXEL_SIZE_M},
     ]
     assert sorted(p.name for p in (root / "data/downloads").iterdir()) == ["2_Ortho_RGB.zip", "5_Labels_all.zip"]
     assert sorted(p.name for p in (root / "data").iterdir()) == ["downloads", "raw"]  # no work folder left

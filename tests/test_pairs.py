@@ -124,7 +124,8 @@ def test_index_labels_with_an_ignore_value_are_stored_as_colours_with_black(tmp_
     )
     manifest = download(tmp_path, label_values=[10, 20, 30, 40, 50, 60], ignore_value=255)
     assert manifest.to_dict("records") == [
-        {"tile": tile, "height": SIZE, "width": SIZE, "source": "local"} for tile in ("image_2", "image_10")
+        {"tile": tile, "height": SIZE, "width": SIZE, "source": "local", "pixel_size_m": None}
+        for tile in ("image_2", "image_10")
     ]
     raw = Layout(tmp_path).raw
     for tile, truth in truths.items():

@@ -14,7 +14,7 @@ from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.pipeline.params import load_params
 from aerialseg.pipeline.paths import Layout
 from aerialseg.raster.pictures import read_image, read_label
-from aerialseg.testing.pairs_folder import write_pairs_folder, write_polygon_labels
+from aerialseg.testing.pairs_folder import empty_corner, write_pairs_folder, write_polygon_labels
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +22,7 @@ STAGES = ("validate", "download", "resize", "patches", "train", "predict", "eval
 STEMS = ["image_1", "image_2", "image_10", "image_11"]
 SPLIT = {"train": ["image_1", "image_2"], "val": ["image_10"], "test": ["image_11"]}
 IGNORED_ROWS = 32  # of 256: 16 of the 128 rows of a resized tile
+EMPTY_CORNER = 48  # px of 256 at the bottom right of a photo that holds nothing: 24 of 128 resized
 OTHER_CLASSES = {  # another palette, with other names, in the synthetic classes' order
     "road": [128, 128, 128],
     "house": [200, 40, 40],
@@ -138,3 +139,27 @@ def test_polygon_labels_train_and_give_the_labels_of_the_pictures_they_were_draw
         burnt = read_image(Layout(project).raw.label(stem))
         painted = read_image(Layout(pictures).raw.label(stem))
         assert np.all(burnt == painted, axis=-1).mean() >= 0.99, stem
+
+
+def test_empty_photo_pixels_are_mapped_empty_and_the_model_records_its_resolution(tmp_path):
+    """Photos at 0.1 m with an empty corner (nodata 0 in the test tile, an alpha band in a training
+    tile) resized to resize.pixel_size 0.2: the corner is neither trained on nor mapped (255, black),
+    and the model's resolution is 0.2 m."""
+    project = pairs_project(tmp_path / "nodata", {"label_encoding": "index", "ignore_value": 255})
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["resize"] = {"scale": None, "size": None, "pixel_size": 0.2}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_pairs_folder(project, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
+    empty_corner(project / "images/image_11.tif", EMPTY_CORNER, "nodata")
+    empty_corner(project / "images/image_1.tif", EMPTY_CORNER, "alpha")
+    run_pipeline(project)
+    layout, corner = Layout(project), EMPTY_CORNER // 2
+    for mode in ("plain", "smooth"):
+        index = read_image(layout.predictions.map(mode, "image_11", ".tif"))[..., 0]
+        assert (index[-corner:, -corner:] == IGNORE_INDEX).all() and (index[:-corner] != IGNORE_INDEX).all()
+        assert (read_image(layout.predictions.map(mode, "image_11", ".png"))[-corner:, -corner:] == 0).all()
+    distribution = json.loads((project / "metrics/class_distribution.json").read_text())
+    assert sum(distribution["train"].values()) == 2 * 128 * (128 - IGNORED_ROWS // 2) - corner * corner
+    assert json.loads((project / "metrics/train.json").read_text())["pixel_size_m"] == 0.2
+    card = json.loads(layout.model_card.read_text())
+    assert card["pixel_size_m"] == 0.2 and card["bands"] == ["R", "G", "B"]

@@ -25,7 +25,7 @@ def write_raw(raw: Path, tiles: dict[str, tuple[np.ndarray, np.ndarray]]) -> Til
     write_manifest(
         folder.manifest,
         [
-            {"tile": tile, "height": photo.shape[0], "width": photo.shape[1], "source": "test"}
+            {"tile": tile, "height": photo.shape[0], "width": photo.shape[1], "source": "test", "pixel_size_m": 0.05}
             for tile, (photo, _) in tiles.items()
         ],
     )
@@ -76,7 +76,10 @@ def test_resize_dataset_keeps_palette_colours_and_writes_a_manifest(tmp_path, sc
     raw = write_raw(tmp_path / "raw", tiles)
     manifest = resize_dataset(raw, resized, POTSDAM_PALETTE, scale=scale, workers=2)
     side = round(256 * scale)
-    assert manifest.to_dict("records") == [{"tile": t, "height": side, "width": side, "source": "test"} for t in tiles]
+    pixel_size = 0.05 * 256 / side  # the ground size of a pixel, scaled with the side rounded to whole pixels
+    assert manifest.to_dict("records") == [
+        {"tile": t, "height": side, "width": side, "source": "test", "pixel_size_m": pixel_size} for t in tiles
+    ]
     assert read_manifest(resized.manifest).equals(manifest)
     for tile, (photo, label) in tiles.items():
         small_photo = read_image(resized.photo(tile))

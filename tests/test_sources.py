@@ -12,7 +12,7 @@ from conftest import ARCHIVE_TILES, without_members
 
 from aerialseg.data.archives import ArchiveError
 from aerialseg.data.palette import UnknownColourError
-from aerialseg.data.potsdam import label_name, photo_name
+from aerialseg.data.potsdam import PIXEL_SIZE_M, label_name, photo_name
 from aerialseg.data.sources import (
     ChecksumError,
     DatasetError,
@@ -259,7 +259,9 @@ def test_prepare_raw_stores_tiles_and_manifest(make_potsdam_tiles, palette, tmp_
         assert (tmp_path / "raw" / "images" / photo_name(tile)).read_bytes() == photo.read_bytes()
         assert (tmp_path / "raw" / "labels" / label_name(tile)).read_bytes() == label.read_bytes()
     on_disk = pd.read_csv(tmp_path / "raw" / "manifest.csv", dtype={"tile": str})
-    expected = pd.DataFrame({"tile": ["2_10", "2_11"], "height": 64, "width": 64, "source": "local"})
+    expected = pd.DataFrame(
+        {"tile": ["2_10", "2_11"], "height": 64, "width": 64, "source": "local", "pixel_size_m": PIXEL_SIZE_M}
+    )
     pd.testing.assert_frame_equal(on_disk, expected)
     pd.testing.assert_frame_equal(manifest, expected)
 

@@ -104,6 +104,8 @@ def test_killed_training_resumes_without_losing_or_repeating_epochs(resumed):
     assert probabilities.shape == (1, 32, 32, 6)
     summary = json.loads((project / "metrics/train.json").read_text())
     assert summary["epochs"] == EPOCHS and summary["patches_per_s"] > 0
+    assert summary["pixel_size_m"] == 0.1  # Potsdam's 5 cm, resized by half
+    assert json.loads((project / "models/model.json").read_text())["pixel_size_m"] == 0.1
 
 
 def test_failed_run_keeps_the_last_good_model(resumed):

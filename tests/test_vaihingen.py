@@ -127,6 +127,7 @@ def test_the_stand_in_is_laid_out_as_the_download(zips):
 def test_archives_are_paired_by_archive_not_by_name(download, zips):
     raw = download(**local(*zips.values()))
     assert list(manifest(raw)["tile"]) == TILES
+    assert list(manifest(raw)["pixel_size_m"]) == [0.09] * len(TILES)  # Vaihingen's 9 cm, not Potsdam's 5
     assert_from_their_archives(raw, zips)
     assert {path.name for path in (raw / "images").iterdir()} == {f"top_potsdam_{tile}_IRRG.tif" for tile in TILES}
 

@@ -10,7 +10,8 @@ Everything is checked here, before anything trains, each problem in one line tha
 files or keys and what to do: a glob matching nothing (with what the folder holds instead), photos
 and labels that do not pair up, two photos of one stem, a label off its photo's grid (size, or
 CRS and transform where both are georeferenced: never silently misaligned), a photo without the
-bands of ``data.bands``, and label values that are no class. Each pair is stored in data/raw as
+bands of ``data.bands`` (an alpha band is no photo band: it marks the pixels left out, as a
+nodata value or mask does), and label values that are no class. Each pair is stored in data/raw as
 the Potsdam layout stores a tile (aerialseg.pipeline.paths.TileFolder): the photo as a GeoTIFF
 keeping its position, the label in the palette's colours with unlabelled pixels black, so every
 later stage reads them as it reads Potsdam. One tile is in memory at a time.
@@ -28,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from aerialseg.data.labels import VECTOR_SUFFIXES, LabelDecoding
+from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.data.polygons import rasterise_polygons
 from aerialseg.data.potsdam import BAND_COUNTS, BANDS, TILE_ID, tile_order
 from aerialseg.errors import InputError
 from aerialseg.pipeline.params import PairsSource
 from aerialseg.pipeline.paths import TileFolder
 from aerialseg.raster.georef import Grid, read_georef
-from aerialseg.raster.pictures import read_image, write_image
+from aerialseg.raster.pictures import read_image, read_photo, write_image
 
 SHOWN = 10  # files listed in a message; the rest are counted
 _MAGIC = re.compile(r"[*?[]")
@@ -178,16 +180,18 @@ def inventory(folder: Path) -> str:
 
 def store_pair(tile: str, pair: Pair, out: TileFolder, kind: str, decoding: LabelDecoding) -> tuple[int, int]:
     """Check one pair and store it in ``out`` as a tile: the photo as ``images/top_potsdam_<tile>_<kind>.tif``
-    (with its position and world file), the decoded label in palette colours, unlabelled black.
+    (with its position, world file and mask of valid pixels, without an alpha band), the decoded
+    label in palette colours, unlabelled black, and so are the pixels where the photo holds nothing.
 
     The photo is written and dropped before the label is read: one picture in memory at a time.
     """
-    photo = read_image(pair.photo)
+    photo, valid = read_photo(pair.photo)
     _check_bands(pair.photo, photo, kind)
     grid = Grid(photo.shape[0], photo.shape[1], read_georef(pair.photo))
-    write_image(out.photo(tile, kind), photo, grid.georef)
+    write_image(out.photo(tile, kind), photo, grid.georef, valid)
     del photo
     index = read_pair_label(pair.label, pair.photo, grid, decoding)
+    index[~valid] = IGNORE_INDEX
     plain = dataclasses.replace(grid.georef, world_file=False)  # the label lies where the photo does
     write_image(out.label(tile), decoding.palette.index_to_rgb(index), plain)
     return grid.height, grid.width

@@ -1,15 +1,20 @@
 """The resize stage: every tile brought to the working resolution, photos and labels alike.
 
 Photos (all their bands) are resampled with Lanczos, labels (full and boundary-free) with exact
-nearest neighbour so they keep palette colours only. A photo's position (GeoTIFF tags, world file) is
-scaled with it (aerialseg.raster.georef), so it still lies where it did. Tiles are resized by worker
-processes in parallel, into a folder that replaces the previous output only when every tile
-succeeded.
+nearest neighbour so they keep palette colours only, and so is a photo's mask of valid pixels
+(aerialseg.raster.pictures), which the predict stage reads to leave a map empty where its photo is.
+A photo's position (GeoTIFF tags, world file) is scaled with it (aerialseg.raster.georef), so it
+still lies where it did. ``resize.scale`` and ``resize.size`` resize every tile alike;
+``resize.pixel_size`` each from its own resolution (manifest.csv's pixel_size_m, see
+aerialseg.data.resolution), so that tiles of different resolutions train together. Tiles are
+resized by worker processes in parallel, into a folder that replaces the previous output only when
+every tile succeeded.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
@@ -21,11 +26,12 @@ from tqdm import tqdm
 from aerialseg.data.manifest import read_manifest, write_manifest
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BOUNDARY_FREE, LABEL_KINDS, parse_tile_name
+from aerialseg.data.resolution import unknown_resolution
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.paths import TileFolder
 from aerialseg.raster.georef import read_georef
-from aerialseg.raster.pictures import read_image, write_image
+from aerialseg.raster.pictures import read_image, read_photo, write_image
 
 
 class TileSizeError(InputError, ValueError):
@@ -65,49 +71,68 @@ def resize_dataset(
     size: tuple[int, int] | None = None,
     ignore_unknown: bool = False,
     workers: int = 2,
+    pixel_size: float | None = None,
 ) -> pd.DataFrame:
-    """Resize every tile listed in ``raw``'s manifest into ``out`` (images/, labels/, manifest.csv)."""
+    """Resize every tile listed in ``raw``'s manifest into ``out`` (images/, labels/, manifest.csv):
+    by ``scale``, to ``size``, or from its own resolution to ``pixel_size`` metres per pixel.
+
+    The manifest gives each tile's new metres per pixel: ``pixel_size``, or its own scaled with it.
+    """
     manifest = read_manifest(raw.manifest)
+    scales = [_scale_of(tile, own, scale, pixel_size, raw) for tile, own in manifest[["tile", "pixel_size_m"]].values]
     with atomic_dir(out.path) as staging:
         resize = functools.partial(
-            _resize_tile,
-            raw=raw,
-            out=TileFolder(staging),
-            palette=palette,
-            scale=scale,
-            size=size,
-            ignore_unknown=ignore_unknown,
+            _resize_tile, raw=raw, out=TileFolder(staging), palette=palette, size=size, ignore_unknown=ignore_unknown
         )
         # spawn, not fork: a forked copy of a process with OpenCV or TensorFlow threads can hang
         with ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=cv2.setNumThreads, initargs=(1,)
         ) as pool:
             try:
-                sizes = list(tqdm(pool.map(resize, manifest["tile"]), total=len(manifest), desc="resize", unit="tile"))
+                sizes = list(
+                    tqdm(pool.map(resize, manifest["tile"], scales), total=len(manifest), desc="resize", unit="tile")
+                )
             except BaseException:
                 pool.shutdown(cancel_futures=True)  # stop at the first bad tile instead of finishing all
                 raise
+        widths = [w for _, w in sizes]
         resized = write_manifest(
-            TileFolder(staging).manifest, manifest.assign(height=[h for h, _ in sizes], width=[w for _, w in sizes])
+            TileFolder(staging).manifest,
+            manifest.assign(
+                height=[h for h, _ in sizes],
+                width=widths,
+                pixel_size_m=pixel_size or manifest["pixel_size_m"] * manifest["width"] / widths,
+            ),
         )
     return resized
 
 
+def _scale_of(tile: str, own: float, scale: float | None, pixel_size: float | None, raw: TileFolder) -> float | None:
+    """A tile's factor: ``scale``, or its own metres per pixel over ``pixel_size``; a tile whose own
+    is unknown (NaN) is refused before any is resized."""
+    if pixel_size is None:
+        return scale
+    if math.isnan(own):
+        raise unknown_resolution(tile, raw.photo(tile))
+    return own / pixel_size
+
+
 def _resize_tile(
     tile: str,
+    scale: float | None,
     raw: TileFolder,
     out: TileFolder,
     palette: Palette,
-    scale: float | None,
     size: tuple[int, int] | None,
     ignore_unknown: bool,
 ) -> tuple[int, int]:
-    """Resize one tile's photo (with its position) and each label it has; return the new (height, width)."""
+    """Resize one tile's photo (with its position and mask) and each label it has; return the new (height, width)."""
     photo_path = raw.photo(tile)
-    photo = read_image(photo_path)
+    photo, valid = read_photo(photo_path)
     size_hw = target_size(photo.shape[:2], scale, size)
     target = out.photo(tile, parse_tile_name(photo_path).kind)
-    write_image(target, resize_photo(photo, size_hw), read_georef(photo_path).scaled(photo.shape[:2], size_hw))
+    georef = read_georef(photo_path).scaled(photo.shape[:2], size_hw)
+    write_image(target, resize_photo(photo, size_hw), georef, resize_label(valid.view(np.uint8), size_hw) > 0)
     for variant in LABEL_KINDS:
         label_path = raw.label(tile, variant)
         if variant == BOUNDARY_FREE and not label_path.is_file():

@@ -41,26 +41,28 @@ from aerialseg.data.archives import extract
 from aerialseg.data.labels import LabelDecoding
 from aerialseg.data.manifest import write_manifest
 from aerialseg.data.pairs import find_pairs, inventory, store_pair
-from aerialseg.data.palette import Palette, UnknownColourError
+from aerialseg.data.palette import IGNORE_COLOUR, Palette, UnknownColourError
 from aerialseg.data.potsdam import (
     BAND_COUNTS,
     BANDS,
     BOUNDARY_FREE,
     FULL,
     LABEL_KINDS,
+    PIXEL_SIZE_M,
     archive_kinds,
     archive_of,
     from_participants,
     parse_tile_name,
     tile_order,
 )
+from aerialseg.data.resolution import KnownSizes, tile_pixel_size
 from aerialseg.data.synthetic import write_dataset
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout, TileFolder
 from aerialseg.raster.georef import check_world_file, read_georef, world_file_path
-from aerialseg.raster.pictures import TIFF_SUFFIXES, read_image, write_image
+from aerialseg.raster.pictures import TIFF_SUFFIXES, read_image, read_photo, write_image
 
 TIMEOUT_S = 60  # seconds without a byte before a transfer counts as interrupted
 DEFECT_SHARE = 0.01  # a label with more pixels than this outside the palette is no label picture at all
@@ -445,12 +447,14 @@ def collect_url(
 
 class Tiles(NamedTuple):
     """What a layout found: each tile's files, in tile order; how one tile is read, checked and
-    stored into data/raw (``store(tile, files, out)`` returns its height and width); and whether
-    the tiles have boundary-free labels."""
+    stored into data/raw (``store(tile, files, out)`` returns its height and width); whether the
+    tiles have boundary-free labels; and the metres per pixel the layout's photos are known to
+    have (None: not known), for photos whose CRS does not tell (aerialseg.data.resolution)."""
 
     files: dict[str, Any]
     store: Callable[[str, Any, TileFolder], tuple[int, int]]
     boundary_free: bool
+    pixel_size_m: float | None
 
 
 def potsdam_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) -> Tiles:
@@ -468,10 +472,14 @@ def potsdam_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path
     return potsdam(files, palette, data.ignore_unknown_colours)
 
 
-def potsdam(files: dict[str, TileFiles], palette: Palette, ignore_unknown: bool = False) -> Tiles:
-    """Potsdam-named tiles, stored as they are once their labels pass the palette (see _store_tile)."""
+def potsdam(
+    files: dict[str, TileFiles], palette: Palette, ignore_unknown: bool = False, pixel_size_m: float = PIXEL_SIZE_M
+) -> Tiles:
+    """Potsdam-named tiles, stored as they are once their labels pass the palette (see _store_tile),
+    of ``pixel_size_m`` metres per pixel where the photos do not say (Potsdam's 5 cm by default)."""
     boundary_free = any(BOUNDARY_FREE in tile.labels for tile in files.values())
-    return Tiles(files, partial(_store_tile, palette=palette, ignore_unknown=ignore_unknown), boundary_free)
+    store = partial(_store_tile, palette=palette, ignore_unknown=ignore_unknown)
+    return Tiles(files, store, boundary_free, pixel_size_m)
 
 
 def pairs_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) -> Tiles:
@@ -482,7 +490,8 @@ def pairs_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) 
     values = pairs.class_values(palette.num_classes)
     decoding = LabelDecoding(pairs.label_encoding, palette, values, pairs.ignore_value, pairs.class_field, background)
     files = find_pairs(pairs, layout.root, frozenset(data.exclude))
-    return Tiles(files, partial(store_pair, kind=BANDS[data.bands], decoding=decoding), boundary_free=False)
+    store = partial(store_pair, kind=BANDS[data.bands], decoding=decoding)
+    return Tiles(files, store, boundary_free=False, pixel_size_m=None)
 
 
 def vaihingen_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) -> Tiles:
@@ -502,9 +511,13 @@ LAYOUTS: dict[str, Callable[[DataParams, Palette, Layout, Path], Tiles]] = {
 }
 
 
-def download_raw(layout: Layout, data: DataParams, palette: Palette, scored: str) -> pd.DataFrame:
+def download_raw(
+    layout: Layout, data: DataParams, palette: Palette, scored: str, resolution_required: bool = False
+) -> pd.DataFrame:
     """The download stage: the tiles of ``data.layout`` and ``data.source``, checked, into data/raw
-    with its manifest; ``scored`` (evaluate.labels) is the label variant the test tiles are scored on.
+    with its manifest; ``scored`` (evaluate.labels) is the label variant the test tiles are scored on;
+    ``resolution_required`` (resize.pixel_size is set): a tile of unknown resolution is refused here,
+    not half-way through the resize stage.
 
     Archive members are unpacked into a temporary folder beside data/raw; data/raw is built aside
     and swapped in only when every tile has passed its checks, so a failure leaves the previous one.
@@ -514,7 +527,7 @@ def download_raw(layout: Layout, data: DataParams, palette: Palette, scored: str
     with tempfile.TemporaryDirectory(prefix=".download-", dir=raw.parent) as work, atomic_dir(raw) as staging:
         tiles = LAYOUTS[data.layout](data, palette, layout, Path(work))
         _check_scored_labels(tiles, scored, data.layout)
-        return prepare_raw(tiles, TileFolder(staging), data.source)
+        return prepare_raw(tiles, TileFolder(staging), data.source, data.pixel_size, resolution_required)
 
 
 def _check_scored_labels(tiles: Tiles, scored: str, layout: str) -> None:
@@ -531,17 +544,25 @@ def _check_scored_labels(tiles: Tiles, scored: str, layout: str) -> None:
         )
 
 
-def prepare_raw(tiles: Tiles, out: TileFolder, source: str = "") -> pd.DataFrame:
+def prepare_raw(
+    tiles: Tiles,
+    out: TileFolder,
+    source: str = "",
+    pixel_size: float | None = None,
+    resolution_required: bool = False,
+) -> pd.DataFrame:
     """Check every tile and store it under ``out`` (``images/top_potsdam_<tile>_<bands>.tif``, with its
-    world file, ``labels/`` and ``labels_no_boundary/``) with ``manifest.csv``.
+    world file, ``labels/`` and ``labels_no_boundary/``) with ``manifest.csv``, which gives each
+    tile's metres per pixel (aerialseg.data.resolution; ``pixel_size``: data.pixel_size).
 
     Each picture is decoded in full (so truncated files are caught here), one tile at a time (a
     6000 x 6000 tile is 144 MB a picture).
     """
-    rows = []
+    rows, known = [], KnownSizes(tiles.pixel_size_m, pixel_size, resolution_required)
     for tile, files in tqdm(tiles.files.items(), desc="check tiles", unit="tile"):
         height, width = tiles.store(tile, files, out)
-        rows.append({"tile": tile, "height": height, "width": width, "source": source})
+        size = tile_pixel_size(tile, out.photo(tile), (height, width), known)
+        rows.append({"tile": tile, "height": height, "width": width, "source": source, "pixel_size_m": size})
     return write_manifest(out.manifest, rows)
 
 
@@ -550,9 +571,10 @@ def _store_tile(
 ) -> tuple[int, int]:
     """Check a Potsdam tile and store it as it is: sizes must agree, a photo must have its bands, a
     world file its six numbers, and labels palette colours only (black only in a boundary-free
-    label; unknown colours let through with ``ignore_unknown``, never more than DEFECT_SHARE)."""
+    label; unknown colours let through with ``ignore_unknown``, never more than DEFECT_SHARE).
+    Where the photo holds nothing (aerialseg.raster.pictures.read_photo), the labels are black."""
     kind = parse_tile_name(files.photo.path).kind
-    pixels = read_image(files.photo.path, files.photo.name)
+    pixels, valid = read_photo(files.photo.path, files.photo.name)
     bands = BAND_COUNTS[kind]
     if pixels.shape[2] < bands:
         raise DatasetError(f"{files.photo.name}: a {kind} photo has {bands} bands, this one {pixels.shape[2]}")
@@ -562,7 +584,7 @@ def _store_tile(
     if files.world:  # checked before the photo is read for its position, which reads the world file too
         check_world_file(files.world.path, files.world.name)  # six numbers, or an error naming it
         shutil.copyfile(files.world.path, world_file_path(photo))
-    _store(files.photo, pixels, photo, bands)
+    _store(files.photo, pixels, photo, bands, valid)
     del pixels
     for variant, label in files.labels.items():
         colours = read_image(label.path, label.name)
@@ -572,7 +594,8 @@ def _store_tile(
                 f"{colours.shape[1]}x{colours.shape[0]} px"
             )
         _check_label(tile, label.name, colours, palette, ignore_unknown, variant)
-        _store(label, colours, out.label(tile, variant), 3)
+        colours[~valid, :3] = IGNORE_COLOUR
+        _store(label, colours, out.label(tile, variant), 3, valid)
     return size
 
 
@@ -594,12 +617,14 @@ def _check_label(tile: str, name: str, colours, palette: Palette, ignore_unknown
             raise
 
 
-def _store(source: Found, pixels: np.ndarray, target: Path, bands: int) -> None:
-    """Copy a TIFF of ``bands`` bands as it is; write anything else (PNG, RGBA, extra bands) as a
-    GeoTIFF of its first ``bands`` bands in the same place (its world file is copied by _store_tile)."""
+def _store(source: Found, pixels: np.ndarray, target: Path, bands: int, valid: np.ndarray) -> None:
+    """Copy a TIFF of ``bands`` bands as it is, if its photo's pixels are all ``valid``; write
+    anything else (PNG, RGBA, extra bands, a photo with empty pixels and the labels blacked out
+    there) as a GeoTIFF of its first ``bands`` bands in the same place, with the photo's mask of
+    valid pixels (its world file is copied by _store_tile)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if source.path.suffix.lower() in TIFF_SUFFIXES and pixels.shape[2] == bands:
+    if source.path.suffix.lower() in TIFF_SUFFIXES and pixels.shape[2] == bands and valid.all():
         shutil.copyfile(source.path, target)
     else:
         georef = dataclasses.replace(read_georef(source.path), world_file=False)
-        write_image(target, pixels[..., :bands], georef)
+        write_image(target, pixels[..., :bands], georef, valid)

@@ -41,6 +41,7 @@ from aerialseg.errors import MissingFileError
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout
 
+PIXEL_SIZE_M = 0.09  # the photos' 9 cm, where their georeferencing does not give a resolution in metres
 PHOTOS = "photos"  # the part of the download that holds the photos; the labels' parts are their variants
 ARCHIVES = {  # part -> its archive, as ISPRS names it
     PHOTOS: "ISPRS_semantic_labeling_Vaihingen.zip",
@@ -94,7 +95,7 @@ def vaihingen_tiles(data: DataParams, palette: Palette, layout: Layout, work: Pa
         tiles = area_ids(data.synthetic.tiles)
         paths = write_vaihingen_zips(work / "synthetic", tiles, data.synthetic.size, palette, data.synthetic.seed)
     files = collect(paths, work, frozenset(data.exclude), SOURCE_KEYS[data.source])
-    return potsdam(files, palette, data.ignore_unknown_colours)
+    return potsdam(files, palette, data.ignore_unknown_colours, PIXEL_SIZE_M)
 
 
 def collect(

@@ -148,6 +148,7 @@ class DataParams(Strict):
     exclude: list[TileId] = []
     participants_labels: list[TileId] = []
     ignore_unknown_colours: bool = False
+    pixel_size: float | None = Field(default=None, gt=0)  # metres per pixel of photos that carry none
     synthetic: SyntheticSource
     url: UrlSource = UrlSource()
     local: LocalSource = LocalSource()
@@ -188,15 +189,21 @@ class DataParams(Strict):
 
 
 class ResizeParams(Strict):
-    scale: float | None = Field(default=1.0, gt=0)
+    scale: float | None = Field(default=None, gt=0)
     size: tuple[int, int] | None = None
+    pixel_size: float | None = Field(default=None, gt=0)  # metres per pixel, whatever each photo's own
 
     @model_validator(mode="after")
-    def _one_of_scale_or_size(self):
+    def _one_way_to_resize(self):
+        """Two ways at once would leave one of them silently unused."""
         if self.size is not None and any(side < 1 for side in self.size):
             raise ValueError("size must be two positive integers [height, width]")
-        if self.size is None and self.scale is None:
-            raise ValueError("set scale or size")
+        chosen = [f"resize.{key}" for key in ("scale", "size", "pixel_size") if getattr(self, key) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"set exactly one of resize.scale, resize.size and resize.pixel_size, the others null "
+                f"(set: {', '.join(chosen) or 'none'})"
+            )
         return self
 
 

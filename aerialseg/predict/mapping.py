@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from aerialseg.data.palette import Palette
+from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.data.splits import read_split
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.params import PredictParams
@@ -29,7 +29,7 @@ from aerialseg.pipeline.paths import Layout, PredictionFolder
 from aerialseg.predict.blending import MODES, Blending, probabilities_to_index
 from aerialseg.predict.inference import KerasPredictor, load_predictor, predict_map, predict_rows, usable_channels
 from aerialseg.raster.georef import read_georef, world_file_path
-from aerialseg.raster.pictures import write_image
+from aerialseg.raster.pictures import read_valid, write_image
 from aerialseg.raster.streaming import BLOCK_SIZE, RasterRows, cog_writer, open_raster
 
 
@@ -124,13 +124,13 @@ def write_tile_predictions(
     blendings: Sequence[Blending],
 ) -> None:
     """Predict one photo as each of ``blendings`` says (one per mode); write the colour PNG and
-    the class-index TIF of each.
+    the class-index TIF of each, left empty (IGNORE_INDEX, black) where the photo holds nothing.
 
     Each map gets the photo's world file (``.pgw``, ``.tfw``) and the TIF its CRS and transform, so
     the map lies on the photo in a GIS; a photo without a world file is warned about.
     """
     with photo_rows(photo, predictor.channels) as rows:  # names a missing or unreadable photo
-        georef = read_georef(photo)
+        georef, empty = read_georef(photo), ~read_valid(photo)
         if not georef.world_file:
             tqdm.write(
                 f"warning: {photo} has no world file ({world_file_path(photo).name}): the maps of tile {tile} are "
@@ -138,6 +138,7 @@ def write_tile_predictions(
             )
         for blending in blendings:
             index = predict_map(predictor, rows, blending, progress=True)
+            index[empty] = IGNORE_INDEX
             write_image(out.map(blending.mode, tile, ".png"), palette.index_to_rgb(index), georef)
             write_image(out.map(blending.mode, tile, ".tif"), index, georef)
 

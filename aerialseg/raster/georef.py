@@ -10,6 +10,10 @@ so a map lies on its photo in a GIS: in the GeoTIFF, and as a world file (``.tfw
 
 GDAL skips a world file it cannot parse without a word, so one beside a picture is checked here
 first: a broken one stops the stage, naming the file, rather than leaving the maps unplaced.
+
+The ground size of a pixel (:func:`ground_pixel_size`) is known only with a CRS: a world file
+alone gives numbers in unknown units (Potsdam's could be metres or feet), so its photo's size
+comes from elsewhere (aerialseg.data.resolution).
 """
 
 from __future__ import annotations
@@ -25,15 +29,21 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.warp import transform as transform_points
 
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import write_text
 
 CENTRE = Affine.translation(0.5, 0.5)  # from the corner to the centre of a pixel, in pixel coordinates
+SQUARE_TOLERANCE = 0.01  # pixel sides on the ground differing by more than this share: not square
 
 
 class WorldFileError(InputError, ValueError):
     """A world file is not six numbers."""
+
+
+class PixelSizeError(InputError, ValueError):
+    """A photo's pixels have no one ground size: its transform is rotated, or its pixels not square."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,49 @@ class Grid:
             if not self.georef.transform.almost_equals(other.georef.transform):
                 found.append(f"transform {_numbers(other.georef.transform)} against {_numbers(self.georef.transform)}")
         return found
+
+
+def ground_pixel_size(georef: Georeference, shape_hw: tuple[int, int], name: str) -> float | None:
+    """Metres per pixel on the ground, or None where the CRS cannot tell (none, or no unit).
+
+    A projected CRS gives it in its linear unit (metres, or feet converted by the CRS's own
+    factor); a geographic one in degrees, which PROJ measures at the photo's centre
+    (:func:`_geographic_sides`). Resampling to a resolution needs one size per pixel, so a rotated
+    transform or a pixel whose sides differ on the ground by more than SQUARE_TOLERANCE is refused.
+    """
+    crs = georef.crs
+    if crs is None or not (crs.is_projected or crs.is_geographic):
+        return None
+    transform = georef.transform
+    if transform.b or transform.d:
+        raise PixelSizeError(
+            f"{name}: its transform {_numbers(transform)} is rotated, so its pixels have no one ground size: "
+            "warp it north-up (gdalwarp), or set resize.scale or resize.size instead of resize.pixel_size"
+        )
+    if crs.is_projected:
+        metres = crs.linear_units_factor[1]
+        width, height = abs(transform.a) * metres, abs(transform.e) * metres
+    else:
+        width, height = _geographic_sides(crs, transform, shape_hw)
+    if abs(width - height) > SQUARE_TOLERANCE * max(width, height):
+        raise PixelSizeError(
+            f"{name}: its pixels are {width:.4g} m wide and {height:.4g} m high on the ground ({crs}), not square: "
+            "reproject it to square pixels in metres (gdalwarp -t_srs <a projected CRS> -tr <size> <size>), or set "
+            "resize.scale or resize.size instead of resize.pixel_size"
+        )
+    return width
+
+
+def _geographic_sides(crs: CRS, transform: Affine, shape_hw: tuple[int, int]) -> tuple[float, float]:
+    """Width and height in metres of the centre pixel of a photo in degrees: the pixel's centre and
+    its right and lower neighbours' in an azimuthal equidistant projection centred on it, where
+    distances from the centre are true on the ellipsoid (PROJ does the geodesy)."""
+    column, row = shape_hw[1] // 2, shape_hw[0] // 2
+    points = [transform @ CENTRE @ offset for offset in ((column, row), (column + 1, row), (column, row + 1))]
+    lon, lat = points[0]
+    local = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
+    xs, ys = transform_points(crs, local, [x for x, _ in points], [y for _, y in points])
+    return math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0])
 
 
 def _numbers(transform: Affine) -> tuple[float, ...]:

@@ -3,7 +3,8 @@
 The pairs layout (aerialseg.data.pairs) is tested on this: ``images/<stem>.tif`` photos
 (optionally georeferenced in EPSG:25833, optionally LZW-compressed) and ``masks/<stem>.png``
 labels, either class values (with an ignore value painted over a border strip, as annotation
-tools leave unlabelled margins) or the colours of a palette the caller gives; and, for
+tools leave unlabelled margins) or the colours of a palette the caller gives, with the corner of a
+photo left empty as mosaics have it (:func:`empty_corner`: a nodata value or an alpha band); and, for
 georeferenced photos, the same labels as one GeoPackage of classed polygons for every photo
 (:func:`write_polygon_labels`), as digitised in a GIS. The classes are
 those of aerialseg.data.synthetic, in its order: class i of the caller's classes is synthetic
@@ -108,3 +109,21 @@ def _write_photo(path: Path, photo: np.ndarray, number: int, georeferenced: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     with allow_plain(), rasterio.open(path, "w", **profile) as dataset:
         dataset.write(np.moveaxis(photo, -1, 0))
+
+
+def empty_corner(photo: str | Path, side: int, how: str) -> None:
+    """Leave the bottom-right ``side`` x ``side`` pixels of a photo written here empty, as a
+    mosaic's corner: black with nodata 0 (``how`` "nodata"), or transparent in an added alpha band
+    ("alpha"). The photo keeps its position and its other pixels."""
+    with allow_plain(), rasterio.open(photo) as dataset:
+        profile, bands = dataset.profile, dataset.read()
+    alpha = np.full(bands.shape[1:], 255, np.uint8)
+    alpha[-side:, -side:] = 0
+    if how == "nodata":
+        bands[:, alpha == 0] = 0
+        profile.update(nodata=0)
+    else:
+        bands = np.concatenate([bands, alpha[None]])
+        profile.update(count=bands.shape[0], alpha="YES")
+    with allow_plain(), rasterio.open(photo, "w", **profile) as dataset:
+        dataset.write(bands)

@@ -1,9 +1,11 @@
 """The train stage: fit the U-Net on the patches, log every epoch to MLflow, snapshot, resume.
 
 Outputs: models/model.keras (written only when training finished, so a failed run keeps the last
-good model), models/snapshots/ (weights and predicted maps every ``snapshot_every`` epochs),
-metrics/train_history.csv and metrics/train.json. While it runs, models/checkpoint/ holds the last
-finished epoch, so a killed run resumes there (removed when training finishes).
+good model) with models/model.json (:func:`model_card`), models/snapshots/ (weights and predicted
+maps every ``snapshot_every`` epochs), metrics/train_history.csv and metrics/train.json (with the
+training tiles' resolution, also an MLflow param: aerialseg.data.resolution). While it runs,
+models/checkpoint/ holds the last finished epoch, so a killed run resumes there (removed when
+training finishes).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from aerialseg.data.manifest import read_manifest
+from aerialseg.data.potsdam import BAND_ORDER, parse_tile_name
+from aerialseg.data.resolution import TrainingResolution
 from aerialseg.data.splits import read_split
 from aerialseg.evaluate.metrics import training_metrics
 from aerialseg.pipeline import tracking
@@ -54,6 +59,8 @@ def train(layout: Layout, params: Params) -> dict | None:
     train_x, train_y = open_patches(patches.images("train"), patches.labels("train"), num_classes)
     val_x, val_y = open_patches(patches.images("val"), patches.labels("val"), num_classes)
     class_weights = training_class_weights(layout, params)
+    train_tiles = read_split(patches.splits, "train")
+    resolution = TrainingResolution.of(read_manifest(layout.resized.manifest), train_tiles)
     tracking_uri, origin = tracking.tracking_uri_and_origin(params.mlflow.tracking_uri, layout.root)
     if cluster.chief:
         tracking.check_store(tracking_uri, origin)  # before anything is deleted or written
@@ -71,17 +78,18 @@ def train(layout: Layout, params: Params) -> dict | None:
     with tracking.start_run(tracking_uri, params.mlflow.experiment, state.run_id) as run:
         if run.info.run_id != state.run_id:  # a new run: a fresh training, or the old run is gone
             state.run_id = run.info.run_id
-            mlflow.log_params(tracking.flatten(params.model_dump()))
+            mlflow.log_params(tracking.flatten({**params.model_dump(), **resolution.summary()}))
             mlflow.set_tag("git_commit", tracking.git_commit(layout.root))
         relog_missing_epochs(state)
         val_photo = read_image(layout.resized.photo(read_split(patches.splits, "val")[0]))
         snapshot = snapshot_writer(layout.snapshots, params, val_photo, cluster)
         callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x), cluster)]
         fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights, cluster)
-        write_outputs(layout, model, state, run.info.run_id, tracking_uri)
+        card = model_card(layout, params, resolution, train_tiles[0])
+        write_outputs(layout, model, state, run.info.run_id, tracking_uri, resolution, card)
         checkpoint.remove()
         tracking.log_model(stock_model(segmentation_model(model)), params.mlflow.experiment)
-    summary = final_summary(pd.DataFrame(state.history))
+    summary = {**final_summary(pd.DataFrame(state.history)), **resolution.summary()}
     print(json.dumps(summary, indent=2))
     return summary
 
@@ -251,12 +259,33 @@ def fit(
             model.fit(train, initial_epoch=state.epoch, epochs=cfg.epochs, **options)
 
 
-def write_outputs(layout: Layout, model, state: TrainingState, run_id: str, tracking_uri: str) -> None:
+def write_outputs(
+    layout: Layout,
+    model,
+    state: TrainingState,
+    run_id: str,
+    tracking_uri: str,
+    resolution: TrainingResolution,
+    card: dict,
+) -> None:
     history = write_history(layout.train_history, state.history)
-    write_json(layout.train_summary, final_summary(history))
+    write_json(layout.train_summary, {**final_summary(history), **resolution.summary()})
     write_json(layout.mlflow_run, {"tracking_uri": tracking_uri, "run_id": run_id})
+    write_json(layout.model_card, card)
     with atomic_file(layout.model) as tmp:
         stock_model(segmentation_model(model)).save(tmp)
+
+
+def model_card(layout: Layout, params: Params, resolution: TrainingResolution, tile: str) -> dict:
+    """What a photo must be for the model to map it well, the start of a model card: the metres per
+    pixel it learnt objects at (None if unknown), its bands in order (those of the photos of
+    ``tile``, as every training tile's) and its classes in index order, with their label colours."""
+    palette = params.palette
+    return {
+        "pixel_size_m": resolution.median,
+        "bands": list(BAND_ORDER[parse_tile_name(layout.resized.photo(tile)).kind]),
+        "classes": [{"name": name, "colour": list(colour)} for name, colour in zip(palette.names, palette.colours)],
+    }
 
 
 def final_summary(history: pd.DataFrame) -> dict:
