@@ -2,7 +2,7 @@
 
 Generates Potsdam.zip files of the download's layout (aerialseg.testing.potsdam_zip: every band set with
 world files, both label variants, and decoy products -- surface models, reference code -- of a
-chosen size), then has the download stage's reader (sources.collect_local) take the RGBIR photos,
+chosen size), then has the download stage's reader (potsdam_tiles.collect_local) take the RGBIR photos,
 world files and labels of some tiles, each case in a fresh process. Reported per case: the bytes
 the process read (``rchar`` of /proc/self/io: every read system call, page cache or not), the
 bytes written to the work folder, and the time.
@@ -35,7 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from machine import machine  # noqa: E402
 
-from aerialseg.data.sources import Wanted, collect_local  # noqa: E402
+from aerialseg.data.potsdam_tiles import Wanted, collect_local  # noqa: E402
 from aerialseg.pipeline.params import load_params  # noqa: E402
 from aerialseg.testing.potsdam_zip import write_potsdam_zip  # noqa: E402
 

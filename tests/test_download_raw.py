@@ -11,8 +11,10 @@ import pytest
 from conftest import repo_params
 
 from aerialseg.data.archives import ArchiveError
+from aerialseg.data.fetch import ChecksumError
 from aerialseg.data.potsdam import PIXEL_SIZE_M, label_name, photo_name
-from aerialseg.data.sources import ChecksumError, DefectiveLabelError, download_raw
+from aerialseg.data.potsdam_tiles import DefectiveLabelError
+from aerialseg.data.sources import download_raw
 from aerialseg.data.synthetic import tile_transform
 from aerialseg.pipeline.paths import Layout, TileFolder
 from aerialseg.raster.georef import Georeference, WorldFileError, read_georef

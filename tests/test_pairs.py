@@ -13,7 +13,8 @@ from aerialseg.data.labels import LabelValueError
 from aerialseg.data.pairs import PairsError, find_pairs
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import label_name, parse_tile_name, photo_name, tile_order
-from aerialseg.data.sources import DatasetError, download_raw
+from aerialseg.data.sources import download_raw
+from aerialseg.data.tileset import DatasetError
 from aerialseg.pipeline.params import PairsSource
 from aerialseg.pipeline.paths import Layout
 from aerialseg.raster.georef import allow_plain, read_georef

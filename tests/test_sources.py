@@ -11,21 +11,12 @@ import pytest
 from conftest import ARCHIVE_TILES, without_members
 
 from aerialseg.data.archives import ArchiveError
+from aerialseg.data.fetch import ChecksumError, DownloadError, download
 from aerialseg.data.palette import UnknownColourError
 from aerialseg.data.potsdam import PIXEL_SIZE_M, label_name, photo_name
-from aerialseg.data.sources import (
-    ChecksumError,
-    DatasetError,
-    DownloadError,
-    TileFiles,
-    Wanted,
-    collect_local,
-    collect_url,
-    download,
-    find_tiles,
-    potsdam,
-    prepare_raw,
-)
+from aerialseg.data.potsdam_tiles import TileFiles, Wanted, collect_local, collect_url, find_tiles, potsdam
+from aerialseg.data.sources import prepare_raw
+from aerialseg.data.tileset import DatasetError
 from aerialseg.pipeline.paths import TileFolder
 from aerialseg.raster.pictures import ImageReadError, read_image, write_image
 

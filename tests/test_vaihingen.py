@@ -15,8 +15,9 @@ from conftest import POTSDAM_PALETTE, repo_params, without_members
 from pipeline_helpers import REPO, TINY, deep_update, make_project, run_stage
 from rasterio.io import MemoryFile
 
-from aerialseg.data.sources import DatasetError, download_raw
+from aerialseg.data.sources import download_raw
 from aerialseg.data.synthetic_vaihingen import ERODED_ZIP, LABELS_ZIP, PHOTOS_ZIP, write_vaihingen_zips
+from aerialseg.data.tileset import DatasetError
 from aerialseg.data.vaihingen import AREAS, MemberName, area_ids, parse_name
 from aerialseg.pipeline.params import ParamsError
 from aerialseg.pipeline.paths import Layout

@@ -24,17 +24,19 @@ import glob
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from aerialseg.data.labels import VECTOR_SUFFIXES, LabelDecoding
-from aerialseg.data.palette import IGNORE_INDEX
+from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.data.polygons import rasterise_polygons
 from aerialseg.data.potsdam import BAND_COUNTS, BANDS, TILE_ID, tile_order
+from aerialseg.data.tileset import Tiles
 from aerialseg.errors import InputError
-from aerialseg.pipeline.params import PairsSource
-from aerialseg.pipeline.paths import TileFolder
+from aerialseg.pipeline.params import DataParams, PairsSource
+from aerialseg.pipeline.paths import Layout, TileFolder
 from aerialseg.raster.georef import Grid, read_georef
 from aerialseg.raster.pictures import read_image, read_photo, write_image
 
@@ -252,3 +254,15 @@ def _check_bands(path: Path, photo: np.ndarray, kind: str) -> None:
             f"photo {path} has {bands} band(s), but data.bands {asked} is {BAND_COUNTS[kind]} ({kind}): "
             + (f"set data.bands to {' or '.join(fitting)}" if fitting else "give photos of 3 bands (RGB) or 4 (RGBIR)")
         )
+
+
+def pairs_tiles(data: DataParams, palette: Palette, layout: Layout, work: Path) -> Tiles:
+    """The pairs layout's tiles (:data:`aerialseg.data.sources.LAYOUTS`): the pairs of ``data.pairs``,
+    relative to the repository root; ``work`` is not needed: nothing is unpacked."""
+    pairs = data.pairs
+    background = None if pairs.background is None else palette.names.index(pairs.background)
+    values = pairs.class_values(palette.num_classes)
+    decoding = LabelDecoding(pairs.label_encoding, palette, values, pairs.ignore_value, pairs.class_field, background)
+    files = find_pairs(pairs, layout.root, frozenset(data.exclude))
+    store = partial(store_pair, kind=BANDS[data.bands], decoding=decoding)
+    return Tiles(files, store, boundary_free=False, pixel_size_m=None)

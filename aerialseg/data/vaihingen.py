@@ -15,7 +15,7 @@ the names' areas: ``area1`` ... ``area38``.
 
 The photos and the labels are needed; the boundary-free labels only to score on them
 (``evaluate.labels: no_boundary``, which the download stage refuses without them). Each tile is
-then stored as a Potsdam one (aerialseg.data.sources.potsdam: labels checked against the palette).
+then stored as a Potsdam one (aerialseg.data.potsdam_tiles.potsdam: labels checked against the palette).
 
 Names, layout and split checked against two peers' code: mmsegmentation
 ``tools/dataset_converters/vaihingen.py`` (photos from ``top/``, eroded labels from the archive
@@ -33,10 +33,12 @@ from pathlib import Path, PurePath
 from typing import NamedTuple
 
 from aerialseg.data.archives import extract
+from aerialseg.data.fetch import download
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BOUNDARY_FREE, FULL, TILE_ID, label_name, photo_name, tile_order
-from aerialseg.data.sources import DatasetError, Found, TileFiles, Tiles, download, potsdam
+from aerialseg.data.potsdam_tiles import Found, TileFiles, potsdam
 from aerialseg.data.synthetic_vaihingen import write_vaihingen_zips
+from aerialseg.data.tileset import DatasetError, Tiles
 from aerialseg.errors import MissingFileError
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout

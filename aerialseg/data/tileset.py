@@ -1,0 +1,31 @@
+"""What every layout gives the download stage: its tiles (:class:`Tiles`), or a :class:`DatasetError`.
+
+Each layout (``data.layout``: aerialseg.data.potsdam_tiles, aerialseg.data.vaihingen,
+aerialseg.data.pairs) finds its tiles' files and says how each tile is checked and stored; the
+download stage (aerialseg.data.sources) stores them all alike. The type they share lives here,
+apart from all of them, so that no layout imports the stage or another layout for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from aerialseg.errors import InputError
+from aerialseg.pipeline.paths import TileFolder
+
+
+class DatasetError(InputError, ValueError):
+    """The tiles found do not form a usable data set (missing partners, sizes that differ...)."""
+
+
+class Tiles(NamedTuple):
+    """What a layout found: each tile's files, in tile order; how one tile is read, checked and
+    stored into data/raw (``store(tile, files, out)`` returns its height and width); whether the
+    tiles have boundary-free labels; and the metres per pixel the layout's photos are known to
+    have (None: not known), for photos whose CRS does not tell (aerialseg.data.resolution)."""
+
+    files: dict[str, Any]
+    store: Callable[[str, Any, TileFolder], tuple[int, int]]
+    boundary_free: bool
+    pixel_size_m: float | None
