@@ -185,7 +185,7 @@ def map_raster(
 
 def probability_bytes(probabilities: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Probabilities 0..1 as bytes 1..255 (rounded, 0.002 apart; a quarter of float32's size), and
-    PROBABILITY_NODATA (0) where not ``valid``: a probability under 0.6 % is stored as 1 (0.004),
+    PROBABILITY_NODATA (0) where not ``valid``: a probability under 0.2 % is stored as 1 (0.004),
     so that no predicted pixel reads as empty."""
     stored = np.rint(np.clip(probabilities, 0, 1) * 255).astype(np.uint8)
     np.maximum(stored, 1, out=stored)
