@@ -149,7 +149,7 @@ def test_a_photo_with_too_few_channels_is_named(project):
     save_model(project / "models/model.keras")
     old = keep_old_predictions(project)
     write_photo(project / "data/resized/images" / photo_name("2_11"), np.zeros((40, 40, 2), np.uint8), False)
-    with pytest.raises(ValueError, match="top_potsdam_2_11_RGB.tif: has 2 channel\\(s\\) but the model takes 3"):
+    with pytest.raises(ValueError, match="top_potsdam_2_11_RGB.tif: has 2 bands, but is named as having 3 \\(R,G,B\\)"):
         predict(project)
     assert old.is_file()
 

@@ -18,6 +18,7 @@ import tomllib
 from affine import Affine
 from conftest import POTSDAM_PALETTE
 from pipeline_helpers import REPO, environment
+from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
 from aerialseg.data.potsdam import photo_name
@@ -34,6 +35,7 @@ WINDOW = 32
 ORIGIN = from_origin(367_000.0, 5_810_000.0, 0.05, 0.05)  # a 5 cm photo in ETRS89 / UTM 33N, as Potsdam's
 CRS = "EPSG:25833"
 OPTIONS = ["--window", str(WINDOW), "--tta", "flips"]
+RGB = ("R", "G", "B")  # params.yaml's data.bands
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +138,9 @@ def test_the_cog_is_tiled_compressed_with_overviews_and_directories_before_pixel
     predictor = load_predictor(model_file, POTSDAM_PALETTE.num_classes, WINDOW)
     options = PredictParams(tta="none", subdivisions=4)
     cog = tmp_path / "map.tif"
-    map_raster(scene, cog, predictor, POTSDAM_PALETTE, Blending.from_params(options, WINDOW, "smooth"), block_size=128)
+    blending = Blending.from_params(options, WINDOW, "smooth")
+    meaning = dict(model_pixel_size_m=None, model_bands=RGB)
+    map_raster(scene, cog, predictor, POTSDAM_PALETTE, blending, **meaning, block_size=128)
 
     with rasterio.open(cog) as index_map:
         assert index_map.tags(ns="IMAGE_STRUCTURE") | {"LAYOUT": "COG", "COMPRESSION": "DEFLATE"} == index_map.tags(
@@ -166,8 +170,10 @@ def test_a_world_file_places_the_map_and_a_plain_picture_gets_a_note(tmp_path, m
 def test_extra_bands_are_dropped_with_a_note(tmp_path, model_file, capsys):
     rgb = photo(4)
     scene = write_geotiff(tmp_path / "rgbir.tif", np.concatenate([rgb, photo(5, bands=1)], axis=-1))
+    with rasterio.open(scene, "r+") as dataset:  # as Potsdam's RGBIR tiles: infrared is not alpha
+        dataset.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
     assert predict("--model", model_file, "--params", PARAMS, "--out", tmp_path / "maps", *OPTIONS, scene) == 0
-    assert "has 4 bands and the model takes 3: mapping it from bands 1 to 3 (RGB)" in capsys.readouterr().err
+    assert "has bands R, G, B, ?: mapping the model's R, G, B from its bands 1, 2, 3" in capsys.readouterr().err
     with rasterio.open(tmp_path / "maps/rgbir.tif") as index_map:
         np.testing.assert_array_equal(index_map.read(1), in_memory(model_file, rgb).argmax(-1))
 
@@ -290,7 +296,7 @@ def test_a_raster_truncated_midway_fails_there_and_leaves_the_older_map(tmp_path
 @pytest.mark.parametrize(
     "pixels, message",
     [
-        (photo(13, bands=2), "has 2 channel(s) but the model takes 3 (give an image with the model's 3 bands)"),
+        (photo(13, bands=2), "has bands ?, ?, but the model takes R, G, B (no R, G, B): name the photo's bands"),
         (photo(14).astype(np.uint16), "has uint16 bands, but the model takes 8-bit ones (convert it first"),
     ],
 )

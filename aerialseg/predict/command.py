@@ -1,7 +1,7 @@
 """aerialseg-predict: map aerial photos of any size with a trained model into georeferenced COGs.
 
     aerialseg-predict [--model models/model.keras] --out DIR [--mode plain|smooth]
-                      [--probabilities] [--overwrite] INPUT...
+                      [--probabilities] [--overwrite] [--pixel-size M] [--bands IR,R,G] INPUT...
 
 Each INPUT (a raster file, a folder of them, or a glob) becomes DIR/<input name>.tif, a
 Cloud-Optimized GeoTIFF of class indices on the input's grid and in its CRS, coloured by the
@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from aerialseg.d4 import TTA_SETS
+from aerialseg.data.potsdam import BAND_ORDER, BANDS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
 from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
+from aerialseg.predict.resampling import parse_pixel_size
+from aerialseg.raster.bands import parse_bands
 from aerialseg.raster.streaming import RASTER_SUFFIXES
 
 
@@ -55,6 +59,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: params)")
     p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: params)")
     p.add_argument("--batch-size", type=_positive, help="windows per forward pass (default: params)")
+    p.add_argument("--pixel-size", metavar="M", help="metres per pixel of inputs whose georeferencing does not say")
+    p.add_argument("--bands", metavar="IR,R,G", help="the inputs' bands in file order (default: the files' names)")
     return p
 
 
@@ -85,6 +91,10 @@ def one_line(error: Exception) -> str:
 def run(args: argparse.Namespace) -> None:
     """Check everything that can be checked cheaply, then load the model, then map each input."""
     inputs = find_inputs(args.inputs)
+    photos = dict(
+        photo_pixel_size_m=None if args.pixel_size is None else parse_pixel_size(args.pixel_size),
+        photo_bands=None if args.bands is None else parse_bands(args.bands),
+    )
     files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite)
     params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
     options = PredictParams(**{**params.predict.model_dump(), **_given(args, PredictParams.model_fields)})
@@ -92,12 +102,34 @@ def run(args: argparse.Namespace) -> None:
     from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
 
     predictor = mapping.load_predictor(args.model, params.palette.num_classes, blending.window)
+    photos |= model_meaning(params, args.model, predictor.channels)
     for photo in inputs:
-        for note in mapping.photo_notes(photo, predictor.channels):
+        for note in mapping.photo_notes(photo, **photos):
             print(f"note: {note}", file=sys.stderr)
     for photo, output in zip(inputs, files):
-        mapping.map_raster(photo, output.index, predictor, params.palette, blending, output.probabilities)
+        mapping.map_raster(
+            photo, output.index, predictor, params.palette, blending, probabilities_path=output.probabilities, **photos
+        )
         print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
+
+
+def model_meaning(params: Params, model: Path, channels: int) -> dict:
+    """The resolution and bands the model was trained on: models/model.json's ``pixel_size_m``
+    beside the model (None without it) and params.yaml's data.bands, until the model card
+    (aerialseg.train.card) says them; bands other than the model's input are refused here."""
+    card = model.with_name("model.json")
+    try:
+        size = json.loads(card.read_text()).get("pixel_size_m") if card.is_file() else None
+    except (json.JSONDecodeError, AttributeError) as error:
+        reason = f"not the JSON object the train stage writes ({error})"
+        raise InputError(f"{card}: {reason} (delete it, or train again)") from error
+    bands = BAND_ORDER[BANDS[params.data.bands]]
+    if len(bands) != channels:
+        raise InputError(
+            f"{model}: takes {channels} bands, but params.yaml's data.bands {params.data.bands!r} names "
+            f"{len(bands)} ({', '.join(bands)}) (pass the --params the model was trained with)"
+        )
+    return dict(model_pixel_size_m=size, model_bands=bands)
 
 
 def _given(args: argparse.Namespace, names) -> dict:

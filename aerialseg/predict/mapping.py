@@ -2,11 +2,12 @@
 
 The predict stage (:func:`predict_test_tiles`) and the aerialseg-predict command
 (:func:`map_raster`) both open a photo with :func:`photo_rows` (rasterio, read by rows, the
-bands the model takes) and predict it with aerialseg.predict.inference.predict_rows, so the two can
-never disagree; they differ only in what they write. The stage keeps the pipeline's files (a
-colour PNG and a class-index GeoTIFF in the photo's CRS and place per tile and mode); the command
-writes georeferenced Cloud-Optimized GeoTIFFs row band by row band, so a photo larger than
-memory is mapped in bounded memory.
+bands the model takes by name, empty pixels filled, at the model's resolution) and predict it
+with aerialseg.predict.inference.predict_rows, so the two can never disagree; they differ only in
+what they write. The stage keeps the pipeline's files (a colour PNG and a class-index GeoTIFF in
+the photo's CRS and place per tile and mode); the command writes georeferenced Cloud-Optimized
+GeoTIFFs row band by row band, on the photo's grid whatever resolution it was predicted at, so a
+photo larger than memory is mapped in bounded memory.
 """
 
 from __future__ import annotations
@@ -16,42 +17,109 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from aerialseg.data.palette import IGNORE_INDEX, Palette
+from aerialseg.data.potsdam import BAND_ORDER, parse_tile_name
 from aerialseg.data.splits import read_split
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout, PredictionFolder
-from aerialseg.predict.blending import MODES, Blending, probabilities_to_index
-from aerialseg.predict.inference import KerasPredictor, load_predictor, predict_map, predict_rows, usable_channels
-from aerialseg.raster.georef import read_georef, world_file_path
+from aerialseg.predict.blending import MODES, Blending, FinishedRows, Rows, probabilities_to_index
+from aerialseg.predict.inference import KerasPredictor, load_predictor, predict_map, predict_rows
+from aerialseg.predict.resampling import SAME_RESOLUTION, PhotoRows, ResampledRows, model_shape, to_photo_grid
+from aerialseg.raster.bands import choose_bands, file_band_names
+from aerialseg.raster.georef import PixelSizeError, ground_pixel_size, read_georef, world_file_path
 from aerialseg.raster.pictures import read_valid, write_image
-from aerialseg.raster.streaming import BLOCK_SIZE, RasterRows, cog_writer, open_raster
+from aerialseg.raster.streaming import BLOCK_SIZE, RasterRows, cog_writer, fill_values, open_raster
+
+INDEX_NODATA = IGNORE_INDEX  # 255: the class-index maps' empty pixels, as the predict stage's
+PROBABILITY_NODATA = 0  # the probability maps' empty pixels; predicted ones are stored 1..255
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A photo as a model takes it: ``rows``, its bands in the model's order at the model's
+    resolution (``photo`` itself where that is the photo's own), what blending predicts; ``photo``,
+    the photo on its own grid, which the map is written on; and the notes on how it was taken."""
+
+    photo: RasterRows
+    rows: Rows
+    notes: tuple[str, ...] = ()
+
+    def to_photo(self, pieces: Iterator[FinishedRows]) -> Iterator[PhotoRows]:
+        """Finished probability rows of ``rows`` as (first row, probabilities, classes) of the photo's grid."""
+        if self.rows is self.photo:
+            return ((first, probabilities, probabilities_to_index(probabilities)) for first, probabilities in pieces)
+        return to_photo_grid(pieces, self.rows.shape[:2], self.photo.shape[:2])
 
 
 @contextlib.contextmanager
-def photo_rows(photo: str | Path, channels: int) -> Iterator[RasterRows]:
-    """The photo, read by rows, as a model taking ``channels`` bands gets it (see
-    aerialseg.predict.inference.usable_channels: RGBA and RGBIR photos give their RGB bands)."""
-    with open_raster(photo) as dataset:
-        yield RasterRows(Path(photo), dataset, usable_channels(dataset.count, channels, str(photo)))
+def photo_rows(
+    photo: str | Path,
+    model_pixel_size_m: float | None,
+    model_bands: Sequence[str],
+    photo_pixel_size_m: float | None = None,
+    photo_bands: Sequence[str] | None = None,
+) -> Iterator[ModelInput]:
+    """The photo, read by rows, as a model trained on ``model_bands`` at ``model_pixel_size_m``
+    metres per pixel (None: unknown) takes it: its bands chosen by name (aerialseg.raster.bands;
+    ``photo_bands``: ``--bands``), its empty pixels filled, and resampled to the model's resolution
+    where the photo's is known (its CRS's, else ``photo_pixel_size_m``: ``--pixel-size``) and not
+    within 1 % of it (aerialseg.predict.resampling)."""
+    path = Path(photo)
+    with open_raster(path) as dataset:
+        names = file_band_names(dataset.descriptions, dataset.colorinterp)
+        bands = choose_bands(str(path), names, model_bands, photo_bands)
+        source = RasterRows(path, dataset, bands.indexes, fill_values(dataset, bands.indexes, path))
+        size, notes = photo_resolution(source, photo_pixel_size_m, model_pixel_size_m)
+        height, width = model_shape(source.shape[:2], size, model_pixel_size_m)
+        rows = source if (height, width) == source.shape[:2] else ResampledRows(source, height, width)
+        yield ModelInput(source, rows, bands.notes + notes)
 
 
-def photo_notes(photo: str | Path, channels: int) -> list[str]:
-    """What a user should know before ``photo`` is mapped: bands left out, no georeferencing.
-    Opening it here also refuses a photo that cannot be mapped before any other is started."""
-    with photo_rows(photo, channels) as rows:
-        notes = []
-        if rows.dropped_bands:
-            notes.append(
-                f"{photo}: has {rows.bands + rows.dropped_bands} bands and the model takes {rows.bands}: "
-                f"mapping it from bands 1 to {rows.bands} (RGB)"
-            )
-        if not rows.georeference.located:
+def photo_resolution(
+    photo: RasterRows, given: float | None, model_size: float | None
+) -> tuple[float | None, tuple[str, ...]]:
+    """The photo's metres per pixel and notes on it. Its CRS's where it gives one (a photo whose
+    georeferencing has no one size is refused unless ``given``); else ``given``; else None, with
+    a note naming the model's. Nothing is asked where the model's is unknown: nothing is resampled."""
+    if model_size is None:
+        return None, ()
+    name, advice = str(photo.path), "give its metres per pixel with --pixel-size M"
+    try:
+        own = ground_pixel_size(photo.georeference, photo.shape[:2], name, instead=advice)
+    except PixelSizeError:
+        if given is None:
+            raise
+        return given, ()
+    if own is None and given is None:
+        return None, (
+            f"{name}: its ground resolution is unknown (no CRS in metres or degrees): mapped as it is, while the "
+            f"model was trained at {model_size:g} m per pixel (give --pixel-size M to resample it to that)",
+        )
+    if own is not None and given is not None and abs(given / own - 1) >= SAME_RESOLUTION:
+        return own, (f"{name}: its CRS gives {own:.4g} m per pixel: --pixel-size {given:g} is not used for it",)
+    return own or given, ()
+
+
+def photo_notes(
+    photo: str | Path,
+    model_pixel_size_m: float | None,
+    model_bands: Sequence[str],
+    photo_pixel_size_m: float | None = None,
+    photo_bands: Sequence[str] | None = None,
+) -> list[str]:
+    """What a user should know before ``photo`` is mapped: bands left out or reordered, an unknown
+    resolution, no georeferencing. Opening it here also refuses a photo that cannot be mapped
+    before any other is started."""
+    with photo_rows(photo, model_pixel_size_m, model_bands, photo_pixel_size_m, photo_bands) as taken:
+        notes = list(taken.notes)
+        if not taken.photo.georeference.located:
             notes.append(f"{photo}: not georeferenced (no GeoTIFF tags or world file): the map is in pixel coordinates")
         return notes
 
@@ -65,42 +133,65 @@ def map_raster(
     predictor: KerasPredictor,
     palette: Palette,
     blending: Blending,
+    *,
+    model_pixel_size_m: float | None,
+    model_bands: Sequence[str],
+    photo_pixel_size_m: float | None = None,
+    photo_bands: Sequence[str] | None = None,
     probabilities_path: str | Path | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> None:
-    """Map ``photo`` into Cloud-Optimized GeoTIFFs in its CRS and on its pixel grid.
+    """Map ``photo`` into Cloud-Optimized GeoTIFFs in its CRS and on its pixel grid, predicted at
+    the model's resolution and from its bands (see :func:`photo_rows`, which explains the others).
 
     ``index_path``: the class of each pixel (uint8), with the class colours as its colour table
-    and the class names in its metadata, so a GIS shows it coloured and in place.
-    ``probabilities_path``, if given: one band per class, the probability times 255 (uint8; the
-    band scale 1/255 gives it back). Rows are written as blending finishes them: the photo is
+    and the class names in its metadata, so a GIS shows it coloured and in place; INDEX_NODATA
+    (declared) where the photo is empty. ``probabilities_path``, if given: one band per class, the
+    probability times 255 (uint8, 1 to 255; the band scale 1/255 gives it back), PROBABILITY_NODATA
+    (declared) where the photo is empty. Rows are written as blending finishes them: the photo is
     never whole in memory, and a progress bar counts the windows and shows the time left.
     """
     photo = Path(photo)
     tags = map_tags(palette, blending)
-    with photo_rows(photo, predictor.channels) as rows, contextlib.ExitStack() as outputs:
-        height, width, _ = rows.shape
-        common = dict(height=height, width=width, georeference=rows.georeference, tags=tags, block_size=block_size)
+    with (
+        photo_rows(photo, model_pixel_size_m, model_bands, photo_pixel_size_m, photo_bands) as taken,
+        contextlib.ExitStack() as outputs,
+    ):
+        height, width, _ = taken.photo.shape
+        common = dict(height=height, width=width, georeference=taken.photo.georeference, tags=tags)
+        common.update(block_size=block_size)
         index_colours = dict(colours=palette.colours, descriptions=["class index (see CLASS_NAMES)"])
-        write_index = outputs.enter_context(cog_writer(index_path, bands=1, **index_colours, **common))
+        write_index = outputs.enter_context(
+            cog_writer(index_path, bands=1, nodata=INDEX_NODATA, **index_colours, **common)
+        )
         write_probabilities = None
         if probabilities_path:
             per_class = dict(descriptions=palette.names, scales=[1 / 255] * palette.num_classes, resampling="average")
             write_probabilities = outputs.enter_context(
-                cog_writer(probabilities_path, bands=palette.num_classes, **per_class, **common)
+                cog_writer(
+                    probabilities_path, bands=palette.num_classes, nodata=PROBABILITY_NODATA, **per_class, **common
+                )
             )
-        for _, probabilities in predict_rows(predictor, rows, blending, progress=True, label=f"{photo.name}: "):
-            write_index(probabilities_to_index(probabilities)[..., None])
+        pieces = predict_rows(predictor, taken.rows, blending, progress=True, label=f"{photo.name}: ")
+        for first, probabilities, index in taken.to_photo(pieces):
+            valid = taken.photo.valid(first, len(index))
+            write_index(np.where(valid, index, INDEX_NODATA)[..., None])
             if write_probabilities:
-                write_probabilities(probability_bytes(probabilities))
+                write_probabilities(probability_bytes(probabilities, valid))
         tqdm.write(
             f"{photo.name}: predicted; making the Cloud-Optimized GeoTIFF (tiles and overviews)", file=sys.stderr
         )
 
 
-def probability_bytes(probabilities: np.ndarray) -> np.ndarray:
-    """Probabilities 0..1 as bytes 0..255 (rounded): a quarter of float32's size, 0.002 apart."""
-    return np.rint(np.clip(probabilities, 0, 1) * 255).astype(np.uint8)
+def probability_bytes(probabilities: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities 0..1 as bytes 1..255 (rounded, 0.002 apart; a quarter of float32's size), and
+    PROBABILITY_NODATA (0) where not ``valid``: a probability under 0.2 % is stored as 1 (0.004),
+    so that no predicted pixel reads as empty."""
+    stored = np.rint(np.clip(probabilities, 0, 1) * 255).astype(np.uint8)
+    np.maximum(stored, 1, out=stored)
+    if valid is not None:
+        stored[~valid] = PROBABILITY_NODATA
+    return stored
 
 
 def map_tags(palette: Palette, blending: Blending) -> dict[str, str]:
@@ -129,7 +220,8 @@ def write_tile_predictions(
     Each map gets the photo's world file (``.pgw``, ``.tfw``) and the TIF its CRS and transform, so
     the map lies on the photo in a GIS; a photo without a world file is warned about.
     """
-    with photo_rows(photo, predictor.channels) as rows:  # names a missing or unreadable photo
+    bands = BAND_ORDER[parse_tile_name(photo).kind]  # the stage's photos are of the model's kind, by name
+    with photo_rows(photo, None, bands, None, bands) as taken:  # names a missing or unreadable photo
         georef, empty = read_georef(photo), ~read_valid(photo)
         if not georef.world_file:
             tqdm.write(
@@ -137,7 +229,7 @@ def write_tile_predictions(
                 "written without one, so a GIS cannot place them (GeoTIFF tags, if any, are kept in the .tif)"
             )
         for blending in blendings:
-            index = predict_map(predictor, rows, blending, progress=True)
+            index = predict_map(predictor, taken.rows, blending, progress=True)
             index[empty] = IGNORE_INDEX
             write_image(out.map(blending.mode, tile, ".png"), palette.index_to_rgb(index), georef)
             write_image(out.map(blending.mode, tile, ".tif"), index, georef)

@@ -36,6 +36,8 @@ from aerialseg.pipeline.atomic import write_text
 
 CENTRE = Affine.translation(0.5, 0.5)  # from the corner to the centre of a pixel, in pixel coordinates
 SQUARE_TOLERANCE = 0.01  # pixel sides on the ground differing by more than this share: not square
+POLAR_LATITUDE = 85.0  # photos in degrees reaching beyond it have no one ground pixel size
+RESIZE_INSTEAD = "set resize.scale or resize.size instead of resize.pixel_size"  # the resize stage's other way
 
 
 class WorldFileError(InputError, ValueError):
@@ -93,13 +95,17 @@ class Grid:
         return found
 
 
-def ground_pixel_size(georef: Georeference, shape_hw: tuple[int, int], name: str) -> float | None:
+def ground_pixel_size(
+    georef: Georeference, shape_hw: tuple[int, int], name: str, instead: str = RESIZE_INSTEAD
+) -> float | None:
     """Metres per pixel on the ground, or None where the CRS cannot tell (none, or no unit).
 
     A projected CRS gives it in its linear unit (metres, or feet converted by the CRS's own
     factor); a geographic one in degrees, which PROJ measures at the photo's centre
     (:func:`_geographic_sides`). Resampling to a resolution needs one size per pixel, so a rotated
-    transform or a pixel whose sides differ on the ground by more than SQUARE_TOLERANCE is refused.
+    transform, a pixel whose sides differ on the ground by more than SQUARE_TOLERANCE, or a photo
+    in degrees reaching within 90 - POLAR_LATITUDE degrees of a pole (where a degree of longitude
+    shrinks to nothing across the photo) is refused; ``instead`` is the caller's other way, for the message.
     """
     crs = georef.crs
     if crs is None or not (crs.is_projected or crs.is_geographic):
@@ -108,20 +114,34 @@ def ground_pixel_size(georef: Georeference, shape_hw: tuple[int, int], name: str
     if transform.b or transform.d:
         raise PixelSizeError(
             f"{name}: its transform {_numbers(transform)} is rotated, so its pixels have no one ground size: "
-            "warp it north-up (gdalwarp), or set resize.scale or resize.size instead of resize.pixel_size"
+            f"warp it north-up (gdalwarp), or {instead}"
         )
     if crs.is_projected:
         metres = crs.linear_units_factor[1]
         width, height = abs(transform.a) * metres, abs(transform.e) * metres
     else:
+        _refuse_polar(crs, transform, shape_hw, name, instead)
         width, height = _geographic_sides(crs, transform, shape_hw)
     if abs(width - height) > SQUARE_TOLERANCE * max(width, height):
         raise PixelSizeError(
             f"{name}: its pixels are {width:.4g} m wide and {height:.4g} m high on the ground ({crs}), not square: "
-            "reproject it to square pixels in metres (gdalwarp -t_srs <a projected CRS> -tr <size> <size>), or set "
-            "resize.scale or resize.size instead of resize.pixel_size"
+            "reproject it to square pixels in metres (gdalwarp -t_srs <a projected CRS> -tr <size> <size>), "
+            f"or {instead}"
         )
     return width
+
+
+def _refuse_polar(crs: CRS, transform: Affine, shape_hw: tuple[int, int], name: str, instead: str) -> None:
+    """Refuse a photo in degrees with a corner beyond POLAR_LATITUDE: near a pole the ground size of
+    its pixels changes from row to row by far more than SQUARE_TOLERANCE, so no one size is true."""
+    latitudes = [(transform @ corner)[1] for corner in ((0, 0), (0, shape_hw[0]))]
+    latitude = max(latitudes, key=abs)
+    if abs(latitude) > POLAR_LATITUDE:
+        raise PixelSizeError(
+            f"{name}: reaches latitude {latitude:.2f} in {crs}, too near a pole for its pixels in degrees to have one "
+            "ground size: reproject it to a polar CRS in metres (gdalwarp -t_srs EPSG:3413 in the Arctic, EPSG:3031 "
+            f"in the Antarctic), or {instead}"
+        )
 
 
 def _geographic_sides(crs: CRS, transform: Affine, shape_hw: tuple[int, int]) -> tuple[float, float]:

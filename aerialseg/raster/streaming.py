@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -37,6 +38,7 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".v
 BLOCK_SIZE = 512  # COG tile side (GDAL's default), also the staging tile side
 GDAL_CACHE_MB = 256  # GDAL's block cache; its default, 5 % of the machine's memory, would grow with the raster
 COG_OPTIONS = dict(driver="COG", compress="DEFLATE", bigtiff="IF_SAFER", num_threads="ALL_CPUS")
+FILL_SAMPLE = 1024  # side of the decimated view that measures a raster's fill values
 STAGING_OPTIONS = dict(driver="GTiff", tiled=True, compress="ZSTD", zstd_level=1, bigtiff="IF_SAFER")
 
 
@@ -51,21 +53,20 @@ def gdal_environment() -> rasterio.Env:
 
 @dataclass
 class RasterRows:
-    """An open raster's first ``bands`` bands as an H x W x bands uint8 image that is read only by
-    rows (aerialseg.predict.blending.Rows): each request reads the rows' window from the file."""
+    """An open raster's bands ``indexes`` (1-based, in the order wanted) as an H x W x bands uint8
+    image that is read only by rows (aerialseg.predict.blending.Rows): each request reads the rows'
+    window from the file. Pixels the raster marks empty (nodata, alpha, mask) are replaced by
+    ``fill`` (one value per band), so a prediction sees plain ground there rather than a black
+    hole whose edges it would map as objects; None where the raster has no empty pixels."""
 
     path: Path
     dataset: rasterio.DatasetReader
-    bands: int
+    indexes: tuple[int, ...]
+    fill: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.dataset.height, self.dataset.width, self.bands
-
-    @property
-    def dropped_bands(self) -> int:
-        """Bands of the file beyond those read."""
-        return self.dataset.count - self.bands
+        return self.dataset.height, self.dataset.width, len(self.indexes)
 
     @property
     def georeference(self) -> Georeference:
@@ -75,14 +76,53 @@ class RasterRows:
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         first, last = int(rows[0]), int(rows[-1])
         window = Window(0, first, self.dataset.width, last - first + 1)
+        with self._reading(first, last):
+            pixels = self.dataset.read(list(self.indexes), window=window)
+            if self.fill is not None:
+                empty = self.dataset.dataset_mask(window=window) == 0
+                pixels[:, empty] = self.fill[:, None]
+        return np.moveaxis(pixels, 0, -1)[rows - first]
+
+    def valid(self, first: int, count: int) -> np.ndarray:
+        """(count, W) bool: which pixels of rows ``first`` to ``first + count`` hold something."""
+        if self.fill is None:
+            return np.ones((count, self.dataset.width), dtype=bool)
+        with self._reading(first, first + count - 1):
+            return self.dataset.dataset_mask(window=Window(0, first, self.dataset.width, count)) > 0
+
+    @contextlib.contextmanager
+    def _reading(self, first: int, last: int):
         try:
-            pixels = self.dataset.read(list(range(1, self.bands + 1)), window=window)
+            yield
         except RasterioError as error:
             raise RasterError(
                 f"{self.path}: cannot read rows {first} to {last} of {self.dataset.height}: {gdal_reason(error)} "
                 "(the file is truncated or corrupt: check it with `gdalinfo -checksum`, or copy it again)"
             ) from error
-        return np.moveaxis(pixels, 0, -1)[rows - first]
+
+
+def fill_values(dataset: rasterio.DatasetReader, indexes: Sequence[int], path: Path) -> np.ndarray | None:
+    """The mean of each of bands ``indexes`` over the raster's valid pixels (0 if none), to fill
+    its empty ones with; None if it has none (every band's mask flags say all valid).
+
+    Measured on a sample of at most FILL_SAMPLE x FILL_SAMPLE pixels (GDAL reads a decimated
+    view, a block at a time), so it costs one pass over the file and no memory to speak of, and is
+    the same whichever rows are read later: every window fills alike.
+    """
+    if all(flags == [MaskFlags.all_valid] for flags in dataset.mask_flag_enums):
+        return None
+    shape = (min(dataset.height, FILL_SAMPLE), min(dataset.width, FILL_SAMPLE))
+    try:
+        pixels = dataset.read(list(indexes), out_shape=(len(indexes), *shape))
+        valid = dataset.dataset_mask(out_shape=shape) > 0
+    except RasterioError as error:
+        raise RasterError(
+            f"{path}: cannot read it: {gdal_reason(error)} (the file is truncated or corrupt: check it with "
+            "`gdalinfo -checksum`, or copy it again)"
+        ) from error
+    if not valid.any():
+        return np.zeros(len(indexes), dtype=np.uint8)
+    return np.rint(pixels[:, valid].mean(axis=1)).astype(np.uint8)
 
 
 @contextlib.contextmanager
@@ -122,19 +162,21 @@ def cog_writer(
     scales: Sequence[float] = (),
     resampling: str = "nearest",
     block_size: int = BLOCK_SIZE,
+    nodata: int | None = None,
 ) -> Iterator[Callable[[np.ndarray], None]]:
     """Yield ``write(rows)``, which takes the raster's next rows, top to bottom, as (n, W, bands)
     uint8; when the block ends with every row written, ``path`` becomes a Cloud-Optimized GeoTIFF.
 
     ``colours`` is band 1's colour table (class index -> RGB), ``descriptions`` name the bands,
     ``tags`` are dataset metadata, ``scales`` turn stored bytes into values (GDAL applies them
-    on request), and ``resampling`` makes the overviews ("nearest" for classes, "average" for
-    probabilities). If anything fails, nothing is left under ``path`` (an older file stays).
+    on request), ``resampling`` makes the overviews ("nearest" for classes, "average" for
+    probabilities), and ``nodata`` is the value declared empty (a GIS shows it transparent, and
+    overviews leave it out). If anything fails, nothing is left under ``path`` (an older file stays).
     """
     path = Path(path)
     with atomic_file(path) as final, gdal_environment():
         staging = final.with_name(f"{final.stem}.staging{final.suffix}")  # removed as a stale temporary if killed
-        profile = dict(STAGING_OPTIONS, height=height, width=width, count=bands, dtype="uint8")
+        profile = dict(STAGING_OPTIONS, height=height, width=width, count=bands, dtype="uint8", nodata=nodata)
         profile.update(blockxsize=block_size, blockysize=block_size, **georeference.profile())
         try:
             with _writing(path), allow_plain():
