@@ -1,41 +1,7 @@
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
-from pipeline_helpers import REPO, environment
+from output_helpers import Writer
 
 from aerialseg.pipeline.atomic import HOST, PARTIAL, atomic_dir, atomic_file, owner, remove_stale
-
-WRITER = """
-import sys
-from aerialseg.pipeline.atomic import atomic_file
-with atomic_file(sys.argv[1]) as tmp:
-    tmp.write_text("half")
-    print(tmp.name, flush=True)
-    sys.stdin.readline()  # the test says when to finish
-    tmp.write_text(sys.argv[2])
-"""
-
-
-class Writer:
-    """A real process writing ``target`` through atomic_file, paused halfway until finish()."""
-
-    def __init__(self, target, content="whole"):
-        command = [sys.executable, "-c", WRITER, str(target), content]
-        env = environment() | {"PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.temporary = self.process.stdout.readline().strip()  # written, half, when this returns
-        assert PARTIAL in self.temporary, self.process.communicate()
-
-    def finish(self) -> int:
-        self.process.communicate("go\n", timeout=60)
-        return self.process.returncode
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()  # reaped: its process id is free (a zombie would still count as running)
 
 
 def test_atomic_file_keeps_old_content_on_failure(tmp_path):
