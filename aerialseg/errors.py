@@ -13,3 +13,7 @@ class InputError(Exception):
 
 class MissingFileError(InputError, FileNotFoundError):
     """An input file, or an output an earlier stage should have written, is not there."""
+
+
+class DiskFullError(InputError, OSError):
+    """An output could not be written for want of space (ENOSPC) or quota (EDQUOT)."""

@@ -1,6 +1,7 @@
 import pytest
+from output_helpers import Writer
 
-from aerialseg.pipeline.atomic import PARTIAL, atomic_dir, atomic_file
+from aerialseg.pipeline.atomic import HOST, PARTIAL, atomic_dir, atomic_file, owner, remove_stale
 
 
 def test_atomic_file_keeps_old_content_on_failure(tmp_path):
@@ -17,23 +18,51 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
     out = tmp_path / "raw"
     with atomic_dir(out) as tmp:
         (tmp / "a").write_text("1")
-    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         (tmp / "b").write_text("2")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "c").write_text("3")
         raise RuntimeError
-    assert sorted(p.name for p in out.iterdir()) == ["a"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+    assert sorted(p.name for p in out.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # no old folder aside, no temporary
 
 
-def test_leftovers_of_a_killed_writer_go_when_the_output_is_written_again(tmp_path):
-    killed_file = tmp_path / f".epoch_002.weights{PARTIAL}abc.weights.h5"  # SIGKILL: no cleanup ran
-    killed_folder = tmp_path / f".raw{PARTIAL}xyz"
-    killed_file.write_text("half")
-    killed_folder.mkdir()
-    other = tmp_path / f".epoch_003.weights{PARTIAL}def.weights.h5"
-    other.write_text("half, of another output")
-    with atomic_file(tmp_path / "epoch_002.weights.h5") as tmp:
-        assert tmp.name.endswith(".weights.h5")  # Keras insists on the suffix
-        tmp.write_text("whole")
-    with atomic_dir(tmp_path / "raw"):
-        pass
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "epoch_002.weights.h5", "raw"])
+def test_writers_into_one_folder_at_once_keep_each_others_temporaries(tmp_path):
+    """A second process writing the same folder, even the same file, leaves the first one's
+    temporary alone: the first finishes, and its file is whole."""
+    first = Writer(tmp_path / "map.tif", "first")
+    with atomic_file(tmp_path / "other.tif") as tmp:  # sweeps the folder for stale temporaries
+        tmp.write_text("other")
+    with atomic_file(tmp_path / "map.tif") as tmp:
+        tmp.write_text("second")
+    assert (tmp_path / first.temporary).read_text() == "half"
+    assert first.finish() == 0
+    assert (tmp_path / "map.tif").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "other.tif"]
+
+
+def test_a_killed_writers_temporary_goes_at_the_next_write_of_any_name(tmp_path):
+    killed, running = Writer(tmp_path / "a.tif"), Writer(tmp_path / "b.tif")
+    killed.kill()
+    assert (tmp_path / killed.temporary).read_text() == "half"  # SIGKILL: no cleanup ran
+    with atomic_file(tmp_path / "c.tif") as tmp:
+        tmp.write_text("c")
+    assert not (tmp_path / killed.temporary).exists()
+    assert (tmp_path / running.temporary).exists()
+    assert running.finish() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tif", "c.tif"]
+
+
+def test_only_temporaries_whose_owner_is_gone_are_stale(tmp_path):
+    host, pid, start = owner().split("-")
+    names = {
+        "mine": f".a{PARTIAL}{owner()}-x1.tif",  # this process: running
+        "reused id": f".b{PARTIAL}{host}-{pid}-{int(start) + 1}-x2.tif",  # this id, another start: gone
+        "other host": f".c{PARTIAL}{'0' if HOST != '00000000' else '1'}0000000-{pid}-1-x3.tif",
+        "no owner": f".d{PARTIAL}abc123.tif",  # not named by this module: not ours to delete
+        "a folder": f".e{PARTIAL}{host}-{pid}-{int(start) + 1}-x4",
+    }
+    for key, name in names.items():
+        (tmp_path / name).mkdir() if key == "a folder" else (tmp_path / name).write_text(key)
+    remove_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["mine"], names["other host"], names["no owner"]])

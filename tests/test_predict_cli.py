@@ -4,24 +4,29 @@ model, the repository's params.yaml; the maps are read back with rasterio (GDAL)
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
+import output_helpers
 import pytest
 import rasterio
 import tifffile
 import tomllib
 from affine import Affine
 from conftest import POTSDAM_PALETTE
+from output_helpers import Writer, kill
 from pipeline_helpers import REPO, environment
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
 from aerialseg.data.potsdam import photo_name
+from aerialseg.pipeline.atomic import PARTIAL
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout
 from aerialseg.predict.blending import Blending, predict_probabilities
@@ -36,6 +41,7 @@ ORIGIN = from_origin(367_000.0, 5_810_000.0, 0.05, 0.05)  # a 5 cm photo in ETRS
 CRS = "EPSG:25833"
 OPTIONS = ["--window", str(WINDOW), "--tta", "flips"]
 RGB = ("R", "G", "B")  # params.yaml's data.bands
+tiny_disk = output_helpers.tiny_disk  # a fixture
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +356,72 @@ def test_console_scripts_name_the_commands_main_functions():
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function))
+
+
+# --- runs sharing a folder, killed runs, full disks ------------------------------------------
+
+
+def predict_process(*arguments) -> subprocess.Popen:
+    command = [sys.executable, "-m", "aerialseg.predict.command", "--params", str(PARAMS), *OPTIONS]
+    return subprocess.Popen([*command, *map(str, arguments)], cwd=REPO, env=environment(), stderr=subprocess.PIPE)
+
+
+def wait_for_temporary(folder: Path, process: subprocess.Popen) -> None:
+    """Until ``process`` is writing a map into ``folder``."""
+    deadline = time.monotonic() + 120
+    while not list(folder.glob(f".*{PARTIAL}*")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+
+
+def test_two_runs_into_one_folder_at_once_both_finish_with_whole_maps(tmp_path, model_file):
+    """The second run starts while the first writes scene.tif, and maps a scene.tif too: neither
+    removes the other's temporaries, both finish, and every map is a whole COG."""
+    first = write_geotiff(tmp_path / "one/scene.tif", photo(20, shape=(1200, 1200)))
+    second = [write_geotiff(tmp_path / f"two/{name}.tif", photo(21, shape=(600, 600))) for name in ("other", "scene")]
+    out = tmp_path / "maps"
+    runs = [predict_process("--model", model_file, "--out", out, "--overwrite", first)]
+    wait_for_temporary(out, runs[0])
+    runs.append(predict_process("--model", model_file, "--out", out, "--overwrite", *second))
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0 and b"Traceback" not in stderr, stderr.decode()
+    assert files_in(out) == ["other.tif", "scene.tif"]  # no temporary left
+    for name in files_in(out):
+        with rasterio.open(out / name) as index_map:
+            assert index_map.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert index_map.read(1).shape in ((1200, 1200), (600, 600))
+
+
+def test_a_killed_runs_temporaries_go_at_the_next_run_and_a_running_ones_stay(tmp_path, model_file, capsys):
+    out = tmp_path / "maps"
+    killed = predict_process("--model", model_file, "--out", out, write_geotiff(tmp_path / "big.tif", photo(22)))
+    wait_for_temporary(out, killed)
+    kill(killed)
+    left = [path.name for path in out.glob(f".*{PARTIAL}*")]
+    assert left and all(name.startswith(".big.partial-") for name in left)
+    running = Writer(out / "notes.txt")
+    assert predict("--model", model_file, "--params", PARAMS, "--out", out, *OPTIONS, tmp_path / "big.tif") == 0
+    assert files_in(out) == sorted([running.temporary, "big.tif"])  # the killed run's temporaries are gone
+    assert running.finish() == 0
+    assert files_in(out) == ["big.tif", "notes.txt"]
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path, model_file, capsys):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(23, shape=(20, 20)))
+    (tmp_path / "maps").write_text("not a folder")
+    assert predict("--model", model_file, "--out", tmp_path / "maps", scene) == 1
+    assert error_line(capsys) == f"error: {tmp_path}/maps: is a file, not a folder (choose a folder with --out)"
+
+
+def test_a_full_disk_is_one_line_naming_the_map_and_the_free_space(tmp_path, model_file, tiny_disk, capsys):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(24, shape=(600, 600)))
+    arguments = ["--model", model_file, "--params", PARAMS, "--out", tiny_disk, *OPTIONS, "--probabilities", scene]
+    assert predict(*arguments) == 1
+    free = shutil.disk_usage(tiny_disk).free // 1024
+    assert re.fullmatch(
+        rf"error: {tiny_disk}/scene(_probabilities)?\.tif: cannot write it: No space left on device; "
+        rf"{free}\.0 KiB free in {tiny_disk} \(free some space there, or write to another disk\)",
+        error_line(capsys),
+    )
+    assert os.listdir(tiny_disk) == []  # nothing half-written, no temporary

@@ -18,7 +18,6 @@ import argparse
 import glob
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ from aerialseg.data.potsdam import BAND_ORDER, BANDS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
 from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
+from aerialseg.predict.outputs import writable_folder
 from aerialseg.predict.resampling import parse_pixel_size
 from aerialseg.raster.bands import parse_bands
 from aerialseg.raster.streaming import RASTER_SUFFIXES
@@ -176,7 +176,7 @@ def read_params(path: Path) -> Params:
 def plan_outputs(inputs: list[Path], out: Path, probabilities: bool, overwrite: bool) -> list[MapFiles]:
     """Output files of each input, after checking that the folder can be written and that no map
     would replace another map, an existing file (without ``overwrite``) or an input."""
-    writable_folder(out)
+    writable_folder(out, "maps")
     planned = [
         MapFiles(out / f"{photo.stem}.tif", out / f"{photo.stem}_probabilities.tif" if probabilities else None)
         for photo in inputs
@@ -196,20 +196,6 @@ def plan_outputs(inputs: list[Path], out: Path, probabilities: bool, overwrite: 
             if path.exists() and not overwrite:
                 raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
     return planned
-
-
-def writable_folder(out: Path) -> None:
-    """Create ``out`` if needed and try writing a file in it: failing at the end of hours of
-    prediction would be worse than failing now."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as error:
-        raise InputError(
-            f"{out}: cannot write maps into this folder ({error.strerror or error}) (choose a folder you can write "
-            "to with --out)"
-        ) from error
 
 
 if __name__ == "__main__":

@@ -7,13 +7,18 @@ writes DIR/saved_model/ (a TensorFlow SavedModel: TF Serving's format, signature
 through Keras' own exporters (``model.export``; ONNX goes through tf2onnx under TensorFlow).
 Both take float32 pixels 0..255 as (N, H, W, C), with any H and W the model's stride divides
 (the encoder's input preprocessing is inside the model), and return (N, H, W, K) class
-probabilities: the windows aerialseg.predict.blending feeds the Keras model. Each is written under a
-temporary name and renamed into place when complete.
+probabilities: the windows aerialseg.predict.blending feeds the Keras model.
+
+The two are one export: both are built in a temporary folder beside DIR, which then replaces DIR
+as a whole (aerialseg.pipeline.atomic.atomic_dir), so a failed or killed export, even between the
+two writes, leaves the earlier pair as it was, never a new SavedModel beside an old ONNX file. DIR
+therefore holds the export and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,18 +26,18 @@ from pathlib import Path
 import keras
 
 from aerialseg.errors import InputError
-from aerialseg.pipeline.atomic import atomic_dir, atomic_file
+from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.predict.command import one_line
 from aerialseg.predict.inference import ModelError, ModelMismatchError, load_model, segmentation_shape
+from aerialseg.predict.outputs import writable_folder
+
+FILES = ("saved_model", "model.onnx")
 
 
 def export_model(model_path: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
     """Export the model at ``model_path`` to ``out``/saved_model and ``out``/model.onnx; return both."""
     out = Path(out)
-    saved_model, onnx = out / "saved_model", out / "model.onnx"
-    for path in (saved_model, onnx):
-        if path.exists() and not overwrite:
-            raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
+    check_out(out, overwrite)
     model = load_model(model_path)
     try:
         channels, _ = segmentation_shape(model)
@@ -40,12 +45,28 @@ def export_model(model_path: str | Path, out: str | Path, overwrite: bool = Fals
         raise ModelError(f"{model_path}: {error}") from error
     # any batch and window size; the input keeps its name, which the ONNX file's input then has
     signature = [keras.InputSpec(shape=(None, None, None, channels), dtype="float32", name=model.inputs[0].name)]
-    with atomic_dir(saved_model) as tmp:
-        model.export(tmp, format="tf_saved_model", input_signature=signature, verbose=False)
-    with atomic_file(onnx) as tmp, warnings.catch_warnings():
+    with atomic_dir(out) as tmp, warnings.catch_warnings():
+        model.export(tmp / FILES[0], format="tf_saved_model", input_signature=signature, verbose=False)
         warnings.simplefilter("ignore", FutureWarning)  # Keras' own tf2onnx patch trips NumPy's np.object warning
-        model.export(tmp, format="onnx", input_signature=signature, verbose=False)
-    return saved_model, onnx
+        model.export(tmp / FILES[1], format="onnx", input_signature=signature, verbose=False)
+    return out / FILES[0], out / FILES[1]
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before the model is loaded, an ``out`` that is a file, holds an export (unless
+    ``overwrite``) or anything besides one (replacing the folder would delete it), or whose parent
+    folder, where the export is built, cannot be written."""
+    if out.is_dir():
+        if not overwrite and (present := [name for name in FILES if (out / name).exists()]):
+            raise InputError(f"{out / present[0]}: already exists (pass --overwrite to replace it)")
+        if others := sorted(set(os.listdir(out)) - set(FILES)):
+            raise InputError(
+                f"{out}: holds {', '.join(others)} besides an export, and an export replaces its folder as a whole "
+                "(export into a new or empty folder with --out)"
+            )
+    elif out.exists():
+        raise InputError(f"{out}: is a file, not a folder (choose a folder with --out)")
+    writable_folder(out.parent, "an export")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,9 @@ Nothing here knows Keras; aerialseg.predict.mapping joins these files to a model
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,11 +184,13 @@ def cog_writer(
         try:
             with _writing(path), allow_plain():
                 dataset = rasterio.open(staging, "w", **profile)
-            with dataset:
+            try:
                 _describe(dataset, colours, descriptions, tags or {}, scales)
                 blocks = _RowBlocks(dataset, path, block_size)
                 yield blocks.write
                 blocks.close()
+            finally:
+                _close_quietly(dataset)
             with _writing(path):
                 rasterio.shutil.copy(
                     staging, final, blocksize=block_size, overview_resampling=resampling, **COG_OPTIONS
@@ -206,13 +211,49 @@ def _describe(dataset, colours, descriptions, tags: dict[str, str], scales) -> N
 
 @contextlib.contextmanager
 def _writing(path: Path):
-    """GDAL's write errors (disk full, folder gone) as one line naming the output."""
-    try:
-        yield
-    except RasterioError as error:
-        raise RasterError(
-            f"{path}: cannot write it: {gdal_reason(error)} (check the free space and permissions of {path.parent})"
-        ) from error
+    """GDAL's write errors (disk full, folder gone) as one line naming the output.
+
+    libtiff reports a failed write(2) in the OS's words ("No space left on device") on the
+    process's stderr, not in GDAL's error: it is taken while GDAL writes and put into the message,
+    where aerialseg.pipeline.atomic recognises a full disk, instead of lines printed beside it.
+    """
+    with _c_stderr() as printed:
+        try:
+            yield
+        except RasterioError as error:
+            said = " ".join(printed().split())
+            raise RasterError(
+                f"{path}: cannot write it: {gdal_reason(error)}{f' ({said})' if said else ''} (check the free space "
+                f"and permissions of {path.parent})"
+            ) from error
+
+
+@contextlib.contextmanager
+def _c_stderr(pass_on: bool = True):
+    """Yield a function that returns what was written to file descriptor 2 (C libraries' stderr)
+    so far; on success, if ``pass_on``, it is written there after all, as it would have been."""
+    sys.stderr.flush()
+    kept = os.dup(2)
+    with tempfile.TemporaryFile() as taken:
+        os.dup2(taken.fileno(), 2)
+        failed = True
+        try:
+            yield lambda: (sys.stderr.flush(), taken.seek(0), taken.read().decode(errors="replace"))[-1]
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(kept, 2)
+            os.close(kept)
+            if pass_on and not failed:
+                taken.seek(0)
+                os.write(2, taken.read())
+
+
+def _close_quietly(dataset) -> None:
+    """Close the staging file (a no-op once _RowBlocks closed it); after a failed write libtiff
+    would print that write's error on stderr once more."""
+    with _c_stderr(pass_on=False):
+        dataset.close()
 
 
 class _RowBlocks:
