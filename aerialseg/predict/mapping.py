@@ -172,7 +172,8 @@ def map_raster(
                     probabilities_path, bands=palette.num_classes, nodata=PROBABILITY_NODATA, **per_class, **common
                 )
             )
-        pieces = predict_rows(predictor, taken.rows, blending, progress=True, label=f"{photo.name}: ")
+        stream = predict_rows(predictor, taken.rows, blending, progress=True, label=f"{photo.name}: ")
+        pieces = outputs.enter_context(contextlib.closing(stream))  # a failed write ends its progress bar first
         for first, probabilities, index in taken.to_photo(pieces):
             valid = taken.photo.valid(first, len(index))
             write_index(np.where(valid, index, INDEX_NODATA)[..., None])
