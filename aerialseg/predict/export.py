@@ -23,7 +23,8 @@ import keras
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_dir, atomic_file
 from aerialseg.predict.command import one_line
-from aerialseg.predict.inference import ModelError, ModelMismatchError, load_model, segmentation_shape
+from aerialseg.predict.inference import ModelError, ModelMismatchError
+from aerialseg.predict.keras_predictor import load_model, segmentation_shape
 
 
 def export_model(model_path: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:

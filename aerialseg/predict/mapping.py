@@ -27,7 +27,8 @@ from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout, PredictionFolder
 from aerialseg.predict.blending import MODES, Blending, probabilities_to_index
-from aerialseg.predict.inference import KerasPredictor, load_predictor, predict_map, predict_rows, usable_channels
+from aerialseg.predict.inference import Predictor, predict_map, predict_rows, usable_channels
+from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.georef import read_georef, world_file_path
 from aerialseg.raster.pictures import read_valid, write_image
 from aerialseg.raster.streaming import BLOCK_SIZE, RasterRows, cog_writer, open_raster
@@ -62,7 +63,7 @@ def photo_notes(photo: str | Path, channels: int) -> list[str]:
 def map_raster(
     photo: str | Path,
     index_path: str | Path,
-    predictor: KerasPredictor,
+    predictor: Predictor,
     palette: Palette,
     blending: Blending,
     probabilities_path: str | Path | None = None,
@@ -118,7 +119,7 @@ def map_tags(palette: Palette, blending: Blending) -> dict[str, str]:
 def write_tile_predictions(
     photo: str | Path,
     tile: str,
-    predictor: KerasPredictor,
+    predictor: Predictor,
     palette: Palette,
     out: PredictionFolder,
     blendings: Sequence[Blending],
