@@ -2,6 +2,7 @@
 maps as the Keras model it was exported from, without TensorFlow or Keras ever imported, and
 one-line errors for ONNX files that are not segmentation models."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import rasterio
+import tomllib
 from conftest import POTSDAM_PALETTE
 from pipeline_helpers import REPO, environment
 from test_predict_cli import PARAMS, WINDOW, error_line, files_in, photo, predict, write_geotiff
@@ -24,7 +26,8 @@ from aerialseg.train.model import build_unet, stock_model
 RUNTIMES = ("keras", "onnx")  # the folders of each model's maps, named by its suffix
 
 # Run in a fresh Python: the command on an ONNX model with TensorFlow and Keras made impossible to
-# import (as in an install without them), then which of them were imported after all.
+# import (as in an install without them), then which of them were imported after all, and the
+# distributions of every module imported.
 WITHOUT_TENSORFLOW = textwrap.dedent(
     """
     import sys
@@ -39,6 +42,10 @@ WITHOUT_TENSORFLOW = textwrap.dedent(
 
     code = main(sys.argv[1:])
     print("imported:", sorted({"tensorflow", "keras"} & set(sys.modules)))
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions()
+    print("distributions:", " ".join(sorted({owner for name in sys.modules for owner in owners.get(name, [])})))
     sys.exit(code)
     """
 )
@@ -86,8 +93,31 @@ def test_the_command_on_an_onnx_model_never_imports_tensorflow_or_keras(tmp_path
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "imported: []"
+    imported, distributions = done.stdout.splitlines()[-2:]
+    assert imported == "imported: []"
     assert files_in(tmp_path / "maps") == ["scene.tif"]
+    # the TF-free install of requirements-predict.txt: every project dependency imported, pinned as pyproject pins it
+    pinned, listed = project_requirements(), requirements(REPO / "requirements-predict.txt")
+    assert {normal(name) for name in distributions.split()[1:]} & set(pinned) <= set(listed)
+    assert {name: pinned[name] for name in listed} == listed
+
+
+def normal(name: str) -> str:
+    """A distribution name as pip compares them (PyYAML is pyyaml, typing_extensions typing-extensions)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements(path: Path) -> dict[str, str]:
+    """{name: requirement line} of a requirements file, comments left out."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {normal(re.match(r"[\w.-]+", line)[0]): line for line in lines if line}
+
+
+def project_requirements() -> dict[str, str]:
+    """{name: requirement} of pyproject.toml's dependencies and its onnx extra."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lines = [*project["dependencies"], *project["optional-dependencies"]["onnx"]]
+    return {normal(re.match(r"[\w.-]+", line)[0]): line for line in lines}
 
 
 def test_onnx_predictor_takes_the_bands_and_classes_of_the_export(models):

@@ -1,0 +1,15 @@
+"""The project's own errors: bad input a person can fix, reported as one line.
+
+Every error the pipeline raises about a file, a folder or a key of params.yaml derives from
+:class:`InputError`; its message names the thing and what is wrong (and, where it helps, what to
+do). The stages print such an error as ``error: <message>`` without a traceback; any other
+exception is a bug and keeps its traceback.
+"""
+
+
+class InputError(Exception):
+    """Bad input: a missing or wrong file, folder or parameter, named in the message."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """An input file, or an output an earlier stage should have written, is not there."""

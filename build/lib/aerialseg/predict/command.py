@@ -1,0 +1,184 @@
+"""aerialseg-predict: map aerial photos of any size with a trained model into georeferenced COGs.
+
+    aerialseg-predict [--model models/model.keras] --out DIR [--mode plain|smooth]
+                      [--probabilities] [--overwrite] INPUT...
+
+Each INPUT (a raster file, a folder of them, or a glob) becomes DIR/<input name>.tif, a
+Cloud-Optimized GeoTIFF of class indices on the input's grid and in its CRS, coloured by the
+class colours; ``--probabilities`` adds DIR/<input name>_probabilities.tif. The classes and the
+``predict`` settings come from params.yaml (the repository's, or ``--params``), and each setting
+can be overridden here. Everything that can be checked is checked before the first photo is
+started (inputs, outputs, params, model, every photo's bands); an error is one line,
+``error: <file>: <what is wrong> (<what to do>)``, and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from aerialseg.d4 import TTA_SETS
+from aerialseg.errors import InputError, MissingFileError
+from aerialseg.pipeline.params import Params, PredictParams, load_params
+from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
+from aerialseg.raster.streaming import RASTER_SUFFIXES
+
+
+class MapFiles(NamedTuple):
+    """Where one input's maps go: the class-index COG and, if asked for, the probability COG."""
+
+    index: Path
+    probabilities: Path | None
+
+    def paths(self) -> list[Path]:
+        return [path for path in self if path]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aerialseg-predict",
+        description="Map aerial photos of any size with a trained model into georeferenced Cloud-Optimized GeoTIFFs.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files, folders of them, or globs ('tiles/*.tif')")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for DIR/<input name>.tif")
+    p.add_argument("--model", type=Path, default=Path("models/model.keras"), help="default: %(default)s")
+    p.add_argument("--mode", choices=MODES, default="smooth", help="default: %(default)s")
+    p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
+    p.add_argument("--overwrite", action="store_true", help="replace maps that already exist")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="classes and settings: %(default)s")
+    p.add_argument("--window", type=_positive, help="window side in pixels (default: params patches.patch_size)")
+    p.add_argument("--subdivisions", type=_positive, help="smooth window overlap, 2 = 50%% (default: params)")
+    p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: params)")
+    p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: params)")
+    p.add_argument("--batch-size", type=_positive, help="windows per forward pass (default: params)")
+    return p
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        run(args)
+    except InputError as error:  # names the file, what is wrong and what to do; anything else is a bug
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted (maps finished so far are complete; no half map is left)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def one_line(error: Exception) -> str:
+    """A multi-line message (params.yaml lists every bad key) joined into one line."""
+    return "; ".join(line.strip() for line in str(error).strip().splitlines()) or type(error).__name__
+
+
+def run(args: argparse.Namespace) -> None:
+    """Check everything that can be checked cheaply, then load the model, then map each input."""
+    inputs = find_inputs(args.inputs)
+    files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite)
+    params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
+    options = PredictParams(**{**params.predict.model_dump(), **_given(args, PredictParams.model_fields)})
+    blending = Blending.from_params(options, args.window or params.patches.patch_size, args.mode)
+    from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
+
+    predictor = mapping.load_predictor(args.model, params.palette.num_classes, blending.window)
+    for photo in inputs:
+        for note in mapping.photo_notes(photo, predictor.channels):
+            print(f"note: {note}", file=sys.stderr)
+    for photo, output in zip(inputs, files):
+        mapping.map_raster(photo, output.index, predictor, params.palette, blending, output.probabilities)
+        print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
+
+
+def _given(args: argparse.Namespace, names) -> dict:
+    """The ``predict`` settings given on the command line (the others come from params.yaml)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def find_inputs(patterns: list[str]) -> list[Path]:
+    """Raster files named by ``patterns``: files, folders (their raster files, not recursing), or
+    globs (``**`` recurses); each once, in the order given. Nothing found for one is an error."""
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        found.update(dict.fromkeys(_expand(pattern)))
+    return list(found)
+
+
+def _expand(pattern: str) -> list[Path]:
+    path = Path(pattern)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+        if not files:
+            raise InputError(f"{path}: no raster files ({', '.join(RASTER_SUFFIXES)}) in this folder (give files)")
+        return files
+    if path.exists() or not any(character in pattern for character in "*?["):
+        if not path.is_file():
+            raise MissingFileError(f"{path}: no such file or folder (check the path)")
+        return [path]
+    files = sorted(Path(match) for match in glob.glob(pattern, recursive=True) if Path(match).is_file())
+    if not files:
+        raise MissingFileError(f"{pattern}: no file matches this pattern (check it)")
+    return files
+
+
+def read_params(path: Path) -> Params:
+    """params.yaml, for the classes (names, colours, order) the model was trained on."""
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path}: no such file (run aerialseg-predict in the aerialseg repository, whose params.yaml names the "
+            "classes the model was trained on, or pass --params PATH)"
+        )
+    return load_params(path)
+
+
+def plan_outputs(inputs: list[Path], out: Path, probabilities: bool, overwrite: bool) -> list[MapFiles]:
+    """Output files of each input, after checking that the folder can be written and that no map
+    would replace another map, an existing file (without ``overwrite``) or an input."""
+    writable_folder(out)
+    planned = [
+        MapFiles(out / f"{photo.stem}.tif", out / f"{photo.stem}_probabilities.tif" if probabilities else None)
+        for photo in inputs
+    ]
+    owners: dict[Path, Path] = {}
+    sources = {photo.resolve() for photo in inputs}
+    for photo, files in zip(inputs, planned):
+        for path in files.paths():
+            if path in owners:
+                raise InputError(
+                    f"{path}: would be the map of both {owners[path]} and {photo} (give inputs different names, "
+                    "or map them into different --out folders)"
+                )
+            owners[path] = photo
+            if path.resolve() in sources:
+                raise InputError(f"{path}: is an input and would be replaced by a map (choose another --out folder)")
+            if path.exists() and not overwrite:
+                raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
+    return planned
+
+
+def writable_folder(out: Path) -> None:
+    """Create ``out`` if needed and try writing a file in it: failing at the end of hours of
+    prediction would be worse than failing now."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise InputError(
+            f"{out}: cannot write maps into this folder ({error.strerror or error}) (choose a folder you can write "
+            "to with --out)"
+        ) from error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

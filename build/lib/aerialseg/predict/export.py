@@ -1,0 +1,70 @@
+"""aerialseg-export: the trained model in formats that serve it without this project or Keras.
+
+    aerialseg-export [--model models/model.keras] --out DIR [--overwrite]
+
+writes DIR/saved_model/ (a TensorFlow SavedModel: TF Serving's format, signature
+``serving_default``) and DIR/model.onnx (ONNX, for onnxruntime and other runtimes), both
+through Keras' own exporters (``model.export``; ONNX goes through tf2onnx under TensorFlow).
+Both take float32 pixels 0..255 as (N, H, W, C), with any H and W the model's stride divides
+(the encoder's input preprocessing is inside the model), and return (N, H, W, K) class
+probabilities: the windows aerialseg.predict.blending feeds the Keras model. Each is written under a
+temporary name and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import keras
+
+from aerialseg.errors import InputError
+from aerialseg.pipeline.atomic import atomic_dir, atomic_file
+from aerialseg.predict.command import one_line
+from aerialseg.predict.inference import ModelError, ModelMismatchError
+from aerialseg.predict.keras_predictor import load_model, segmentation_shape
+
+
+def export_model(model_path: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """Export the model at ``model_path`` to ``out``/saved_model and ``out``/model.onnx; return both."""
+    out = Path(out)
+    saved_model, onnx = out / "saved_model", out / "model.onnx"
+    for path in (saved_model, onnx):
+        if path.exists() and not overwrite:
+            raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
+    model = load_model(model_path)
+    try:
+        channels, _ = segmentation_shape(model)
+    except ModelMismatchError as error:
+        raise ModelError(f"{model_path}: {error}") from error
+    # any batch and window size; the input keeps its name, which the ONNX file's input then has
+    signature = [keras.InputSpec(shape=(None, None, None, channels), dtype="float32", name=model.inputs[0].name)]
+    with atomic_dir(saved_model) as tmp:
+        model.export(tmp, format="tf_saved_model", input_signature=signature, verbose=False)
+    with atomic_file(onnx) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # Keras' own tf2onnx patch trips NumPy's np.object warning
+        model.export(tmp, format="onnx", input_signature=signature, verbose=False)
+    return saved_model, onnx
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="aerialseg-export", description="Export the trained model as a TensorFlow SavedModel and as ONNX."
+    )
+    p.add_argument("--model", type=Path, default=Path("models/model.keras"), help="default: %(default)s")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/saved_model/ and DIR/model.onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    args = p.parse_args(argv)
+    try:
+        for path in export_model(args.model, args.out, args.overwrite):
+            print(path)
+    except InputError as error:  # names the file and what to do; anything else is a bug
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
