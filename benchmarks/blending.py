@@ -64,7 +64,7 @@ def keras_standin():
     """A small real model: 3 x 3 convolution to 6 softmax classes (edge effects at window borders)."""
     import keras
 
-    from aerialseg.predict.inference import KerasPredictor
+    from aerialseg.predict.keras_predictor import KerasPredictor
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

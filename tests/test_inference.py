@@ -15,7 +15,8 @@ from rasterio.crs import CRS
 from aerialseg.data.potsdam import photo_name
 from aerialseg.pipeline.paths import Layout
 from aerialseg.predict.blending import Blending, predict_probabilities
-from aerialseg.predict.inference import KerasPredictor, predict_map
+from aerialseg.predict.inference import predict_map
+from aerialseg.predict.keras_predictor import KerasPredictor
 from aerialseg.predict.mapping import predict_test_tiles
 from aerialseg.raster.georef import Georeference, read_georef, world_file_path, write_world_file
 from aerialseg.raster.pictures import read_image, write_image

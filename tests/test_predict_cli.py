@@ -31,8 +31,9 @@ from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout
 from aerialseg.predict.blending import Blending, predict_probabilities
 from aerialseg.predict.command import find_inputs, main
-from aerialseg.predict.inference import KerasPredictor, load_predictor
+from aerialseg.predict.keras_predictor import KerasPredictor
 from aerialseg.predict.mapping import map_raster, predict_test_tiles, probability_bytes
+from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.pictures import read_image, write_image
 
 PARAMS = REPO / "params.yaml"

@@ -39,7 +39,8 @@ from aerialseg.pipeline.atomic import atomic_file, write_json, write_text
 from aerialseg.pipeline.params import EvaluateParams, Params
 from aerialseg.pipeline.paths import Layout
 from aerialseg.predict.blending import MODES, Blending
-from aerialseg.predict.inference import KerasPredictor, predict_map
+from aerialseg.predict.inference import predict_map
+from aerialseg.predict.keras_predictor import KerasPredictor
 from aerialseg.raster.pictures import read_image, read_label
 from aerialseg.train.history import HISTORY_COLUMNS, read_history
 

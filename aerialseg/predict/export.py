@@ -28,7 +28,8 @@ import keras
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.predict.command import one_line
-from aerialseg.predict.inference import ModelError, ModelMismatchError, load_model, segmentation_shape
+from aerialseg.predict.inference import ModelError, ModelMismatchError
+from aerialseg.predict.keras_predictor import load_model, segmentation_shape
 from aerialseg.predict.outputs import writable_folder
 
 FILES = ("saved_model", "model.onnx")

@@ -30,8 +30,9 @@ from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout, PredictionFolder
 from aerialseg.predict.blending import MODES, Blending, FinishedRows, Rows, probabilities_to_index
-from aerialseg.predict.inference import KerasPredictor, load_predictor, predict_map, predict_rows
+from aerialseg.predict.inference import Predictor, predict_map, predict_rows
 from aerialseg.predict.resampling import SAME_RESOLUTION, PhotoRows, ResampledRows, model_shape, to_photo_grid
+from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.bands import choose_bands, file_band_names
 from aerialseg.raster.georef import PixelSizeError, ground_pixel_size, read_georef, world_file_path
 from aerialseg.raster.pictures import read_valid, write_image
@@ -130,7 +131,7 @@ def photo_notes(
 def map_raster(
     photo: str | Path,
     index_path: str | Path,
-    predictor: KerasPredictor,
+    predictor: Predictor,
     palette: Palette,
     blending: Blending,
     *,
@@ -210,7 +211,7 @@ def map_tags(palette: Palette, blending: Blending) -> dict[str, str]:
 def write_tile_predictions(
     photo: str | Path,
     tile: str,
-    predictor: KerasPredictor,
+    predictor: Predictor,
     palette: Palette,
     out: PredictionFolder,
     blendings: Sequence[Blending],

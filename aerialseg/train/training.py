@@ -30,7 +30,8 @@ from aerialseg.pipeline.atomic import atomic_file, read_json, write_json
 from aerialseg.pipeline.params import Params, TrainParams
 from aerialseg.pipeline.paths import Layout, SnapshotFolder
 from aerialseg.predict.blending import Blending
-from aerialseg.predict.inference import KerasPredictor, predict_map
+from aerialseg.predict.inference import predict_map
+from aerialseg.predict.keras_predictor import KerasPredictor
 from aerialseg.raster.pictures import read_image, write_image
 from aerialseg.train.augmentation import segmentation_model, training_model
 from aerialseg.train.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
