@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,7 @@ def map_raster(
     blending: Blending,
     probabilities_path: str | Path | None = None,
     block_size: int = BLOCK_SIZE,
+    row_writers: Sequence[Callable[[np.ndarray], None]] = (),
 ) -> None:
     """Map ``photo`` into Cloud-Optimized GeoTIFFs in its CRS and on its pixel grid.
 
@@ -75,6 +76,8 @@ def map_raster(
     ``probabilities_path``, if given: one band per class, the probability times 255 (uint8; the
     band scale 1/255 gives it back). Rows are written as blending finishes them: the photo is
     never whole in memory, and a progress bar counts the windows and shows the time left.
+    ``row_writers`` get the same finished class-index rows, (n, W) uint8, top to bottom (e.g.
+    aerialseg.predict.vectorise's polygons).
     """
     photo = Path(photo)
     tags = map_tags(palette, blending)
@@ -90,7 +93,10 @@ def map_raster(
                 cog_writer(probabilities_path, bands=palette.num_classes, **per_class, **common)
             )
         for _, probabilities in predict_rows(predictor, rows, blending, progress=True, label=f"{photo.name}: "):
-            write_index(probabilities_to_index(probabilities)[..., None])
+            index = probabilities_to_index(probabilities)
+            write_index(index[..., None])
+            for write_rows in row_writers:
+                write_rows(index)
             if write_probabilities:
                 write_probabilities(probability_bytes(probabilities))
         tqdm.write(
