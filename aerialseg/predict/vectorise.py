@@ -151,13 +151,25 @@ class _Ground:
 
     def feature(self, region: Region) -> tuple[shapely.Geometry, float]:
         """The region's outline on the ground (simplified if asked) and its area in square metres."""
-        outline = shapely.union_all(region.pieces)
         t = self.transform
-        placed = shapely.affinity.affine_transform(outline, [t.a, t.b, t.d, t.e, t.c, t.f])
-        # with simplify 0 this drops only the vertices in the middle of straight edges (where seams cut them)
-        placed = shapely.simplify(placed, self.simplify / self.metres_per_unit, preserve_topology=True)
+        placed = shapely.affinity.affine_transform(outline(region.pieces), [t.a, t.b, t.d, t.e, t.c, t.f])
+        if self.simplify:
+            placed = shapely.simplify(placed, self.simplify / self.metres_per_unit, preserve_topology=True)
         pixel_m2 = abs(t.determinant) * self.metres_per_unit**2
         return placed, float(shapely.area(region.pieces).sum()) * pixel_m2
+
+
+def outline(pieces: list[shapely.Polygon]) -> shapely.Polygon:
+    """The one polygon of a region's band pieces. Only their outer rings are unioned: a hole of a
+    piece lies inside its band and is a hole of the region as it is, so the union (the costly
+    part, for a region around everything else) is spared the thousands of holes such a region
+    has. The vertices seams leave in the middle of straight edges are dropped (simplify 0). A
+    region within one band is its one piece (most are: no overlay for them)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    shell = shapely.union_all(shapely.polygons(shapely.get_exterior_ring(pieces)))
+    shell = shapely.simplify(shell, 0, preserve_topology=False)
+    return shapely.Polygon(shell.exterior, [*shell.interiors, *(hole for piece in pieces for hole in piece.interiors)])
 
 
 class _Layer:
@@ -209,7 +221,7 @@ class _Regions:
         self.pending = []
         top, bottom, width = self.top, self.top + len(rows), rows.shape[1]
         pieces, values = band_polygons(rows, top)
-        edges = shapely.boundary(pieces)
+        edges = shapely.get_exterior_ring(pieces)  # holes lie inside the band: they never reach its edges
         upper = shapely.intersection(edges, shapely.LineString([(0, top), (width, top)]))
         lower = shapely.intersection(edges, shapely.LineString([(0, bottom), (width, bottom)]))
         regions = join(self.open, pieces, values, upper, lower)
@@ -257,8 +269,12 @@ def _merge(nodes: list[int], open_regions, pieces, values, lower) -> Region:
     for other in old[1:]:
         region.pieces.extend(other.pieces)
     region.pieces.extend(pieces[new])
-    region.seam = shapely.union_all(lower[new]) if new else shapely.GeometryCollection()
+    region.seam = shapely.union_all(lower[new]) if len(new) > 1 else _first(lower[new])
     return region
+
+
+def _first(edges: np.ndarray) -> shapely.Geometry:
+    return edges[0] if len(edges) else shapely.GeometryCollection()
 
 
 def seam_links(open_regions: list[Region], values: np.ndarray, upper: np.ndarray) -> np.ndarray:
