@@ -1,7 +1,7 @@
 """Benchmark: polygons out of a 20000 x 20000 class map, a band of rows at a time, in bounded memory.
 
-A synthetic class-index map (class 0 around discs of classes 1 to 5 and of no data, 10 to 120 px
-across the cell they are centred in, a few per 256 x 256 cell; EPSG:25833 at 5 cm) is generated
+A synthetic class-index map (class 0 around discs of classes 1 to 5 and of no data, of radius 5
+to 120 px, three centred in each 256 x 256 cell; EPSG:25833 at 5 cm) is generated
 a band of rows at a time, deterministically: a band draws every disc that reaches it, in the
 same order, so bands fit together whatever their height and the map is never whole in memory.
 Class 0 is one region around everything, spanning the whole map: the worst case of the
