@@ -26,7 +26,6 @@ from typing import NamedTuple
 from aerialseg.d4 import TTA_SETS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
-from aerialseg.predict import vectorise
 from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
 from aerialseg.raster.streaming import RASTER_SUFFIXES
 
@@ -104,6 +103,8 @@ def run(args: argparse.Namespace) -> None:
     inputs = find_inputs(args.inputs)
     files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite, args.vector)
     if args.vector:
+        from aerialseg.predict import vectorise  # pyogrio imports pandas: here, so that --help answers at once
+
         for photo in inputs:  # a photo without a projected CRS has no areas in square metres
             vectorise.photo_grid(photo)
     params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
@@ -129,6 +130,8 @@ def row_writers(photo: Path, output: MapFiles, classes, simplify: float):
     if not output.vector:
         yield []
         return
+    from aerialseg.predict import vectorise
+
     with vectorise.photo_vector_writer(photo, output.vector, classes, simplify) as write:
         yield [write]
 
