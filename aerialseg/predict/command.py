@@ -1,13 +1,15 @@
 """aerialseg-predict: map aerial photos of any size with a trained model into georeferenced COGs.
 
     aerialseg-predict [--model models/model.keras] --out DIR [--mode plain|smooth]
-                      [--probabilities] [--overwrite] [--pixel-size M] [--bands IR,R,G] INPUT...
+                      [--probabilities] [--vector [--simplify METRES]] [--overwrite] [--pixel-size M]
+                      [--bands IR,R,G] INPUT...
 
 Each INPUT (a raster file, a folder of them, or a glob) becomes DIR/<input name>.tif, a
 Cloud-Optimized GeoTIFF of class indices on the input's grid and in its CRS, coloured by the
-class colours; ``--probabilities`` adds DIR/<input name>_probabilities.tif. The classes and the
-``predict`` settings come from params.yaml (the repository's, or ``--params``), and each setting
-can be overridden here. Everything that can be checked is checked before the first photo is
+class colours; ``--probabilities`` adds DIR/<input name>_probabilities.tif, and ``--vector``
+DIR/<input name>.gpkg, one polygon per region of a class (aerialseg.predict.vectorise). The
+classes and the ``predict`` settings come from params.yaml (the repository's, or ``--params``),
+and each setting can be overridden here. Everything that can be checked is checked before the first photo is
 started (inputs, outputs, params, model, every photo's bands); an error is one line,
 ``error: <file>: <what is wrong> (<what to do>)``, and a non-zero exit.
 """
@@ -15,6 +17,7 @@ started (inputs, outputs, params, model, every photo's bands); an error is one l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import sys
@@ -33,10 +36,12 @@ from aerialseg.raster.streaming import RASTER_SUFFIXES
 
 
 class MapFiles(NamedTuple):
-    """Where one input's maps go: the class-index COG and, if asked for, the probability COG."""
+    """Where one input's maps go: the class-index COG and, if asked for, the probability COG and
+    the GeoPackage of polygons."""
 
     index: Path
     probabilities: Path | None
+    vector: Path | None = None
 
     def paths(self) -> list[Path]:
         return [path for path in self if path]
@@ -52,6 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=Path("models/model.keras"), help="default: %(default)s")
     p.add_argument("--mode", choices=MODES, default="smooth", help="default: %(default)s")
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
+    p.add_argument("--vector", action="store_true", help="also write <name>.gpkg, one polygon per region of a class")
+    p.add_argument("--simplify", type=_metres, metavar="METRES", help="with --vector: simplify polygons by METRES")
     p.add_argument("--overwrite", action="store_true", help="replace maps that already exist")
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="classes and settings: %(default)s")
     p.add_argument("--window", type=_positive, help="window side in pixels (default: params patches.patch_size)")
@@ -70,8 +77,18 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _metres(text: str) -> float:
+    with contextlib.suppress(ValueError):
+        if float(text) > 0:  # also refuses nan
+            return float(text)
+    raise argparse.ArgumentTypeError(f"expected a positive number of metres, got {text!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if args.simplify and not args.vector:
+        arguments.error("--simplify needs --vector (it simplifies the polygons)")
     try:
         run(args)
     except InputError as error:  # names the file, what is wrong and what to do; anything else is a bug
@@ -95,7 +112,12 @@ def run(args: argparse.Namespace) -> None:
         photo_pixel_size_m=None if args.pixel_size is None else parse_pixel_size(args.pixel_size),
         photo_bands=None if args.bands is None else parse_bands(args.bands),
     )
-    files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite)
+    files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite, args.vector)
+    if args.vector:
+        from aerialseg.predict import vectorise  # pyogrio imports pandas: here, so that --help answers at once
+
+        for photo in inputs:  # a photo without a projected CRS has no areas in square metres
+            vectorise.photo_grid(photo)
     params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
     options = PredictParams(**{**params.predict.model_dump(), **_given(args, PredictParams.model_fields)})
     blending = Blending.from_params(options, args.window or params.patches.patch_size, args.mode)
@@ -107,9 +129,17 @@ def run(args: argparse.Namespace) -> None:
         for note in mapping.photo_notes(photo, **photos):
             print(f"note: {note}", file=sys.stderr)
     for photo, output in zip(inputs, files):
-        mapping.map_raster(
-            photo, output.index, predictor, params.palette, blending, probabilities_path=output.probabilities, **photos
-        )
+        with row_writers(photo, output, params.palette.names, args.simplify or 0.0) as writers:
+            mapping.map_raster(
+                photo,
+                output.index,
+                predictor,
+                params.palette,
+                blending,
+                probabilities_path=output.probabilities,
+                row_writers=writers,
+                **photos,
+            )
         print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
 
 
@@ -130,6 +160,18 @@ def model_meaning(params: Params, model: Path, channels: int) -> dict:
             f"{len(bands)} ({', '.join(bands)}) (pass the --params the model was trained with)"
         )
     return dict(model_pixel_size_m=size, model_bands=bands)
+
+
+@contextlib.contextmanager
+def row_writers(photo: Path, output: MapFiles, classes, simplify: float):
+    """Writers fed the class-index rows of ``photo`` besides its COG: its polygons, with --vector."""
+    if not output.vector:
+        yield []
+        return
+    from aerialseg.predict import vectorise
+
+    with vectorise.photo_vector_writer(photo, output.vector, classes, simplify) as write:
+        yield [write]
 
 
 def _given(args: argparse.Namespace, names) -> dict:
@@ -173,12 +215,18 @@ def read_params(path: Path) -> Params:
     return load_params(path)
 
 
-def plan_outputs(inputs: list[Path], out: Path, probabilities: bool, overwrite: bool) -> list[MapFiles]:
+def plan_outputs(
+    inputs: list[Path], out: Path, probabilities: bool, overwrite: bool, vector: bool = False
+) -> list[MapFiles]:
     """Output files of each input, after checking that the folder can be written and that no map
     would replace another map, an existing file (without ``overwrite``) or an input."""
     writable_folder(out, "maps")
     planned = [
-        MapFiles(out / f"{photo.stem}.tif", out / f"{photo.stem}_probabilities.tif" if probabilities else None)
+        MapFiles(
+            out / f"{photo.stem}.tif",
+            out / f"{photo.stem}_probabilities.tif" if probabilities else None,
+            out / f"{photo.stem}.gpkg" if vector else None,
+        )
         for photo in inputs
     ]
     owners: dict[Path, Path] = {}

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +141,7 @@ def map_raster(
     photo_bands: Sequence[str] | None = None,
     probabilities_path: str | Path | None = None,
     block_size: int = BLOCK_SIZE,
+    row_writers: Sequence[Callable[[np.ndarray], None]] = (),
 ) -> None:
     """Map ``photo`` into Cloud-Optimized GeoTIFFs in its CRS and on its pixel grid, predicted at
     the model's resolution and from its bands (see :func:`photo_rows`, which explains the others).
@@ -151,6 +152,8 @@ def map_raster(
     probability times 255 (uint8, 1 to 255; the band scale 1/255 gives it back), PROBABILITY_NODATA
     (declared) where the photo is empty. Rows are written as blending finishes them: the photo is
     never whole in memory, and a progress bar counts the windows and shows the time left.
+    ``row_writers`` get the same finished class-index rows, (n, W) uint8, top to bottom (e.g.
+    aerialseg.predict.vectorise's polygons).
     """
     photo = Path(photo)
     tags = map_tags(palette, blending)
@@ -177,7 +180,10 @@ def map_raster(
         pieces = outputs.enter_context(contextlib.closing(stream))  # a failed write ends its progress bar first
         for first, probabilities, index in taken.to_photo(pieces):
             valid = taken.photo.valid(first, len(index))
-            write_index(np.where(valid, index, INDEX_NODATA)[..., None])
+            index = np.where(valid, index, INDEX_NODATA)
+            write_index(index[..., None])
+            for write_rows in row_writers:
+                write_rows(index)
             if write_probabilities:
                 write_probabilities(probability_bytes(probabilities, valid))
         tqdm.write(
