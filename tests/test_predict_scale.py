@@ -21,7 +21,7 @@ from rasterio.transform import from_origin
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.predict.blending import Blending
 from aerialseg.predict.command import main
-from aerialseg.predict.inference import load_predictor
+from aerialseg.predict.runtimes import load_predictor
 from aerialseg.predict.mapping import map_raster
 from aerialseg.predict.resampling import ResampledRows, to_photo_grid
 from aerialseg.raster.bands import BandError
