@@ -16,7 +16,7 @@ import rasterio
 import tifffile
 import tomllib
 from affine import Affine
-from conftest import POTSDAM_PALETTE
+from conftest import POTSDAM_PALETTE, repo_params
 from pipeline_helpers import REPO, environment
 from rasterio.transform import from_origin
 
@@ -28,18 +28,20 @@ from aerialseg.predict.command import find_inputs, main
 from aerialseg.predict.inference import KerasPredictor, load_predictor
 from aerialseg.predict.mapping import map_raster, predict_test_tiles, probability_bytes
 from aerialseg.raster.pictures import read_image, write_image
+from aerialseg.train.card import card_from_params, write_card
 
 PARAMS = REPO / "params.yaml"
 WINDOW = 32
 ORIGIN = from_origin(367_000.0, 5_810_000.0, 0.05, 0.05)  # a 5 cm photo in ETRS89 / UTM 33N, as Potsdam's
 CRS = "EPSG:25833"
-OPTIONS = ["--window", str(WINDOW), "--tta", "flips"]
+OPTIONS = ["--tta", "flips"]
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     """A 3 x 3 convolution with zero padding: each window's edges change the numbers, so only the
-    very windows, weights and order of the in-memory prediction give the same map."""
+    very windows, weights and order of the in-memory prediction give the same map. Its card:
+    params.yaml's classes, WINDOW-pixel windows."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -50,6 +52,7 @@ def model_file(tmp_path_factory) -> Path:
     )
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)
+    write_card(path, card_from_params(repo_params({"patches": {"patch_size": WINDOW}}), pixel_size_m=0.05))
     return path
 
 
@@ -328,14 +331,11 @@ def test_a_model_that_cannot_map_is_named(tmp_path, capsys, model, message):
     assert files_in(tmp_path / "maps") == []
 
 
-def test_missing_params_are_asked_for(tmp_path, model_file, capsys):
+def test_missing_params_are_named(tmp_path, model_file, capsys):
     scene = write_geotiff(tmp_path / "scene.tif", photo(17, shape=(20, 20)))
     arguments = ["--model", model_file, "--params", tmp_path / "params.yaml", "--out", tmp_path / "maps", scene]
     assert predict(*arguments) == 1
-    assert error_line(capsys) == (
-        f"error: {tmp_path}/params.yaml: no such file (run aerialseg-predict in the aerialseg repository, whose "
-        "params.yaml names the classes the model was trained on, or pass --params PATH)"
-    )
+    assert error_line(capsys) == f"error: {tmp_path}/params.yaml: no such file (check the path given with --params)"
 
 
 def test_console_scripts_name_the_commands_main_functions():

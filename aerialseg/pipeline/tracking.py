@@ -65,7 +65,7 @@ def tracking_uri_and_origin(uri: str, root: str | Path = ".") -> tuple[str, str]
 def check_store(uri: str, origin: str) -> None:
     """Open the tracking store, so that a stage that cannot log fails before it deletes or writes
     anything, with one line naming the URI and its ``origin`` instead of MLflow's tracebacks."""
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     try:
         problem = _sqlite_problem(path) if path else None
         if problem is None:
@@ -82,7 +82,7 @@ def check_store(uri: str, origin: str) -> None:
         )
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite:/// URI; None for other stores."""
     if not uri.startswith("sqlite:///"):
         return None
@@ -158,7 +158,7 @@ def existing_run(tracking_uri: str, run_id: str):
     """Continue the run ``run_id``, which must be in the store, to add the evaluation to the
     training's run. A vanished SQLite file is not opened: that would create an empty store, and
     the scores would land in a new run nobody looks for."""
-    path = _sqlite_path(tracking_uri)
+    path = sqlite_path(tracking_uri)
     if path and not path.is_file():
         raise TrackingStoreError(
             f"MLflow tracking store {tracking_uri} is missing ({path} not found), "
@@ -180,7 +180,7 @@ def _experiment_id(name: str, tracking_uri: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found:
         return found.experiment_id
-    database = _sqlite_path(tracking_uri)
+    database = sqlite_path(tracking_uri)
     artifacts = (database.parent / "mlartifacts").as_uri() if database else None
     try:
         return mlflow.create_experiment(name, artifact_location=artifacts, tags={KIND_TAG: MODEL_DEVELOPMENT})

@@ -1,14 +1,17 @@
 """aerialseg-predict: map aerial photos of any size with a trained model into georeferenced COGs.
 
-    aerialseg-predict [--model models/model.keras] --out DIR [--mode plain|smooth]
-                      [--probabilities] [--overwrite] INPUT...
+    aerialseg-predict [--model models/model.keras|model.onnx|models:/aerialseg/3] --out DIR
+                      [--mode plain|smooth] [--probabilities] [--overwrite] INPUT...
+    aerialseg-predict --describe [--model ...]
 
 Each INPUT (a raster file, a folder of them, or a glob) becomes DIR/<input name>.tif, a
 Cloud-Optimized GeoTIFF of class indices on the input's grid and in its CRS, coloured by the
-class colours; ``--probabilities`` adds DIR/<input name>_probabilities.tif. The classes and the
-``predict`` settings come from params.yaml (the repository's, or ``--params``), and each setting
-can be overridden here. Everything that can be checked is checked before the first photo is
-started (inputs, outputs, params, model, every photo's bands); an error is one line,
+class colours; ``--probabilities`` adds DIR/<input name>_probabilities.tif. The classes, the
+window and the ``predict`` settings come from the model's card (aerialseg.train.card); ``--params``
+and the options here may change the settings only (a model without a card takes all from
+``--params``). ``--model`` may be an MLflow model URI (aerialseg.predict.model_source).
+Everything that can be checked is checked before the first photo is started (inputs, outputs,
+params, model, every photo's bands); an error is one line,
 ``error: <file>: <what is wrong> (<what to do>)``, and a non-zero exit.
 """
 
@@ -25,7 +28,9 @@ from aerialseg.d4 import TTA_SETS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
 from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
+from aerialseg.predict.model_source import ModelSource, model_source
 from aerialseg.raster.streaming import RASTER_SUFFIXES
+from aerialseg.train.card import MissingCardError, ModelCard, card_from_params
 
 
 class MapFiles(NamedTuple):
@@ -43,14 +48,21 @@ def parser() -> argparse.ArgumentParser:
         prog="aerialseg-predict",
         description="Map aerial photos of any size with a trained model into georeferenced Cloud-Optimized GeoTIFFs.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files, folders of them, or globs ('tiles/*.tif')")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for DIR/<input name>.tif")
-    p.add_argument("--model", type=Path, default=Path("models/model.keras"), help="default: %(default)s")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="raster files, folders of them, or globs ('tiles/*.tif')")
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for DIR/<input name>.tif (required with INPUT)")
+    p.add_argument(
+        "--model",
+        default="models/model.keras",
+        help=".keras or .onnx file, or MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS, "
+        "runs:/RUN_ID/model); default: %(default)s",
+    )
+    p.add_argument("--describe", action="store_true", help="print the model's card and exit")
     p.add_argument("--mode", choices=MODES, default="smooth", help="default: %(default)s")
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
     p.add_argument("--overwrite", action="store_true", help="replace maps that already exist")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="classes and settings: %(default)s")
-    p.add_argument("--window", type=_positive, help="window side in pixels (default: params patches.patch_size)")
+    p.add_argument(
+        "--params", type=Path, help="params.yaml: predict settings (and classes and window of a model without a card)"
+    )
     p.add_argument("--subdivisions", type=_positive, help="smooth window overlap, 2 = 50%% (default: params)")
     p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: params)")
     p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: params)")
@@ -65,7 +77,10 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.describe and not (args.inputs and args.out):
+        p.error("give INPUT... and --out DIR (or --describe)")
     try:
         run(args)
     except InputError as error:  # names the file, what is wrong and what to do; anything else is a bug
@@ -84,24 +99,57 @@ def one_line(error: Exception) -> str:
 
 def run(args: argparse.Namespace) -> None:
     """Check everything that can be checked cheaply, then load the model, then map each input."""
-    inputs = find_inputs(args.inputs)
-    files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite)
-    params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
-    options = PredictParams(**{**params.predict.model_dump(), **_given(args, PredictParams.model_fields)})
-    blending = Blending.from_params(options, args.window or params.patches.patch_size, args.mode)
-    from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
+    with tempfile.TemporaryDirectory(prefix="aerialseg-model-") as downloads:
+        if args.describe:
+            source = model_source(args.model, args.params, Path(downloads))
+            print(f"model: {args.model}\n{source.card().describe()}")
+            return
+        inputs = find_inputs(args.inputs)
+        files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite)
+        params = read_params(args.params) if args.params else None  # validating params loads Keras
+        source = model_source(args.model, args.params, Path(downloads))
+        card = model_card(source, params, args.params)
+        blending = Blending.from_params(prediction_settings(card, params, args), card.window, args.mode)
+        from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
 
-    predictor = mapping.load_predictor(args.model, params.palette.num_classes, blending.window)
-    for photo in inputs:
-        for note in mapping.photo_notes(photo, predictor.channels):
-            print(f"note: {note}", file=sys.stderr)
-    for photo, output in zip(inputs, files):
-        mapping.map_raster(photo, output.index, predictor, params.palette, blending, output.probabilities)
-        print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
+        predictor = mapping.load_predictor(source.file, len(card.classes), blending.window)
+        for photo in inputs:
+            for note in mapping.photo_notes(photo, predictor.channels):
+                print(f"note: {note}", file=sys.stderr)
+        for photo, output in zip(inputs, files):
+            mapping.map_raster(photo, output.index, predictor, card.palette, blending, output.probabilities)
+            print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
+
+
+def model_card(source: ModelSource, params: Params | None, params_path: Path | None) -> ModelCard:
+    """The model's card, whose classes ``--params`` must not contradict; for a model without a card
+    (saved before cards), the card ``--params`` gives it, or MissingCardError if there is none."""
+    try:
+        card = source.card()
+    except MissingCardError:
+        if params is None:
+            raise
+        return card_from_params(params, pixel_size_m=None)
+    if params is not None and params.palette != card.palette:
+        raise InputError(
+            f"{params_path}: its classes {_classes(params.palette)} are not the classes of model {source.name}, "
+            f"{_classes(card.palette)} (leave out --params, or pass the params.yaml the model was trained with)"
+        )
+    return card
+
+
+def _classes(palette) -> str:
+    return "[" + ", ".join(f"{name} {list(colour)}" for name, colour in zip(palette.names, palette.colours)) + "]"
+
+
+def prediction_settings(card: ModelCard, params: Params | None, args: argparse.Namespace) -> PredictParams:
+    """The card's ``predict`` settings, changed by ``--params``' and by the options given here."""
+    from_params = params.predict.model_dump() if params else {}
+    return PredictParams(**{**card.predict, **from_params, **_given(args, PredictParams.model_fields)})
 
 
 def _given(args: argparse.Namespace, names) -> dict:
-    """The ``predict`` settings given on the command line (the others come from params.yaml)."""
+    """The ``predict`` settings given on the command line (the others come from the card or --params)."""
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -132,12 +180,9 @@ def _expand(pattern: str) -> list[Path]:
 
 
 def read_params(path: Path) -> Params:
-    """params.yaml, for the classes (names, colours, order) the model was trained on."""
+    """``--params``: its ``predict`` settings, and the classes and window of a model without a card."""
     if not path.is_file():
-        raise MissingFileError(
-            f"{path}: no such file (run aerialseg-predict in the aerialseg repository, whose params.yaml names the "
-            "classes the model was trained on, or pass --params PATH)"
-        )
+        raise MissingFileError(f"{path}: no such file (check the path given with --params)")
     return load_params(path)
 
 

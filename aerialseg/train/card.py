@@ -144,13 +144,18 @@ def write_card(path: str | Path, card: ModelCard) -> None:
         _write_keras(path, card)
 
 
-def read_card(path: str | Path) -> ModelCard:
-    """The card inside the model at ``path``; MissingCardError if it has none."""
+def read_card(path: str | Path, name: str | None = None) -> ModelCard:
+    """The card inside the model at ``path``; MissingCardError if it has none. Errors name the
+    model ``name`` if given (the URI of a model downloaded from MLflow), else ``path``."""
     path = Path(path)
+    name = name or str(path)
     if path.is_dir():
         text = next((f.read_text() for f in (path / "assets" / CARD_FILE, path / CARD_FILE) if f.is_file()), None)
     elif not path.is_file():
-        raise InputError(f"{path}: no such model file (check the path)")
+        raise InputError(
+            f"{name}: no such model file (train one with `dvc repro`, or pass a .keras or .onnx file or an MLflow "
+            "model URI)"
+        )
     elif path.name.endswith(".h5"):
         text = _read_h5(path)
     elif path.suffix == ".onnx":
@@ -159,10 +164,10 @@ def read_card(path: str | Path) -> ModelCard:
         text = _read_keras(path)
     if text is None:
         raise MissingCardError(
-            f"{path}: the model carries no model card, so its classes and window are unknown (pass --params with "
+            f"{name}: the model carries no model card, so its classes and window are unknown (pass --params with "
             "the params.yaml it was trained with)"
         )
-    return ModelCard.from_json(text, path)
+    return ModelCard.from_json(text, name)
 
 
 def _write_keras(path: Path, card: ModelCard) -> None:
@@ -180,7 +185,9 @@ def _read_keras(path: Path) -> str | None:
         with zipfile.ZipFile(path) as archive:
             return archive.read(CARD_FILE).decode() if CARD_FILE in archive.namelist() else None
     except zipfile.BadZipFile as error:
-        raise InputError(f"{path}: not a .keras model ({error}) (pass a .keras, .onnx or MLflow model)") from error
+        raise InputError(
+            f"{path}: not a Keras model ({error}) (pass a .keras file saved by the train stage)"
+        ) from error
 
 
 def _write_h5(path: Path, card: ModelCard) -> None:
