@@ -7,8 +7,9 @@ writes DIR/saved_model/ (a TensorFlow SavedModel: TF Serving's format, signature
 through Keras' own exporters (``model.export``; ONNX goes through tf2onnx under TensorFlow).
 Both take float32 pixels 0..255 as (N, H, W, C), with any H and W the model's stride divides
 (the encoder's input preprocessing is inside the model), and return (N, H, W, K) class
-probabilities: the windows aerialseg.predict.blending feeds the Keras model. Each is written under a
-temporary name and renamed into place when complete.
+probabilities: the windows aerialseg.predict.blending feeds the Keras model. Both carry the model's
+card (aerialseg.train.card: ``assets/aerialseg_card.json`` and ONNX ``metadata_props``), so they
+map photos alone. Each is written under a temporary name and renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -22,17 +23,24 @@ import keras
 
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_dir, atomic_file
-from aerialseg.predict.command import one_line
+from aerialseg.predict.command import model_card, one_line, read_params
 from aerialseg.predict.inference import ModelError, ModelMismatchError, load_model, segmentation_shape
+from aerialseg.predict.model_source import ModelSource
+from aerialseg.train.card import write_card
 
 
-def export_model(model_path: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
-    """Export the model at ``model_path`` to ``out``/saved_model and ``out``/model.onnx; return both."""
+def export_model(
+    model_path: str | Path, out: str | Path, overwrite: bool = False, params: Path | None = None
+) -> tuple[Path, Path]:
+    """Export the model at ``model_path`` to ``out``/saved_model and ``out``/model.onnx; return both.
+    ``params``: the params.yaml a model without a card was trained with, for the exports' card."""
     out = Path(out)
     saved_model, onnx = out / "saved_model", out / "model.onnx"
     for path in (saved_model, onnx):
         if path.exists() and not overwrite:
             raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
+    source = ModelSource(Path(model_path), Path(model_path), str(model_path))
+    card = model_card(source, read_params(params) if params else None, params)  # first: it answers at once
     model = load_model(model_path)
     try:
         channels, _ = segmentation_shape(model)
@@ -42,9 +50,11 @@ def export_model(model_path: str | Path, out: str | Path, overwrite: bool = Fals
     signature = [keras.InputSpec(shape=(None, None, None, channels), dtype="float32", name=model.inputs[0].name)]
     with atomic_dir(saved_model) as tmp:
         model.export(tmp, format="tf_saved_model", input_signature=signature, verbose=False)
+        write_card(tmp, card)
     with atomic_file(onnx) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # Keras' own tf2onnx patch trips NumPy's np.object warning
         model.export(tmp, format="onnx", input_signature=signature, verbose=False)
+        write_card(tmp, card)
     return saved_model, onnx
 
 
@@ -55,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/model.keras"), help="default: %(default)s")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/saved_model/ and DIR/model.onnx")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    p.add_argument("--params", type=Path, help="params.yaml a model without a card was trained with")
     args = p.parse_args(argv)
     try:
-        for path in export_model(args.model, args.out, args.overwrite):
+        for path in export_model(args.model, args.out, args.overwrite, args.params):
             print(path)
     except InputError as error:  # names the file and what to do; anything else is a bug
         print(f"error: {one_line(error)}", file=sys.stderr)
