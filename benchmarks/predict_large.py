@@ -62,11 +62,13 @@ def write_large_raster(path: Path, size: int) -> None:
 
 
 def default_model(path: Path) -> None:
-    """The U-Net of params.yaml's ``train`` section, saved as the train stage saves its model."""
+    """The U-Net of params.yaml's ``train`` section, saved as the train stage saves its model (with its card)."""
+    from aerialseg.train.card import card_from_params, write_card
     from aerialseg.train.model import build_model, stock_model
 
     params = load_params(REPO / "params.yaml")
     stock_model(build_model(params.train, params.palette.num_classes, bands=3)).save(path)  # the raster's RGB
+    write_card(path, card_from_params(params, pixel_size_m=None))
 
 
 def run_command(arguments: list[str]) -> tuple[float, float]:
@@ -106,7 +108,8 @@ def main() -> None:
     if not model.exists():
         default_model(model)
     out = WORK / "maps"
-    arguments = ["--model", str(model), "--out", str(out), "--mode", args.mode, "--overwrite", str(raster)]
+    arguments = ["--model", str(model), "--params", str(REPO / "params.yaml"), "--out", str(out), "--mode", args.mode]
+    arguments += ["--overwrite", str(raster)]
     wall, peak_mb = run_command(arguments + (["--tta", args.tta] if args.tta else []))
 
     with rasterio.open(raster) as source, rasterio.open(out / raster.name) as mapped:

@@ -15,14 +15,17 @@ import onnxruntime
 import output_helpers
 import pytest
 import tensorflow as tf
+from conftest import repo_params
 from pipeline_helpers import REPO, environment
 
 from aerialseg.pipeline.atomic import PARTIAL
 from aerialseg.predict.export import main
+from aerialseg.train.card import card_from_params, read_card, write_card
 from aerialseg.train.model import build_unet, stock_model
 
 CLASSES = 6
 tiny_disk = output_helpers.tiny_disk  # a fixture
+CARD = card_from_params(repo_params(), pixel_size_m=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,7 @@ def unet(tmp_path_factory) -> tuple[keras.Model, Path]:
     model = stock_model(build_unet(CLASSES, base_filters=4))
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)
+    write_card(path, CARD)
     return model, path
 
 
@@ -61,6 +65,9 @@ def test_export_writes_onnx_and_saved_model_that_match_keras(unet, tmp_path, cap
     (served_output,) = served(tf.constant(batch)).values()  # what TF Serving calls
     np.testing.assert_allclose(served_output.numpy(), expected, atol=1e-5)
 
+    assert read_card(tmp_path / "export/model.onnx") == CARD  # both carry the model's card
+    assert read_card(tmp_path / "export/saved_model") == CARD
+
 
 def test_an_existing_export_is_kept_unless_overwrite(unet, tmp_path, capsys):
     _, path = unet
@@ -79,7 +86,8 @@ def test_a_model_that_is_not_a_segmentation_model_is_refused(tmp_path, capsys):
         [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(CLASSES)], name="classifier"
     )
     classifier.save(tmp_path / "classifier.keras")
-    assert main(["--model", str(tmp_path / "classifier.keras"), "--out", str(tmp_path / "export")]) == 1
+    arguments = ["--model", str(tmp_path / "classifier.keras"), "--out", str(tmp_path / "export")]
+    assert main([*arguments, "--params", str(REPO / "params.yaml")]) == 1
     assert capsys.readouterr().err.startswith(
         f"error: {tmp_path}/classifier.keras: model 'classifier' is not a segmentation model"
     )

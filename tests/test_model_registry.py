@@ -1,5 +1,6 @@
 """tracking.log_model, which the train stage calls on its final model: a real SQLite MLflow store,
-the model registered under the experiment's name with a signature, loaded back by MLflow."""
+the model registered under the experiment's name with a signature and the model card, loaded back
+by MLflow; the evaluation's scores as tags of that version."""
 
 from importlib.metadata import version
 from pathlib import Path
@@ -7,12 +8,16 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+from conftest import repo_params
 from mlflow.tracking import MlflowClient
 
+from aerialseg.evaluate.evaluation import version_tags
 from aerialseg.pipeline import tracking
+from aerialseg.train.card import card_from_params, read_card
 from aerialseg.train.model import build_unet, stock_model
 
 CLASSES = 6
+CARD = card_from_params(repo_params(), pixel_size_m=0.1)
 
 
 def test_the_final_model_is_registered_with_a_signature_and_loads_through_mlflow(tmp_path):
@@ -20,7 +25,7 @@ def test_the_final_model_is_registered_with_a_signature_and_loads_through_mlflow
     model = stock_model(build_unet(CLASSES, base_filters=4))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracking.start_run(uri, "aerialseg-test") as run:
-        tracking.log_model(model, "aerialseg-test")
+        tracking.log_model(model, "aerialseg-test", CARD)
 
     client = MlflowClient(uri)
     versions = client.search_model_versions("name = 'aerialseg-test'")
@@ -39,4 +44,30 @@ def test_the_final_model_is_registered_with_a_signature_and_loads_through_mlflow
     pinned = dict(line.split("==") for line in requirements.read_text().split())
     assert {package: pinned.get(package) for package in ("mlflow", "keras", "tensorflow", "numpy")} == {
         package: version(package) for package in ("mlflow", "keras", "tensorflow", "numpy")
+    }
+
+
+def test_the_registered_version_carries_the_card_and_then_the_test_scores(tmp_path):
+    model = stock_model(build_unet(CLASSES, base_filters=4))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.start_run(uri, "aerialseg-test") as run:
+        tracking.log_model(model, "aerialseg-test", CARD)
+    for model_uri in ("models:/aerialseg-test/1", f"runs:/{run.info.run_id}/model"):
+        assert read_card(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "dl"))) == CARD
+    client = MlflowClient(uri)
+    assert client.get_model_version("aerialseg-test", "1").tags == {
+        "aerialseg.classes": '["impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"]',
+        "aerialseg.bands": '["R", "G", "B"]',
+        "aerialseg.pixel_size_m": "0.1",
+        "aerialseg.window": "64",
+    }
+
+    results = {mode: {"oa": 0.9, "miou": 0.8, "per_class": {}} for mode in ("plain", "smooth")}
+    tracking.tag_registered_versions(run.info.run_id, version_tags(results))
+    tags = client.get_model_version("aerialseg-test", "1").tags
+    assert {key: tags[key] for key in tags if key.startswith("test.")} == {
+        "test.plain.oa": "0.9",
+        "test.plain.miou": "0.8",
+        "test.smooth.oa": "0.9",
+        "test.smooth.miou": "0.8",
     }

@@ -59,7 +59,7 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
     keras.utils.set_random_seed(4)
     folder = tmp_path_factory.mktemp("model")
     stock_model(build_unet(POTSDAM_PALETTE.num_classes, base_filters=4)).save(folder / "model.keras")
-    _, onnx_path = export_model(folder / "model.keras", folder / "export")
+    _, onnx_path = export_model(folder / "model.keras", folder / "export", params=PARAMS)
     return folder / "model.keras", onnx_path
 
 
@@ -73,7 +73,7 @@ def test_the_onnx_model_maps_a_photo_as_the_keras_model_does(tmp_path, models, o
     scene = write_geotiff(tmp_path / "scene.tif", photo(20, shape=(150, 100)))
     for model in models:
         out = tmp_path / model.suffix[1:]
-        arguments = ["--params", PARAMS, "--out", out, "--window", WINDOW, "--probabilities", *options, scene]
+        arguments = ["--params", PARAMS, "--out", out, "--probabilities", *options, scene]
         assert predict("--model", model, *arguments) == 0
     keras_map, onnx_map = (read_bands(tmp_path / runtime / "scene.tif") for runtime in RUNTIMES)
     assert (keras_map == onnx_map).mean() >= 0.999
@@ -84,7 +84,7 @@ def test_the_onnx_model_maps_a_photo_as_the_keras_model_does(tmp_path, models, o
 
 def test_the_command_on_an_onnx_model_never_imports_tensorflow_or_keras(tmp_path, models):
     scene = write_geotiff(tmp_path / "scene.tif", photo(21, shape=(80, 60)))
-    arguments = ["--model", models[1], "--params", PARAMS, "--out", tmp_path / "maps", "--window", WINDOW, scene]
+    arguments = ["--model", models[1], "--params", PARAMS, "--out", tmp_path / "maps", scene]
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_TENSORFLOW, *map(str, arguments)],
         cwd=REPO,
@@ -163,8 +163,11 @@ def onnx_graph(path: Path, input_shape: list, output_shape: list, operator: str 
             "three_classes.onnx: model 'toy' outputs 3 classes per pixel, but 6 classes are expected (output shape "
             "(None, None, None, 3); use the model trained on these classes",
         ),
-        ("notes.onnx", "notes.onnx: not an ONNX model onnxruntime can run ("),
-        ("missing.onnx", "missing.onnx: no such model file (train one with `dvc repro`, or pass the path of a .keras"),
+        ("notes.onnx", "notes.onnx: not an ONNX model ("),
+        (
+            "missing.onnx",
+            "missing.onnx: no such model file (train one with `dvc repro`, or pass a .keras or .onnx file",
+        ),
     ],
 )
 def test_an_onnx_file_that_cannot_map_is_named_in_one_line(tmp_path, capsys, model, message):

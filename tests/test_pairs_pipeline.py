@@ -15,6 +15,7 @@ from aerialseg.pipeline.params import load_params
 from aerialseg.pipeline.paths import Layout
 from aerialseg.raster.pictures import read_image, read_label
 from aerialseg.testing.pairs_folder import empty_corner, write_pairs_folder, write_polygon_labels
+from aerialseg.train.card import read_card
 
 pytestmark = pytest.mark.slow
 
@@ -161,5 +162,5 @@ def test_empty_photo_pixels_are_mapped_empty_and_the_model_records_its_resolutio
     distribution = json.loads((project / "metrics/class_distribution.json").read_text())
     assert sum(distribution["train"].values()) == 2 * 128 * (128 - IGNORED_ROWS // 2) - corner * corner
     assert json.loads((project / "metrics/train.json").read_text())["pixel_size_m"] == 0.2
-    card = json.loads(layout.model_card.read_text())
-    assert card["pixel_size_m"] == 0.2 and card["bands"] == ["R", "G", "B"]
+    card = read_card(layout.model)
+    assert card.pixel_size_m == 0.2 and card.bands == ("R", "G", "B")

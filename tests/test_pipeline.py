@@ -27,7 +27,6 @@ def test_repro_writes_every_output(project):
         "data/patches/train_images.npy",
         "data/patches/splits.json",
         "models/model.keras",
-        "models/model.json",
         "metrics/train_history.csv",
         "data/predictions/plain/top_potsdam_2_13_pred.png",
         "data/predictions/smooth/top_potsdam_2_13_pred.tif",

@@ -18,14 +18,16 @@ import pytest
 import rasterio
 import tifffile
 import tomllib
+import yaml
 from affine import Affine
-from conftest import POTSDAM_PALETTE
+from conftest import POTSDAM_PALETTE, repo_params
 from output_helpers import Writer, kill
 from pipeline_helpers import REPO, environment
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
 from aerialseg.data.potsdam import photo_name
+from aerialseg.pipeline import tracking
 from aerialseg.pipeline.atomic import PARTIAL
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout
@@ -35,12 +37,13 @@ from aerialseg.predict.keras_predictor import KerasPredictor
 from aerialseg.predict.mapping import map_raster, predict_test_tiles, probability_bytes
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.pictures import read_image, write_image
+from aerialseg.train.card import card_from_params, read_card, write_card
 
 PARAMS = REPO / "params.yaml"
 WINDOW = 32
 ORIGIN = from_origin(367_000.0, 5_810_000.0, 0.05, 0.05)  # a 5 cm photo in ETRS89 / UTM 33N, as Potsdam's
 CRS = "EPSG:25833"
-OPTIONS = ["--window", str(WINDOW), "--tta", "flips"]
+OPTIONS = ["--tta", "flips"]
 RGB = ("R", "G", "B")  # params.yaml's data.bands
 tiny_disk = output_helpers.tiny_disk  # a fixture
 
@@ -48,7 +51,8 @@ tiny_disk = output_helpers.tiny_disk  # a fixture
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     """A 3 x 3 convolution with zero padding: each window's edges change the numbers, so only the
-    very windows, weights and order of the in-memory prediction give the same map."""
+    very windows, weights and order of the in-memory prediction give the same map. Its card:
+    params.yaml's classes, WINDOW-pixel windows."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -59,6 +63,7 @@ def model_file(tmp_path_factory) -> Path:
     )
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)
+    write_card(path, card_from_params(repo_params({"patches": {"patch_size": WINDOW}}), pixel_size_m=0.05))
     return path
 
 
@@ -341,13 +346,98 @@ def test_a_model_that_cannot_map_is_named(tmp_path, capsys, model, message):
     assert files_in(tmp_path / "maps") == []
 
 
-def test_missing_params_are_asked_for(tmp_path, model_file, capsys):
+def test_missing_params_are_named(tmp_path, model_file, capsys):
     scene = write_geotiff(tmp_path / "scene.tif", photo(17, shape=(20, 20)))
     arguments = ["--model", model_file, "--params", tmp_path / "params.yaml", "--out", tmp_path / "maps", scene]
     assert predict(*arguments) == 1
+    assert error_line(capsys) == f"error: {tmp_path}/params.yaml: no such file (check the path given with --params)"
+
+
+# --- the model's card ------------------------------------------------------------------------
+
+
+def test_a_model_copied_alone_maps_a_photo_with_its_card(tmp_path, model_file, monkeypatch, capsys):
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(model_file, alone / "copy.keras")
+    scene = write_geotiff(tmp_path / "scene.tif", photo(18, shape=(60, 50)))
+    monkeypatch.chdir(alone)  # no params.yaml here
+    assert predict("--model", "copy.keras", "--out", "maps", "--tta", "flips", scene) == 0
+    assert sorted(path.name for path in alone.iterdir()) == ["copy.keras", "maps"]
+    with rasterio.open(alone / "maps/scene.tif") as index_map:
+        np.testing.assert_array_equal(index_map.read(1), in_memory(model_file, photo(18, shape=(60, 50))).argmax(-1))
+        assert json.loads(index_map.tags()["PREDICTION"])["window"] == WINDOW  # the card's, not params.yaml's 64
+
+
+def test_describe_prints_the_card_one_field_a_line(model_file, capsys):
+    assert predict("--describe", "--model", model_file) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"model: {model_file}"
+    assert lines[1].startswith("classes: 0 impervious_surfaces [255, 255, 255]; 1 building [0, 0, 255]; ")
+    assert lines[2:6] == [
+        "bands: R, G, B",
+        "input_scale: uint8 values as float32, 0..255",
+        "pixel_size_m: 0.05",
+        "window: 32",
+    ]
+    assert lines[6] == "predict: subdivisions=2, window_function=spline, tta=d4, batch_size=16"
+    assert [line.split(":")[0] for line in lines[7:]] == ["params_hash", "data_version", "git_commit", "card_version"]
+
+
+def test_params_with_other_classes_are_refused(tmp_path, model_file, capsys):
+    params = yaml.safe_load(PARAMS.read_text())
+    params["classes"] = {"water": [0, 0, 255], "land": [0, 255, 0]}
+    params["evaluate"]["without_classes"] = []
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    scene = write_geotiff(tmp_path / "scene.tif", photo(19, shape=(20, 20)))
+    assert predict("--model", model_file, "--params", tmp_path / "params.yaml", "--out", tmp_path / "maps", scene) == 1
     assert error_line(capsys) == (
-        f"error: {tmp_path}/params.yaml: no such file (run aerialseg-predict in the aerialseg repository, whose "
-        "params.yaml names the classes the model was trained on, or pass --params PATH)"
+        f"error: {tmp_path}/params.yaml: its classes [water [0, 0, 255], land [0, 255, 0]] are not the classes of "
+        f"model {model_file}, [impervious_surfaces [255, 255, 255], building [0, 0, 255], low_vegetation [0, 255, "
+        "255], tree [0, 255, 0], car [255, 255, 0], clutter [255, 0, 0]] (leave out --params, or pass the "
+        "params.yaml the model was trained with)"
+    )
+
+
+def test_a_model_without_a_card_needs_params(tmp_path, capsys):
+    old = save_classifier(tmp_path / "old.keras")
+    scene = write_geotiff(tmp_path / "scene.tif", photo(20, shape=(20, 20)))
+    assert predict("--model", old, "--out", tmp_path / "maps", scene) == 1
+    assert error_line(capsys) == (
+        f"error: {old}: the model carries no model card, so its classes and window are unknown (pass --params "
+        "with the params.yaml it was trained with)"
+    )
+
+
+@pytest.fixture
+def registered(tmp_path, model_file, monkeypatch) -> tuple[str, str]:
+    """model_file registered in a real MLflow store as the train stage registers its model; the
+    store's URI (also MLFLOW_TRACKING_URI) and the run's id."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with tracking.start_run(uri, "aerialseg") as run:
+        tracking.log_model(keras.saving.load_model(model_file), "aerialseg", read_card(model_file))
+    return uri, run.info.run_id
+
+
+def test_mlflow_model_uris_map_with_the_registered_card(tmp_path, model_file, registered, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    scene = write_geotiff(tmp_path / "scene.tif", photo(21, shape=(40, 30)))
+    expected = in_memory(model_file, photo(21, shape=(40, 30))).argmax(-1)
+    for uri in ("models:/aerialseg/1", f"runs:/{registered[1]}/model"):
+        assert predict("--model", uri, "--out", tmp_path / uri[:4], *OPTIONS, scene) == 0
+        with rasterio.open(tmp_path / uri[:4] / "scene.tif") as index_map:
+            np.testing.assert_array_equal(index_map.read(1), expected)
+    assert predict("--describe", "--model", "models:/aerialseg/1") == 0
+    assert "window: 32" in capsys.readouterr().out.splitlines()
+
+
+def test_an_unresolvable_model_uri_names_the_tracking_store(tmp_path, registered, capsys):
+    assert predict("--describe", "--model", "models:/aerialseg/7") == 1
+    line = error_line(capsys)
+    assert line.startswith(
+        f"error: models:/aerialseg/7: not found in MLflow tracking store {registered[0]} (from the "
+        "MLFLOW_TRACKING_URI environment variable): "
     )
 
 

@@ -5,14 +5,14 @@ The model is a tiny Keras convolution that thresholds the mean of its first inpu
 3 x 3 pixels (class 0 above mid-grey, class 1 below), so a map depends on the photo's content,
 its band order and its scale; maps are read back with rasterio (GDAL)."""
 
-import json
+import shutil
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import rasterio
-from conftest import POTSDAM_PALETTE
+from conftest import POTSDAM_PALETTE, repo_params
 from pipeline_helpers import REPO
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
@@ -21,22 +21,23 @@ from rasterio.transform import from_origin
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.predict.blending import Blending
 from aerialseg.predict.command import main
-from aerialseg.predict.runtimes import load_predictor
 from aerialseg.predict.mapping import map_raster
 from aerialseg.predict.resampling import ResampledRows, to_photo_grid
+from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.bands import BandError
 from aerialseg.raster.streaming import RasterRows
+from aerialseg.train.card import card_from_params, write_card
 
 PARAMS = REPO / "params.yaml"
 WINDOW = 32
-CLI = ["--params", PARAMS, "--window", WINDOW, "--tta", "none", "--mode", "plain"]
+CLI = ["--tta", "none", "--mode", "plain"]
 UTM = "EPSG:25833"
 X, Y = 367_000.0, 5_810_000.0
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    """The thresholding model, "trained at 10 cm": models/model.json beside it says 0.1 m."""
+    """The thresholding model, "trained at 10 cm" on 32 px windows: its card says so."""
     weights = np.zeros((3, 3, 3, POTSDAM_PALETTE.num_classes), np.float32)
     weights[:, :, 0, 0], weights[:, :, 0, 1] = 0.5 / 9, -0.5 / 9
     bias = np.full(POTSDAM_PALETTE.num_classes, -100.0, np.float32)
@@ -46,7 +47,7 @@ def model_file(tmp_path_factory) -> Path:
     conv.set_weights([weights, bias])
     folder = tmp_path_factory.mktemp("models")
     model.save(folder / "model.keras")
-    (folder / "model.json").write_text(json.dumps({"pixel_size_m": 0.1, "bands": ["R", "G", "B"]}))
+    write_card(folder / "model.keras", card_from_params(repo_params({"patches": {"patch_size": WINDOW}}), 0.1))
     return folder / "model.keras"
 
 
@@ -248,9 +249,10 @@ def test_bands_named_by_the_command_line_override_the_files(tmp_path, model_file
         f"error: {photo}: has bands IR, R, G, but the model takes R, G, B (no B): name the photo's bands in file "
         "order with --bands (e.g. --bands R,G,B), or use a model trained on its bands"
     )
-    irrg_params = tmp_path / "params.yaml"
-    irrg_params.write_text(PARAMS.read_text().replace("  bands: rgb ", "  bands: irrg ", 1))
-    arguments = ["--model", model_file, *CLI, "--params", irrg_params, photo]
+    irrg_model = Path(shutil.copy(model_file, tmp_path / "irrg.keras"))  # the same model, trained on IR, R, G
+    irrg = repo_params({"data": {"bands": "irrg"}, "patches": {"patch_size": WINDOW}})
+    write_card(irrg_model, card_from_params(irrg, 0.1))
+    arguments = ["--model", irrg_model, *CLI, photo]
     assert predict(*arguments, "--out", tmp_path / "maps", "--bands", "IR,R,G") == 0
     assert predict(*arguments, "--out", tmp_path / "named", "--bands", "R,G,IR") == 0
     assert not np.array_equal(read_map(tmp_path / "maps/irrg.tif"), read_map(tmp_path / "named/irrg.tif"))

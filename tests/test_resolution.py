@@ -1,7 +1,6 @@
 """Ground resolution: a tile's metres per pixel (CRS in metres or degrees, layout, data.pixel_size),
 resize.pixel_size bringing tiles of different resolutions to one, and what the training records."""
 
-import json
 import math
 import warnings
 
@@ -10,7 +9,7 @@ import pandas as pd
 import pytest
 import rasterio
 from affine import Affine
-from conftest import POTSDAM_PALETTE, repo_params
+from conftest import repo_params
 from rasterio.crs import CRS
 
 from aerialseg.data.resize import resize_dataset
@@ -19,7 +18,6 @@ from aerialseg.data.sources import download_raw
 from aerialseg.pipeline.paths import Layout
 from aerialseg.raster.georef import Georeference, PixelSizeError, ground_pixel_size, read_georef
 from aerialseg.raster.pictures import image_profile, read_image, write_image
-from aerialseg.train.training import model_card
 
 UTM = CRS.from_epsg(25833)
 METRES_PER_DEGREE_OF_LATITUDE_AT_50 = 111_229.0  # the meridian arc on WGS84 at 50 degrees north
@@ -129,15 +127,3 @@ def test_the_training_resolution_is_the_median_and_range_warned_of_when_wide():
         TrainingResolution.of(manifest({"a": 0.1, "b": 0.2, "d": 0.5}), ["a", "b", "d"])
     unknown = TrainingResolution.of(manifest({"a": 0.1, "b": float("nan")}), ["a", "b"])
     assert unknown.summary() == {"pixel_size_m": None, "pixel_size_min_m": None, "pixel_size_max_m": None}
-
-
-def test_the_model_card_gives_resolution_bands_and_classes(tmp_path):
-    layout, params = Layout(tmp_path), repo_params({"data": {"bands": "irrg"}})
-    write_photo(layout.resized.photo("2_10", "IRRG"), 8)
-    card = model_card(layout, params, TrainingResolution(0.1, 0.1, 0.1), "2_10")
-    classes = zip(POTSDAM_PALETTE.names, POTSDAM_PALETTE.colours)
-    assert json.loads(json.dumps(card)) == {
-        "pixel_size_m": 0.1,
-        "bands": ["IR", "R", "G"],
-        "classes": [{"name": name, "colour": list(colour)} for name, colour in classes],
-    }

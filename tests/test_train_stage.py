@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from pipeline_helpers import TINY, altered, deep_update, environment, make_project, run_stage
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
+from aerialseg.train.card import read_card
 
 pytestmark = pytest.mark.slow  # runs the train stage in subprocesses, killed and resumed
 
@@ -105,7 +106,9 @@ def test_killed_training_resumes_without_losing_or_repeating_epochs(resumed):
     summary = json.loads((project / "metrics/train.json").read_text())
     assert summary["epochs"] == EPOCHS and summary["patches_per_s"] > 0
     assert summary["pixel_size_m"] == 0.1  # Potsdam's 5 cm, resized by half
-    assert json.loads((project / "models/model.json").read_text())["pixel_size_m"] == 0.1
+    card = read_card(project / "models/model.keras")
+    assert card.pixel_size_m == 0.1 and card.window == 32
+    assert all(read_card(project / f"models/snapshots/{name}") == card for name in snapshots if name.endswith(".h5"))
 
 
 def test_failed_run_keeps_the_last_good_model(resumed):

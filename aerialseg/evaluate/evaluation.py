@@ -11,7 +11,8 @@ Outputs, all computed before the first one is written:
   the pooled matrix scaled down to about 20000 rows (see metrics.confusion_rows);
 - metrics/snapshots.csv and .md: test mIoU of each snapshot's weights beside that epoch's
   training history.
-The scores are also logged to the training's MLflow run, with the confusion heat maps.
+The scores are also logged to the training's MLflow run, with the confusion heat maps, and set as
+tags of the model version that run registered.
 """
 
 from __future__ import annotations
@@ -198,6 +199,17 @@ def write_outputs(
     write_text(layout.snapshot_markdown, snapshots_markdown(table, layout.snapshots.path, settings))
 
 
+def version_tags(results: dict) -> dict[str, float]:
+    """The overall test scores as tags of the registered model version: test.smooth.miou, ...,
+    so that the registry shows how good each version is without opening its run."""
+    return {
+        f"test.{mode}.{key}": value
+        for mode, summary in results.items()
+        for key, value in summary.items()
+        if isinstance(value, float)
+    }
+
+
 def mlflow_metrics(results: dict) -> dict[str, float]:
     """Flat MLflow keys: test_smooth_miou, ..., test_smooth_iou_car (undefined scores left out)."""
     flat = {}
@@ -222,6 +234,7 @@ def log_to_training_run(layout: Layout, results: dict, confusions: dict, class_n
     try:
         with tracking.existing_run(run["tracking_uri"], run["run_id"]):
             mlflow.log_metrics(mlflow_metrics(results))
+            tracking.tag_registered_versions(run["run_id"], version_tags(results))
             for mode, cm in confusions.items():
                 figure = figures.confusion_figure(cm, class_names, f"Test confusion, {mode}")
                 mlflow.log_figure(figure, f"evaluate/confusion_{mode}.png")

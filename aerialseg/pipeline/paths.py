@@ -136,11 +136,6 @@ class Layout:
         return self.root / "models" / "model.keras"
 
     @property
-    def model_card(self) -> Path:
-        """JSON beside the model: the metres per pixel, bands and classes it was trained on."""
-        return self.root / "models" / "model.json"
-
-    @property
     def snapshots(self) -> SnapshotFolder:
         return SnapshotFolder(self.root / "models" / "snapshots")
 

@@ -7,6 +7,7 @@ main workspace and every experiment shows up side by side in `mlflow ui`.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
 from aerialseg.errors import InputError
+from aerialseg.train.card import CARD_FILE, ModelCard
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
@@ -63,7 +65,7 @@ def tracking_uri_and_origin(uri: str, root: str | Path = ".") -> tuple[str, str]
 def check_store(uri: str, origin: str) -> None:
     """Open the tracking store, so that a stage that cannot log fails before it deletes or writes
     anything, with one line naming the URI and its ``origin`` instead of MLflow's tracebacks."""
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     try:
         problem = _sqlite_problem(path) if path else None
         if problem is None:
@@ -80,7 +82,7 @@ def check_store(uri: str, origin: str) -> None:
         )
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite:/// URI; None for other stores."""
     if not uri.startswith("sqlite:///"):
         return None
@@ -156,7 +158,7 @@ def existing_run(tracking_uri: str, run_id: str):
     """Continue the run ``run_id``, which must be in the store, to add the evaluation to the
     training's run. A vanished SQLite file is not opened: that would create an empty store, and
     the scores would land in a new run nobody looks for."""
-    path = _sqlite_path(tracking_uri)
+    path = sqlite_path(tracking_uri)
     if path and not path.is_file():
         raise TrackingStoreError(
             f"MLflow tracking store {tracking_uri} is missing ({path} not found), "
@@ -178,7 +180,7 @@ def _experiment_id(name: str, tracking_uri: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found:
         return found.experiment_id
-    database = _sqlite_path(tracking_uri)
+    database = sqlite_path(tracking_uri)
     artifacts = (database.parent / "mlartifacts").as_uri() if database else None
     try:
         return mlflow.create_experiment(name, artifact_location=artifacts, tags={KIND_TAG: MODEL_DEVELOPMENT})
@@ -208,7 +210,7 @@ def _find_run(run_id: str):
     return None if run.info.lifecycle_stage == "deleted" else run
 
 
-def log_model(model, registered_name: str) -> None:
+def log_model(model, registered_name: str, card: ModelCard) -> None:
     """Log the trained model in MLflow's Keras flavour and register it as a new version of
     ``registered_name`` (the experiment's name) in the model registry, with a signature (float32
     pixels 0..255 of any batch and size in, per-pixel class probabilities out), so that
@@ -218,6 +220,11 @@ def log_model(model, registered_name: str) -> None:
     (MLflow issue 16183, open in MLflow 3.17). The pip requirements are given: inferring them,
     MLflow loads the model in a new Python process, 15 s on a 2-core machine, to find the same
     packages (MLflow adds itself).
+
+    ``card`` goes into the model's folder (``model/aerialseg_card.json``, which ``models:/`` and
+    ``runs:/`` URIs download with the model: MLflow saves the Keras model anew, without the card
+    of models/model.keras), and its main fields become tags of the registered version, for the
+    registry's search and UI.
     """
     channels, classes = model.input_shape[-1], model.output_shape[-1]
     signature = ModelSignature(
@@ -225,13 +232,39 @@ def log_model(model, registered_name: str) -> None:
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, classes))]),
     )
     packages = dict.fromkeys(("keras", keras.backend.backend(), "numpy"))  # the numpy backend is numpy
-    mlflow.keras.log_model(
+    logged = mlflow.keras.log_model(
         model,
         name="model",
         registered_model_name=registered_name,
         signature=signature,
         pip_requirements=[f"{package}=={version(package)}" for package in packages],
     )
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / CARD_FILE
+        path.write_text(card.to_json())
+        client.log_model_artifact(logged.model_id, str(path))
+    for key, value in card_tags(card).items():
+        client.set_model_version_tag(registered_name, logged.registered_model_version, key, value)
+
+
+def card_tags(card: ModelCard) -> dict[str, str]:
+    """The card's fields a registry user filters models by, as version tags."""
+    return {
+        "aerialseg.classes": json.dumps([c.name for c in card.classes]),
+        "aerialseg.bands": json.dumps(list(card.bands)),
+        "aerialseg.pixel_size_m": json.dumps(card.pixel_size_m),
+        "aerialseg.window": str(card.window),
+    }
+
+
+def tag_registered_versions(run_id: str, tags: dict[str, float]) -> None:
+    """Set ``tags`` on every registered model version logged by the run ``run_id`` (the
+    evaluation adds its test scores to the version its training registered)."""
+    client = MlflowClient()
+    for model_version in client.search_model_versions(f"run_id = '{run_id}'"):
+        for key, value in tags.items():
+            client.set_model_version_tag(model_version.name, model_version.version, key, str(value))
 
 
 def git_commit(root: str | Path = ".") -> str | None:

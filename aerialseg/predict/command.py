@@ -1,16 +1,19 @@
 """aerialseg-predict: map aerial photos of any size with a trained model into georeferenced COGs.
 
-    aerialseg-predict [--model models/model.keras] --out DIR [--mode plain|smooth]
-                      [--probabilities] [--vector [--simplify METRES]] [--overwrite] [--pixel-size M]
-                      [--bands IR,R,G] INPUT...
+    aerialseg-predict [--model models/model.keras|model.onnx|models:/aerialseg/3] --out DIR
+                      [--mode plain|smooth] [--probabilities] [--vector [--simplify METRES]]
+                      [--overwrite] [--pixel-size M] [--bands IR,R,G] INPUT...
+    aerialseg-predict --describe [--model ...]
 
 Each INPUT (a raster file, a folder of them, or a glob) becomes DIR/<input name>.tif, a
 Cloud-Optimized GeoTIFF of class indices on the input's grid and in its CRS, coloured by the
 class colours; ``--probabilities`` adds DIR/<input name>_probabilities.tif, and ``--vector``
 DIR/<input name>.gpkg, one polygon per region of a class (aerialseg.predict.vectorise). The
-classes and the ``predict`` settings come from params.yaml (the repository's, or ``--params``),
-and each setting can be overridden here. Everything that can be checked is checked before the first photo is
-started (inputs, outputs, params, model, every photo's bands); an error is one line,
+classes, bands, ground resolution, window and ``predict`` settings come from the model's card
+(aerialseg.train.card); ``--params`` and the options here may change the settings only (a model
+without a card takes all from ``--params``). ``--model`` may be an MLflow model URI
+(aerialseg.predict.model_source). Everything that can be checked is checked before the first
+photo is started (inputs, outputs, params, model, every photo's bands); an error is one line,
 ``error: <file>: <what is wrong> (<what to do>)``, and a non-zero exit.
 """
 
@@ -19,20 +22,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from aerialseg.d4 import TTA_SETS
-from aerialseg.data.potsdam import BAND_ORDER, BANDS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
 from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
+from aerialseg.predict.model_source import ModelSource, model_source
 from aerialseg.predict.outputs import writable_folder
 from aerialseg.predict.resampling import parse_pixel_size
 from aerialseg.raster.bands import parse_bands
 from aerialseg.raster.streaming import RASTER_SUFFIXES
+from aerialseg.train.card import MissingCardError, ModelCard, card_from_params
 
 
 class MapFiles(NamedTuple):
@@ -52,16 +56,23 @@ def parser() -> argparse.ArgumentParser:
         prog="aerialseg-predict",
         description="Map aerial photos of any size with a trained model into georeferenced Cloud-Optimized GeoTIFFs.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files, folders of them, or globs ('tiles/*.tif')")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for DIR/<input name>.tif")
-    p.add_argument("--model", type=Path, default=Path("models/model.keras"), help="default: %(default)s")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="raster files, folders of them, or globs ('tiles/*.tif')")
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for DIR/<input name>.tif (required with INPUT)")
+    p.add_argument(
+        "--model",
+        default="models/model.keras",
+        help=".keras or .onnx file, or MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS, "
+        "runs:/RUN_ID/model); default: %(default)s",
+    )
+    p.add_argument("--describe", action="store_true", help="print the model's card and exit")
     p.add_argument("--mode", choices=MODES, default="smooth", help="default: %(default)s")
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
     p.add_argument("--vector", action="store_true", help="also write <name>.gpkg, one polygon per region of a class")
     p.add_argument("--simplify", type=_metres, metavar="METRES", help="with --vector: simplify polygons by METRES")
     p.add_argument("--overwrite", action="store_true", help="replace maps that already exist")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="classes and settings: %(default)s")
-    p.add_argument("--window", type=_positive, help="window side in pixels (default: params patches.patch_size)")
+    p.add_argument(
+        "--params", type=Path, help="params.yaml: predict settings (and classes and window of a model without a card)"
+    )
     p.add_argument("--subdivisions", type=_positive, help="smooth window overlap, 2 = 50%% (default: params)")
     p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: params)")
     p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: params)")
@@ -87,6 +98,8 @@ def _metres(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     arguments = parser()
     args = arguments.parse_args(argv)
+    if not args.describe and not (args.inputs and args.out):
+        arguments.error("give INPUT... and --out DIR (or --describe)")
     if args.simplify and not args.vector:
         arguments.error("--simplify needs --vector (it simplifies the polygons)")
     try:
@@ -107,59 +120,84 @@ def one_line(error: Exception) -> str:
 
 def run(args: argparse.Namespace) -> None:
     """Check everything that can be checked cheaply, then load the model, then map each input."""
-    inputs = find_inputs(args.inputs)
-    photos = dict(
-        photo_pixel_size_m=None if args.pixel_size is None else parse_pixel_size(args.pixel_size),
-        photo_bands=None if args.bands is None else parse_bands(args.bands),
-    )
-    files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite, args.vector)
-    if args.vector:
-        from aerialseg.predict import vectorise  # pyogrio imports pandas: here, so that --help answers at once
-
-        for photo in inputs:  # a photo without a projected CRS has no areas in square metres
-            vectorise.photo_grid(photo)
-    params = read_params(args.params)  # validating params loads Keras: the checks above answer at once
-    options = PredictParams(**{**params.predict.model_dump(), **_given(args, PredictParams.model_fields)})
-    blending = Blending.from_params(options, args.window or params.patches.patch_size, args.mode)
-    from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
-
-    predictor = mapping.load_predictor(args.model, params.palette.num_classes, blending.window)
-    photos |= model_meaning(params, args.model, predictor.channels)
-    for photo in inputs:
-        for note in mapping.photo_notes(photo, **photos):
-            print(f"note: {note}", file=sys.stderr)
-    for photo, output in zip(inputs, files):
-        with row_writers(photo, output, params.palette.names, args.simplify or 0.0) as writers:
-            mapping.map_raster(
-                photo,
-                output.index,
-                predictor,
-                params.palette,
-                blending,
-                probabilities_path=output.probabilities,
-                row_writers=writers,
-                **photos,
-            )
-        print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
-
-
-def model_meaning(params: Params, model: Path, channels: int) -> dict:
-    """The resolution and bands the model was trained on: models/model.json's ``pixel_size_m``
-    beside the model (None without it) and params.yaml's data.bands, until the model card
-    (aerialseg.train.card) says them; bands other than the model's input are refused here."""
-    card = model.with_name("model.json")
-    try:
-        size = json.loads(card.read_text()).get("pixel_size_m") if card.is_file() else None
-    except (json.JSONDecodeError, AttributeError) as error:
-        reason = f"not the JSON object the train stage writes ({error})"
-        raise InputError(f"{card}: {reason} (delete it, or train again)") from error
-    bands = BAND_ORDER[BANDS[params.data.bands]]
-    if len(bands) != channels:
-        raise InputError(
-            f"{model}: takes {channels} bands, but params.yaml's data.bands {params.data.bands!r} names "
-            f"{len(bands)} ({', '.join(bands)}) (pass the --params the model was trained with)"
+    with tempfile.TemporaryDirectory(prefix="aerialseg-model-") as downloads:
+        if args.describe:
+            source = model_source(args.model, args.params, Path(downloads))
+            print(f"model: {args.model}\n{source.card().describe()}")
+            return
+        inputs = find_inputs(args.inputs)
+        photos = dict(
+            photo_pixel_size_m=None if args.pixel_size is None else parse_pixel_size(args.pixel_size),
+            photo_bands=None if args.bands is None else parse_bands(args.bands),
         )
-    return dict(model_pixel_size_m=size, model_bands=bands)
+        files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite, args.vector)
+        if args.vector:
+            from aerialseg.predict import vectorise  # pyogrio imports pandas: here, so that --help answers at once
+
+            for photo in inputs:  # a photo without a projected CRS has no areas in square metres
+                vectorise.photo_grid(photo)
+        params = read_params(args.params) if args.params else None  # validating params loads Keras
+        source = model_source(args.model, args.params, Path(downloads))
+        card = model_card(source, params, args.params)
+        blending = Blending.from_params(prediction_settings(card, params, args), card.window, args.mode)
+        from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
+
+        predictor = mapping.load_predictor(source.file, len(card.classes), blending.window)
+        photos |= model_input(card, source, predictor.channels)
+        for photo in inputs:
+            for note in mapping.photo_notes(photo, **photos):
+                print(f"note: {note}", file=sys.stderr)
+        for photo, output in zip(inputs, files):
+            with row_writers(photo, output, card.palette.names, args.simplify or 0.0) as writers:
+                mapping.map_raster(
+                    photo,
+                    output.index,
+                    predictor,
+                    card.palette,
+                    blending,
+                    probabilities_path=output.probabilities,
+                    row_writers=writers,
+                    **photos,
+                )
+            print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
+
+
+def model_input(card: ModelCard, source: ModelSource, channels: int) -> dict:
+    """The bands and ground resolution the model was trained on, from its card; a card whose bands
+    are not the model's input is refused (a card copied onto another model)."""
+    if len(card.bands) != channels:
+        raise InputError(
+            f"{source.name}: takes {channels} bands, but its card names {len(card.bands)} ({', '.join(card.bands)}) "
+            "(the card belongs to another model: train or export it again)"
+        )
+    return dict(model_pixel_size_m=card.pixel_size_m, model_bands=card.bands)
+
+
+def model_card(source: ModelSource, params: Params | None, params_path: Path | None) -> ModelCard:
+    """The model's card, whose classes ``--params`` must not contradict; for a model without a card
+    (saved before cards), the card ``--params`` gives it, or MissingCardError if there is none."""
+    try:
+        card = source.card()
+    except MissingCardError:
+        if params is None:
+            raise
+        return card_from_params(params, pixel_size_m=None)
+    if params is not None and params.palette != card.palette:
+        raise InputError(
+            f"{params_path}: its classes {_classes(params.palette)} are not the classes of model {source.name}, "
+            f"{_classes(card.palette)} (leave out --params, or pass the params.yaml the model was trained with)"
+        )
+    return card
+
+
+def _classes(palette) -> str:
+    return "[" + ", ".join(f"{name} {list(colour)}" for name, colour in zip(palette.names, palette.colours)) + "]"
+
+
+def prediction_settings(card: ModelCard, params: Params | None, args: argparse.Namespace) -> PredictParams:
+    """The card's ``predict`` settings, changed by ``--params``' and by the options given here."""
+    from_params = params.predict.model_dump() if params else {}
+    return PredictParams(**{**card.predict, **from_params, **_given(args, PredictParams.model_fields)})
 
 
 @contextlib.contextmanager
@@ -175,7 +213,7 @@ def row_writers(photo: Path, output: MapFiles, classes, simplify: float):
 
 
 def _given(args: argparse.Namespace, names) -> dict:
-    """The ``predict`` settings given on the command line (the others come from params.yaml)."""
+    """The ``predict`` settings given on the command line (the others come from the card or --params)."""
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -206,12 +244,9 @@ def _expand(pattern: str) -> list[Path]:
 
 
 def read_params(path: Path) -> Params:
-    """params.yaml, for the classes (names, colours, order) the model was trained on."""
+    """``--params``: its ``predict`` settings, and the classes and window of a model without a card."""
     if not path.is_file():
-        raise MissingFileError(
-            f"{path}: no such file (run aerialseg-predict in the aerialseg repository, whose params.yaml names the "
-            "classes the model was trained on, or pass --params PATH)"
-        )
+        raise MissingFileError(f"{path}: no such file (check the path given with --params)")
     return load_params(path)
 
 

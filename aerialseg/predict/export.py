@@ -12,7 +12,9 @@ probabilities: the windows aerialseg.predict.blending feeds the Keras model.
 The two are one export: both are built in a temporary folder beside DIR, which then replaces DIR
 as a whole (aerialseg.pipeline.atomic.atomic_dir), so a failed or killed export, even between the
 two writes, leaves the earlier pair as it was, never a new SavedModel beside an old ONNX file. DIR
-therefore holds the export and nothing else.
+therefore holds the export and nothing else. Both carry the model's card
+(aerialseg.train.card: ``assets/aerialseg_card.json`` and ONNX ``metadata_props``), so they map
+photos alone.
 """
 
 from __future__ import annotations
@@ -27,18 +29,25 @@ import keras
 
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_dir
-from aerialseg.predict.command import one_line
+from aerialseg.predict.command import model_card, one_line, read_params
 from aerialseg.predict.inference import ModelError, ModelMismatchError
 from aerialseg.predict.keras_predictor import load_model, segmentation_shape
+from aerialseg.predict.model_source import ModelSource
 from aerialseg.predict.outputs import writable_folder
+from aerialseg.train.card import write_card
 
 FILES = ("saved_model", "model.onnx")
 
 
-def export_model(model_path: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
-    """Export the model at ``model_path`` to ``out``/saved_model and ``out``/model.onnx; return both."""
+def export_model(
+    model_path: str | Path, out: str | Path, overwrite: bool = False, params: Path | None = None
+) -> tuple[Path, Path]:
+    """Export the model at ``model_path`` to ``out``/saved_model and ``out``/model.onnx; return both.
+    ``params``: the params.yaml a model without a card was trained with, for the exports' card."""
     out = Path(out)
     check_out(out, overwrite)
+    source = ModelSource(Path(model_path), Path(model_path), str(model_path))
+    card = model_card(source, read_params(params) if params else None, params)  # first: it answers at once
     model = load_model(model_path)
     try:
         channels, _ = segmentation_shape(model)
@@ -50,6 +59,8 @@ def export_model(model_path: str | Path, out: str | Path, overwrite: bool = Fals
         model.export(tmp / FILES[0], format="tf_saved_model", input_signature=signature, verbose=False)
         warnings.simplefilter("ignore", FutureWarning)  # Keras' own tf2onnx patch trips NumPy's np.object warning
         model.export(tmp / FILES[1], format="onnx", input_signature=signature, verbose=False)
+        for exported in FILES:
+            write_card(tmp / exported, card)
     return out / FILES[0], out / FILES[1]
 
 
@@ -77,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/model.keras"), help="default: %(default)s")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/saved_model/ and DIR/model.onnx")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    p.add_argument("--params", type=Path, help="params.yaml a model without a card was trained with")
     args = p.parse_args(argv)
     try:
-        for path in export_model(args.model, args.out, args.overwrite):
+        for path in export_model(args.model, args.out, args.overwrite, args.params):
             print(path)
     except InputError as error:  # names the file and what to do; anything else is a bug
         print(f"error: {one_line(error)}", file=sys.stderr)

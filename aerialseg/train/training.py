@@ -1,11 +1,11 @@
 """The train stage: fit the U-Net on the patches, log every epoch to MLflow, snapshot, resume.
 
 Outputs: models/model.keras (written only when training finished, so a failed run keeps the last
-good model) with models/model.json (:func:`model_card`), models/snapshots/ (weights and predicted
-maps every ``snapshot_every`` epochs), metrics/train_history.csv and metrics/train.json (with the
-training tiles' resolution, also an MLflow param: aerialseg.data.resolution). While it runs,
-models/checkpoint/ holds the last finished epoch, so a killed run resumes there (removed when
-training finishes).
+good model), models/snapshots/ (weights and predicted maps every ``snapshot_every`` epochs), each
+weights file and the model carrying the model card (aerialseg.train.card), metrics/train_history.csv
+and metrics/train.json (with the training tiles' resolution, also an MLflow param:
+aerialseg.data.resolution). While it runs, models/checkpoint/ holds the last finished epoch, so a
+killed run resumes there (removed when training finishes).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from aerialseg.data.manifest import read_manifest
-from aerialseg.data.potsdam import BAND_ORDER, parse_tile_name
 from aerialseg.data.resolution import TrainingResolution
 from aerialseg.data.splits import read_split
 from aerialseg.evaluate.metrics import training_metrics
@@ -34,6 +33,7 @@ from aerialseg.predict.inference import predict_map
 from aerialseg.predict.keras_predictor import KerasPredictor
 from aerialseg.raster.pictures import read_image, write_image
 from aerialseg.train.augmentation import segmentation_model, training_model
+from aerialseg.train.card import ModelCard, card_from_params, data_version, write_card
 from aerialseg.train.checkpoint import Checkpoint, TrainingState, code_digest, fingerprint
 from aerialseg.train.dataset import PatchSequence, open_patches
 from aerialseg.train.distribution import ONE_DEVICE, Cluster, join
@@ -83,13 +83,13 @@ def train(layout: Layout, params: Params) -> dict | None:
             mlflow.set_tag("git_commit", tracking.git_commit(layout.root))
         relog_missing_epochs(state)
         val_photo = read_image(layout.resized.photo(read_split(patches.splits, "val")[0]))
-        snapshot = snapshot_writer(layout.snapshots, params, val_photo, cluster)
+        card = card_from_params(params, resolution.median, data_version(layout.root), tracking.git_commit(layout.root))
+        snapshot = snapshot_writer(layout.snapshots, params, val_photo, cluster, card)
         callbacks = [EpochEnd(state, checkpoint, snapshot, cfg.snapshot_every, len(train_x), cluster)]
         fit(model, train_batches, val_batches, state, callbacks, cfg, num_classes, class_weights, cluster)
-        card = model_card(layout, params, resolution, train_tiles[0])
         write_outputs(layout, model, state, run.info.run_id, tracking_uri, resolution, card)
         checkpoint.remove()
-        tracking.log_model(stock_model(segmentation_model(model)), params.mlflow.experiment)
+        tracking.log_model(stock_model(segmentation_model(model)), params.mlflow.experiment, card)
     summary = {**final_summary(pd.DataFrame(state.history)), **resolution.summary()}
     print(json.dumps(summary, indent=2))
     return summary
@@ -179,14 +179,18 @@ class EpochEnd(keras.callbacks.Callback):
         mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=number)
 
 
-def snapshot_writer(snapshots: SnapshotFolder, params: Params, val_photo: np.ndarray, cluster: Cluster):
-    """Save the weights and the predicted map of a fixed validation tile in each of
-    ``train.snapshot_modes`` (a smooth map takes 32 times the forward passes of a plain one)."""
+def snapshot_writer(
+    snapshots: SnapshotFolder, params: Params, val_photo: np.ndarray, cluster: Cluster, card: ModelCard
+):
+    """Save the weights (with ``card``, so a snapshot can be evaluated or mapped with on its own) and
+    the predicted map of a fixed validation tile in each of ``train.snapshot_modes`` (a smooth map
+    takes 32 times the forward passes of a plain one)."""
 
     def snapshot(model, epoch):
         model = segmentation_model(model)
         with atomic_file(snapshots.weights(epoch)) as tmp:
             model.save_weights(tmp)
+            write_card(tmp, card)
         with cluster.on_this_process(model) as local:
             predictor = KerasPredictor(local, params.palette.num_classes)
             for mode in params.train.snapshot_modes:
@@ -267,26 +271,14 @@ def write_outputs(
     run_id: str,
     tracking_uri: str,
     resolution: TrainingResolution,
-    card: dict,
+    card: ModelCard,
 ) -> None:
     history = write_history(layout.train_history, state.history)
     write_json(layout.train_summary, {**final_summary(history), **resolution.summary()})
     write_json(layout.mlflow_run, {"tracking_uri": tracking_uri, "run_id": run_id})
-    write_json(layout.model_card, card)
     with atomic_file(layout.model) as tmp:
         stock_model(segmentation_model(model)).save(tmp)
-
-
-def model_card(layout: Layout, params: Params, resolution: TrainingResolution, tile: str) -> dict:
-    """What a photo must be for the model to map it well, the start of a model card: the metres per
-    pixel it learnt objects at (None if unknown), its bands in order (those of the photos of
-    ``tile``, as every training tile's) and its classes in index order, with their label colours."""
-    palette = params.palette
-    return {
-        "pixel_size_m": resolution.median,
-        "bands": list(BAND_ORDER[parse_tile_name(layout.resized.photo(tile)).kind]),
-        "classes": [{"name": name, "colour": list(colour)} for name, colour in zip(palette.names, palette.colours)],
-    }
+        write_card(tmp, card)
 
 
 def final_summary(history: pd.DataFrame) -> dict:
