@@ -1,7 +1,7 @@
 import pytest
 from output_helpers import Writer
 
-from aerialseg.pipeline.atomic import HOST, PARTIAL, atomic_dir, atomic_file, owner, remove_stale
+from aerialseg.pipeline.atomic import ASIDE, HOST, OWNED, PARTIAL, atomic_dir, atomic_file, owner, remove_stale
 
 
 def test_atomic_file_keeps_old_content_on_failure(tmp_path):
@@ -66,3 +66,18 @@ def test_only_temporaries_whose_owner_is_gone_are_stale(tmp_path):
         (tmp_path / name).mkdir() if key == "a folder" else (tmp_path / name).write_text(key)
     remove_stale(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["mine"], names["other host"], names["no owner"]])
+
+
+def test_an_old_folder_left_aside_by_a_kill_between_the_two_renames_is_put_back(tmp_path):
+    """Killed after renaming the old output aside and before renaming the new one in: nothing is at
+    its place, and the old folder, a whole output, must come back rather than go as stale."""
+    dead = Writer(tmp_path / "other.tif")
+    dead.kill()
+    named = OWNED.match(dead.temporary)
+    aside = tmp_path / f".raw{PARTIAL}{named['host']}-{named['pid']}-{named['start']}-{ASIDE}x1"
+    aside.mkdir()
+    (aside / "tile.tif").write_text("old")
+    (tmp_path / dead.temporary).unlink()
+    remove_stale(tmp_path)
+    assert (tmp_path / "raw/tile.tif").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]

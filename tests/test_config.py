@@ -314,3 +314,9 @@ def test_the_vaihingen_protocol_params_validate_and_split_the_areas_as_published
     ]
     assert params.classes == load_params(REPO_PARAMS).classes
     assert keys(yaml.safe_load(path.read_text())) == keys(yaml.safe_load(REPO_PARAMS.read_text()))
+
+
+def test_more_subdivisions_than_window_pixels_are_refused_by_their_keys(raw):
+    raw["predict"]["subdivisions"] = 100
+    with pytest.raises(ParamsError, match=r"predict.subdivisions 100 is more than patches.patch_size 64"):
+        parse_params(raw)

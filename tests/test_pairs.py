@@ -235,6 +235,31 @@ def test_the_bands_asked_for_must_be_the_photos(tmp_path):
         download_raw(Layout(tmp_path), params.data, params.palette, "full")
 
 
+def described(path, pixels: np.ndarray, names: list[str]) -> None:
+    """A GeoTIFF whose bands (in file order) are described as ``names``, as QGIS or GDAL write them."""
+    profile = dict(driver="GTiff", height=pixels.shape[0], width=pixels.shape[1], count=len(names), dtype="uint8")
+    with allow_plain(), rasterio.open(path, "w", photometric="MINISBLACK", **profile) as dataset:
+        dataset.write(np.moveaxis(pixels, -1, 0))
+        for band, name in enumerate(names, 1):
+            dataset.set_band_description(band, name)
+
+
+def test_a_photo_whose_bands_are_described_is_stored_in_the_order_of_data_bands(tmp_path):
+    """A B, G, R photo trains as R, G, B: aerialseg-predict will read its bands by name too."""
+    write_pairs_folder(tmp_path, ["a"], SIZE)
+    rgb = read_image(tmp_path / "images/a.tif")
+    described(tmp_path / "images/a.tif", rgb[..., ::-1], ["blue", "green", "red"])
+    download(tmp_path)
+    np.testing.assert_array_equal(read_image(Layout(tmp_path).raw.photo("a", "RGB")), rgb)
+
+
+def test_described_bands_without_those_of_data_bands_are_refused(tmp_path):
+    write_pairs_folder(tmp_path, ["a"], SIZE)
+    described(tmp_path / "images/a.tif", read_image(tmp_path / "images/a.tif"), ["NIR", "red", "green"])
+    with pytest.raises(PairsError, match=r"described as IR, R, G, but data.bands rgb takes R, G, B \(no B\)"):
+        download(tmp_path)
+
+
 def test_boundary_free_scores_are_refused_before_anything_is_read(tmp_path):
     write_pairs_folder(tmp_path, ["a"], SIZE)
     with pytest.raises(DatasetError, match=r"evaluate.labels is no_boundary, but .* never has them\): set evaluate.la"):

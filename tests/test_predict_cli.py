@@ -516,3 +516,12 @@ def test_a_full_disk_is_one_line_naming_the_map_and_the_free_space(tmp_path, mod
         error_line(capsys),
     )
     assert os.listdir(tiny_disk) == []  # nothing half-written, no temporary
+
+
+def test_more_subdivisions_than_window_pixels_is_one_line(tmp_path, model_file, capsys):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(25, shape=(40, 40)))
+    assert predict("--model", model_file, "--out", tmp_path / "maps", "--subdivisions", "1000", scene) == 1
+    assert error_line(capsys) == (
+        f"error: {model_file}: subdivisions must be between 1 and the window size {WINDOW}, got 1000 "
+        f"(the model's window is {WINDOW} px)"
+    )

@@ -49,12 +49,13 @@ def test_a_rotated_or_non_square_pixel_is_refused(transform, fragment):
         ground_pixel_size(Georeference(UTM, transform), (10, 10), "photo")
 
 
-def test_a_world_file_without_crs_leaves_the_layouts_value_then_data_pixel_size(tmp_path):
-    """A world file has no unit: Potsdam's synthetic tiles get the layout's 5 cm."""
+def test_a_world_file_without_crs_leaves_data_pixel_size_then_the_layouts_value(tmp_path):
+    """A world file has no unit: Potsdam's synthetic tiles get the layout's 5 cm, unless the user
+    says otherwise (their own 30 cm tiles named as Potsdam's)."""
     write_photo(tmp_path / "a.tif", 8, Georeference(None, Affine(0.05, 0, 0, 0, -0.05, 0), world_file=True))
     assert read_georef(tmp_path / "a.tif").world_file
-    assert tile_pixel_size("a", tmp_path / "a.tif", (8, 8), KnownSizes(layout=0.05, data=0.3)) == 0.05
-    assert tile_pixel_size("a", tmp_path / "a.tif", (8, 8), KnownSizes(data=0.3)) == 0.3
+    assert tile_pixel_size("a", tmp_path / "a.tif", (8, 8), KnownSizes(layout=0.05, data=0.3)) == 0.3
+    assert tile_pixel_size("a", tmp_path / "a.tif", (8, 8), KnownSizes(layout=0.05)) == 0.05
     assert tile_pixel_size("a", tmp_path / "a.tif", (8, 8), KnownSizes()) is None
 
 
@@ -127,3 +128,8 @@ def test_the_training_resolution_is_the_median_and_range_warned_of_when_wide():
         TrainingResolution.of(manifest({"a": 0.1, "b": 0.2, "d": 0.5}), ["a", "b", "d"])
     unknown = TrainingResolution.of(manifest({"a": 0.1, "b": float("nan")}), ["a", "b"])
     assert unknown.summary() == {"pixel_size_m": None, "pixel_size_min_m": None, "pixel_size_max_m": None}
+
+
+def test_a_crs_without_a_geotransform_gives_no_pixel_size():
+    """GDAL's identity transform is no position: 1 m pixels would make a 5 cm model resample 20x."""
+    assert ground_pixel_size(Georeference(UTM, Affine.identity()), (8, 8), "a.tif") is None

@@ -28,16 +28,19 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
 
 from aerialseg.data.labels import VECTOR_SUFFIXES, LabelDecoding
 from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.data.polygons import rasterise_polygons
-from aerialseg.data.potsdam import BAND_COUNTS, BANDS, TILE_ID, tile_order
+from aerialseg.data.potsdam import BAND_COUNTS, BAND_ORDER, BANDS, TILE_ID, tile_order
 from aerialseg.data.tileset import Tiles
 from aerialseg.errors import InputError
 from aerialseg.pipeline.params import DataParams, PairsSource
 from aerialseg.pipeline.paths import Layout, TileFolder
-from aerialseg.raster.georef import Grid, read_georef
+from aerialseg.raster.bands import ALIASES, canonical
+from aerialseg.raster.georef import Grid, allow_plain, read_georef
 from aerialseg.raster.pictures import read_image, read_photo, write_image
 
 SHOWN = 10  # files listed in a message; the rest are counted
@@ -188,6 +191,9 @@ def store_pair(tile: str, pair: Pair, out: TileFolder, kind: str, decoding: Labe
     The photo is written and dropped before the label is read: one picture in memory at a time.
     """
     photo, valid = read_photo(pair.photo)
+    order = _described_order(pair.photo, kind)
+    if order is not None:
+        photo = photo[..., list(order)]
     _check_bands(pair.photo, photo, kind)
     grid = Grid(photo.shape[0], photo.shape[1], read_georef(pair.photo))
     write_image(out.photo(tile, kind), photo, grid.georef, valid)
@@ -242,6 +248,29 @@ def _read_raster_label(label: Path, photo: Path, grid: Grid, decoding: LabelDeco
             "(e.g. gdalwarp with the photo's CRS, extent and size)"
         )
     return decoding.decode(pixels, str(label))
+
+
+def _described_order(path: Path, kind: str) -> tuple[int, ...] | None:
+    """Where the photo's file names every band (GDAL band descriptions such as "blue" or "NIR"),
+    the positions of data.bands' bands among them, in data.bands' order: a photo stored B, G, R
+    trains as R, G, B, as aerialseg-predict will read it by name. None where the bands are not all
+    described: their file order is then data.bands', as the parameter says. (Colour
+    interpretation is not trusted here: GDAL calls the bands of any 3-band 8-bit TIFF red, green,
+    blue, IRRG ones too.)"""
+    with allow_plain(), rasterio.open(path) as dataset:
+        kinds = zip(dataset.descriptions, dataset.colorinterp)
+        names = [canonical(text) if text else None for text, colour in kinds if colour != ColorInterp.alpha]
+    if not all(name in ALIASES for name in names):
+        return None
+    wanted = BAND_ORDER[kind]
+    missing = [band for band in wanted if band not in names]
+    if missing:
+        asked = next(name for name, band_kind in BANDS.items() if band_kind == kind)
+        raise PairsError(
+            f"photo {path}: its bands are described as {', '.join(names)}, but data.bands {asked} takes "
+            f"{', '.join(wanted)} (no {', '.join(missing)}): set data.bands to the photos' bands"
+        )
+    return tuple(names.index(band) for band in wanted)
 
 
 def _check_bands(path: Path, photo: np.ndarray, kind: str) -> None:

@@ -1,9 +1,10 @@
 """Ground resolution (metres per pixel): of each tile as it comes, and of the tiles a model learns from.
 
 A tile's resolution comes, in this order, from its georeferencing where the CRS is in metres or
-degrees (aerialseg.raster.georef.ground_pixel_size), from its layout (Potsdam's photos are 5 cm),
-or from ``data.pixel_size`` for photos that carry none. A world file alone has no CRS, so its
-numbers have no known unit: Potsdam's synthetic tiles, which carry one, take the layout's value.
+degrees (aerialseg.raster.georef.ground_pixel_size), from ``data.pixel_size`` for photos that
+carry none (the user's word over the layout's), or from its layout (Potsdam's photos are 5 cm).
+A world file alone has no CRS, so its numbers have no known unit: Potsdam's synthetic tiles,
+which carry one, take the layout's value.
 The download stage records it in data/raw/manifest.csv, the resize stage after resampling in
 data/resized/manifest.csv, and the train stage records what its tiles had with the model: a
 network learns objects at a size in pixels, so it maps photos of that resolution best.
@@ -31,8 +32,8 @@ class UnknownResolutionError(InputError, ValueError):
 
 @dataclass(frozen=True)
 class KnownSizes:
-    """What tells a photo's resolution where its georeferencing cannot: the layout's value
-    (``Tiles.pixel_size_m``) and ``data.pixel_size``; ``required`` when resize.pixel_size is set."""
+    """What tells a photo's resolution where its georeferencing cannot: ``data.pixel_size`` and,
+    failing it, the layout's value (``Tiles.pixel_size_m``); ``required`` when resize.pixel_size is set."""
 
     layout: float | None = None
     data: float | None = None
@@ -52,7 +53,9 @@ def tile_pixel_size(tile: str, photo: Path, shape_hw: tuple[int, int], known: Kn
             raise
         print(f"note: {error}; its pixel_size_m is left empty")
         return None
-    size = next((value for value in (size, known.layout, known.data) if value is not None), None)
+    size = next(
+        (value for value in (size, known.data, known.layout) if value is not None), None
+    )  # the user's over the layout's
     if size is None and known.required:
         raise unknown_resolution(tile, photo)
     return size

@@ -3,16 +3,18 @@
 Each write goes to a temporary name beside the target, ``.<name>.partial-<owner>-XXXX``, and is
 renamed into place only when it is complete, so a failed or killed stage never leaves half a file
 or half a folder where the next stage (or DVC) would read it. A folder replaces an older one by
-renames only (old aside, new in, old removed), so a failure at any step keeps the old folder.
+renames only (old aside, new in, old removed), so a failure at any step keeps the old folder, and
+an old folder left aside by a kill between the two renames is put back by the next write there.
 
 Several processes may write into one folder at once (two aerialseg-predict runs into one --out),
 and a killed process leaves its temporaries behind. So each temporary names its owner,
-``<host>-<pid>-<start>`` (a hash of the host name, the process id and the process's start time in
-clock ticks since boot, field 22 of /proc/<pid>/stat), and :func:`remove_stale` deletes only those
-whose owner is gone: no process has that id, or the one that has it started at another time (the
-id was reused). Temporaries named by another host (another machine on a shared disk, or a
-container, which has its own process ids and host name) are kept: their owners cannot be seen from
-here. Every write sweeps its folder, so a kill's leftovers of any name go at the next write there.
+``<host>-<pid>-<start>``: a hash of the host name and process-id namespace, the process id, and
+the process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat). :func:`remove_stale`
+deletes only those whose owner is gone: no process has that id, or the one that has it started
+at another time (the id was reused); a process that exists but cannot be read (another user's,
+under hidepid) is alive. Temporaries named by another host (another machine on a shared disk, or
+a container, which has its own process ids) are kept: their owners cannot be seen from here.
+Every write sweeps its folder, so a kill's leftovers of any name go at the next write there.
 
 Why the owner is in the name rather than an flock held on the temporary: GDAL and Keras open the
 temporary themselves, and GDAL makes further files named after it (the COG's staging GeoTIFF, its
@@ -42,7 +44,19 @@ from pathlib import Path
 from aerialseg.errors import DiskFullError, MissingFileError
 
 PARTIAL = ".partial-"  # in the names of files and folders being written
-HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def _host() -> str:
+    """The host as temporaries name it: its name and its process-id namespace (/proc/self/ns/pid),
+    so that a container sharing the host's name but not its process ids counts as another host,
+    whose temporaries are never judged from here."""
+    with contextlib.suppress(OSError):
+        return f"{socket.gethostname()}:{os.stat('/proc/self/ns/pid').st_ino}"
+    return socket.gethostname()
+
+
+HOST = f"{zlib.crc32(_host().encode()):08x}"
+ASIDE = "aside-"  # begins the random part of an old folder's name while its replacement is renamed in
 OWNED = re.compile(rf"^\..*{re.escape(PARTIAL)}(?P<host>[0-9a-f]{{8}})-(?P<pid>\d+)-(?P<start>\d+)-")
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -91,7 +105,7 @@ def _swap_in(new: Path, path: Path) -> None:
     if not path.exists():
         os.replace(new, path)
         return
-    aside = Path(tempfile.mkdtemp(prefix=_prefix(path.name), dir=path.parent))
+    aside = Path(tempfile.mkdtemp(prefix=_prefix(path.name) + ASIDE, dir=path.parent))
     os.replace(path, aside)  # replaces the empty folder mkdtemp made, which reserved a unique name
     try:
         os.replace(new, path)
@@ -99,6 +113,16 @@ def _swap_in(new: Path, path: Path) -> None:
         os.replace(aside, path)
         raise
     shutil.rmtree(aside, ignore_errors=True)  # a kill here leaves a temporary the next write removes
+
+
+def _restore_aside(path: Path) -> bool:
+    """Put back an old folder left aside by a writer killed between its two renames (so that
+    nothing is at its place): a complete output, which deleting would lose."""
+    target = path.with_name(path.name[1 : path.name.index(PARTIAL)])
+    if not path.is_dir() or ASIDE not in path.name or target.exists():
+        return False
+    os.replace(path, target)
+    return True
 
 
 def _prefix(name: str) -> str:
@@ -139,8 +163,8 @@ def _exists(pid: int) -> bool:
 def remove_stale(folder: str | Path) -> None:
     """Delete the temporaries in ``folder`` whose owner is gone (killed, so no cleanup ran); those of
     running processes, of other hosts and of unknown owners are kept."""
-    for path in Path(folder).glob(f".*{PARTIAL}*"):
-        if owner_is_gone(path.name):
+    for path in sorted(Path(folder).glob(f".*{PARTIAL}*")):
+        if owner_is_gone(path.name) and not _restore_aside(path):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
@@ -149,7 +173,11 @@ def owner_is_gone(name: str) -> bool:
     owned = OWNED.match(name)
     if not owned or owned["host"] != HOST:
         return False
-    return _start_time(int(owned["pid"])) != int(owned["start"])
+    pid = int(owned["pid"])
+    started = _start_time(pid)
+    if started is None and _exists(pid):  # a process this user may not see (/proc mounted hidepid)
+        return False
+    return started != int(owned["start"])
 
 
 @contextlib.contextmanager

@@ -375,6 +375,15 @@ class Params(Strict):
         return self
 
     @model_validator(mode="after")
+    def _subdivisions_fit_the_window(self):
+        if self.predict.subdivisions > self.patches.patch_size:
+            raise ValueError(
+                f"predict.subdivisions {self.predict.subdivisions} is more than patches.patch_size "
+                f"{self.patches.patch_size}: a window cannot step by less than a pixel (2 is 50 % overlap)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _excluded_tiles_are_not_split(self):
         split = self.patches.split
         listed = {tile: name for name in ("train", "val", "test") for tile in getattr(split, name)}

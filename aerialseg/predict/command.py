@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from pydantic import ValidationError
+
 from aerialseg.d4 import TTA_SETS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
@@ -139,8 +141,8 @@ def run(args: argparse.Namespace) -> None:
         params = read_params(args.params) if args.params else None  # validating params loads Keras
         source = model_source(args.model, args.params, Path(downloads))
         card = model_card(source, params, args.params)
-        blending = Blending.from_params(prediction_settings(card, params, args), card.window, args.mode)
-        from aerialseg.predict import mapping  # Keras, imported here so that --help answers at once
+        blending = blending_of(card, params, args)
+        from aerialseg.predict import mapping  # rasterio and the runtimes: here, so that --help answers at once
 
         predictor = mapping.load_predictor(source.file, len(card.classes), blending.window)
         photos |= model_input(card, source, predictor.channels)
@@ -197,7 +199,19 @@ def _classes(palette) -> str:
 def prediction_settings(card: ModelCard, params: Params | None, args: argparse.Namespace) -> PredictParams:
     """The card's ``predict`` settings, changed by ``--params``' and by the options given here."""
     from_params = params.predict.model_dump() if params else {}
-    return PredictParams(**{**card.predict, **from_params, **_given(args, PredictParams.model_fields)})
+    try:
+        return PredictParams(**{**card.predict, **from_params, **_given(args, PredictParams.model_fields)})
+    except ValidationError as error:  # a card written by another version, or edited
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise InputError(f"{args.model}: its card's predict settings are not valid ({problems})") from error
+
+
+def blending_of(card: ModelCard, params: Params | None, args: argparse.Namespace) -> Blending:
+    """How the windows are blended: the settings above, on the card's window, in ``--mode``."""
+    try:
+        return Blending.from_params(prediction_settings(card, params, args), card.window, args.mode)
+    except ValueError as error:  # settings that do not fit the window, e.g. more subdivisions than pixels
+        raise InputError(f"{args.model}: {error} (the model's window is {card.window} px)") from error
 
 
 @contextlib.contextmanager

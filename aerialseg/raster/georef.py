@@ -108,9 +108,9 @@ def ground_pixel_size(
     shrinks to nothing across the photo) is refused; ``instead`` is the caller's other way, for the message.
     """
     crs = georef.crs
-    if crs is None or not (crs.is_projected or crs.is_geographic):
-        return None
     transform = georef.transform
+    if crs is None or not (crs.is_projected or crs.is_geographic) or transform == Affine.identity():
+        return None  # no unit, or a CRS without a geotransform: GDAL's identity is no pixel size
     if transform.b or transform.d:
         raise PixelSizeError(
             f"{name}: its transform {_numbers(transform)} is rotated, so its pixels have no one ground size: "
