@@ -17,3 +17,9 @@ class MissingFileError(InputError, FileNotFoundError):
 
 class DiskFullError(InputError, OSError):
     """An output could not be written for want of space (ENOSPC) or quota (EDQUOT)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error raised by a library (its name if it says nothing): what a
+    one-line message quotes of an error whose text may run over many lines."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -23,7 +23,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
-from aerialseg.errors import InputError
+from aerialseg.errors import InputError, first_line
 from aerialseg.train.card import CARD_FILE, ModelCard
 
 ENV_URI = "MLFLOW_TRACKING_URI"
@@ -74,7 +74,7 @@ def check_store(uri: str, origin: str) -> None:
             with _few_http_retries():
                 MlflowClient(uri).search_experiments(max_results=1)
     except Exception as error:  # whatever the store raises (SQLAlchemy, OS, HTTP...), it cannot be used
-        problem = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        problem = first_line(error)
     if problem:
         raise TrackingStoreError(
             f"MLflow tracking store {uri} (from {origin}) cannot be used: {problem}. Set mlflow.tracking_uri "

@@ -61,10 +61,6 @@ def classes_mismatch(name: str, classes: int, num_classes: int, output_shape) ->
     )
 
 
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def usable_channels(available: int, channels: int, source: str = "image") -> int:
     """How many of an image's ``available`` channels (bands) a model taking ``channels`` gets.
 

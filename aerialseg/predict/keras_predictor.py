@@ -14,13 +14,13 @@ import numpy as np
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer a saved model may use
 from aerialseg import d4
+from aerialseg.errors import first_line
 from aerialseg.predict.blending import window_weights
 from aerialseg.predict.inference import (
     SEGMENTATION,
     ModelError,
     ModelMismatchError,
     classes_mismatch,
-    first_line,
     fit_channels,
     model_file,
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from aerialseg.errors import InputError
+from aerialseg.errors import InputError, first_line
 from aerialseg.pipeline.params import MlflowParams, load_params
 from aerialseg.train.card import ModelCard, read_card
 
@@ -62,10 +62,10 @@ def download_model(uri: str, params: Path | None, downloads: Path) -> Path:
         mlflow.set_tracking_uri(tracking_uri)
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(downloads)))
     except Exception as error:  # whatever the store raises (MLflow, SQLAlchemy, OS, HTTP...)
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(
-            f"{uri}: not found in MLflow tracking store {tracking_uri} (from {origin}): {reason} (check the name, "
-            f"version, alias or run id, or point {tracking.ENV_URI} or --params' mlflow.tracking_uri at its store)"
+            f"{uri}: not found in MLflow tracking store {tracking_uri} (from {origin}): {first_line(error)} "
+            f"(check the name, version, alias or run id, or point {tracking.ENV_URI} or --params' "
+            "mlflow.tracking_uri at its store)"
         ) from error
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from aerialseg.errors import first_line
 from aerialseg.predict.inference import (
     SEGMENTATION,
     ModelError,
     ModelMismatchError,
     classes_mismatch,
-    first_line,
     fit_channels,
 )
 

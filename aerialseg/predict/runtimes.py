@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aerialseg.predict.inference import SEGMENTATION, ModelError, Predictor, first_line, model_file
+from aerialseg.errors import first_line
+from aerialseg.predict.inference import SEGMENTATION, ModelError, Predictor, model_file
 
 
 def load_predictor(path: str | Path, num_classes: int, window: int) -> Predictor:

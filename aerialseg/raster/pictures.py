@@ -27,7 +27,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
 
 from aerialseg.data.palette import Palette
-from aerialseg.errors import InputError, MissingFileError
+from aerialseg.errors import InputError, MissingFileError, first_line
 from aerialseg.pipeline.atomic import atomic_file
 from aerialseg.raster.georef import Georeference, allow_plain, write_world_file
 
@@ -94,8 +94,7 @@ def _bands(dataset: rasterio.DatasetReader, bands) -> np.ndarray:
 
 def gdal_reason(error: Exception) -> str:
     """GDAL's own words: rasterio often says only 'see previous exception' and keeps them as the cause."""
-    cause = error.__cause__ or error
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return first_line(error.__cause__ or error)
 
 
 def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False) -> np.ndarray:

@@ -29,7 +29,7 @@ import yaml
 
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BAND_ORDER, BANDS
-from aerialseg.errors import InputError
+from aerialseg.errors import InputError, first_line
 from aerialseg.pipeline.atomic import atomic_file, write_json
 
 if TYPE_CHECKING:
@@ -223,6 +223,7 @@ def _read_onnx(path: Path) -> str | None:
     try:
         session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types for files it cannot load
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise InputError(f"{path}: not an ONNX model ({first}) (pass a .onnx file of aerialseg-export)") from error
+        raise InputError(
+            f"{path}: not an ONNX model ({first_line(error)}) (pass a .onnx file of aerialseg-export)"
+        ) from error
     return session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
