@@ -71,7 +71,9 @@ def test_an_absolute_glob_and_labels_beside_the_photos(tmp_path):
 def test_excluded_tiles_are_left_out_and_must_exist(tmp_path):
     touch(tmp_path, "images/a.tif", "images/b.tif", "masks/a.png", "masks/b.png")
     assert list(find_pairs(PairsSource(), tmp_path, frozenset({"b"}))) == ["a"]
-    with pytest.raises(PairsError, match=r"data.exclude names tile\(s\) \['c'\] that no photo .* \(the tiles: a, b\)"):
+    with pytest.raises(
+        DatasetError, match=r"data.exclude names tile\(s\) \['c'\] that data.pairs.photos .* \(its tiles: a, b\)"
+    ):
         find_pairs(PairsSource(), tmp_path, frozenset({"c"}))
 
 

@@ -35,7 +35,7 @@ from aerialseg.data.labels import VECTOR_SUFFIXES, LabelDecoding
 from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.data.polygons import rasterise_polygons
 from aerialseg.data.potsdam import BAND_COUNTS, BAND_ORDER, BANDS, TILE_ID, tile_order
-from aerialseg.data.tileset import Tiles
+from aerialseg.data.tileset import Tiles, check_excluded
 from aerialseg.errors import InputError
 from aerialseg.pipeline.params import DataParams, PairsSource
 from aerialseg.pipeline.paths import Layout, TileFolder
@@ -72,7 +72,7 @@ def find_pairs(pairs: PairsSource, root: Path, exclude: frozenset[str] = frozens
     for photo in photos:
         by_stem[photo.stem].append(photo)
     _check_ids(by_stem)
-    _check_excluded(exclude, by_stem)
+    check_excluded(exclude, by_stem, source="data.pairs.photos (a photo's stem is its tile id)")
     tiles = {
         stem: Pair(files[0], _label_path(root, pairs.labels, stem))
         for stem, files in sorted(by_stem.items(), key=lambda item: tile_order(item[0]))
@@ -116,15 +116,6 @@ def _check_ids(by_stem: dict[str, list[Path]]) -> None:
         raise PairsError(
             f"photos with the same stem, which is the tile id: {_few(twice)}; rename one of each, or narrow "
             "data.pairs.photos to one of them"
-        )
-
-
-def _check_excluded(exclude: frozenset[str], by_stem: dict[str, list[Path]]) -> None:
-    absent = sorted(exclude - by_stem.keys(), key=tile_order)
-    if absent:
-        raise PairsError(
-            f"data.exclude names tile(s) {absent} that no photo of data.pairs.photos has as its stem (the tiles: "
-            f"{_few(sorted(by_stem, key=tile_order))}): correct or remove them"
         )
 
 

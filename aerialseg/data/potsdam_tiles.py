@@ -47,7 +47,7 @@ from aerialseg.data.potsdam import (
     tile_order,
 )
 from aerialseg.data.synthetic import write_dataset
-from aerialseg.data.tileset import DatasetError, Tiles
+from aerialseg.data.tileset import DatasetError, Tiles, check_excluded
 from aerialseg.errors import MissingFileError
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout, TileFolder
@@ -184,7 +184,7 @@ def pair_tiles(scans: list[Scan], wanted: Wanted) -> dict[str, TileFiles]:
         variant: {key.tile: files for key, files in found.items() if key.kind == kind}
         for variant, kind in LABEL_KINDS.items()
     }
-    _check_excluded(wanted, scans)
+    check_excluded(wanted.exclude, {parse_tile_name(_member(name)).tile for scan in scans for name in scan.seen})
     if not photos:
         raise DatasetError(_no_photos(wanted, scans))
     _check_pairs(photos, labels[FULL], wanted, found)
@@ -198,16 +198,6 @@ def pair_tiles(scans: list[Scan], wanted: Wanted) -> dict[str, TileFiles]:
         )
         for tile in sorted(photos, key=tile_order)
     }
-
-
-def _check_excluded(wanted: Wanted, scans: list[Scan]) -> None:
-    present = {parse_tile_name(_member(name)).tile for scan in scans for name in scan.seen}
-    absent = sorted(wanted.exclude - present, key=tile_order)
-    if absent:
-        raise DatasetError(
-            f"data.exclude names tile(s) {absent} that the source does not have (its tiles: "
-            f"{', '.join(sorted(present, key=tile_order)) or 'none'}): a typo? Correct or remove them"
-        )
 
 
 def _no_photos(wanted: Wanted, scans: list[Scan]) -> str:

@@ -8,11 +8,14 @@ apart from all of them, so that no layout imports the stage or another layout fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from aerialseg.data.potsdam import tile_order
 from aerialseg.errors import InputError
 from aerialseg.pipeline.paths import TileFolder
+
+SHOWN = 10  # tiles listed in a message; the rest are counted
 
 
 class DatasetError(InputError, ValueError):
@@ -29,3 +32,16 @@ class Tiles(NamedTuple):
     store: Callable[[str, Any, TileFolder], tuple[int, int]]
     boundary_free: bool
     pixel_size_m: float | None
+
+
+def check_excluded(exclude: Iterable[str], present: Iterable[str], source: str = "the source") -> None:
+    """``data.exclude`` names only tiles the source has: an id that matches nothing is a typo, which
+    would otherwise train on the very tile meant to be left out."""
+    present = sorted(set(present), key=tile_order)
+    absent = sorted(set(exclude) - set(present), key=tile_order)
+    if absent:
+        shown = ", ".join(present[:SHOWN]) + (f" and {len(present) - SHOWN} more" if len(present) > SHOWN else "")
+        raise DatasetError(
+            f"data.exclude names tile(s) {absent} that {source} does not have (its tiles: {shown or 'none'}): "
+            "a typo? Correct or remove them"
+        )

@@ -38,7 +38,7 @@ from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BOUNDARY_FREE, FULL, TILE_ID, label_name, photo_name, tile_order
 from aerialseg.data.potsdam_tiles import Found, TileFiles, potsdam
 from aerialseg.data.synthetic_vaihingen import write_vaihingen_zips
-from aerialseg.data.tileset import DatasetError, Tiles
+from aerialseg.data.tileset import DatasetError, Tiles, check_excluded
 from aerialseg.errors import MissingFileError
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout
@@ -108,7 +108,7 @@ def collect(
     the params list the paths, for the messages."""
     parts = _parts([Path(path) for path in paths], key)
     found = {part: _members(part, path, work / part) for part, path in parts.items()}
-    _check_excluded(exclude, found[PHOTOS])
+    check_excluded(exclude, found[PHOTOS])
     found = {part: {tile: file for tile, file in files.items() if tile not in exclude} for part, files in found.items()}
     _drop_strays(found)
     _check_pairs(found)
@@ -173,15 +173,6 @@ def _members(part: str, path: Path, folder: Path) -> dict[str, Found]:
         by_tile[tile] = Found(file, name)
     print(f"{len(by_tile)} {CALLED[part]} of Vaihingen areas in {path}")
     return by_tile
-
-
-def _check_excluded(exclude: frozenset[str], photos: dict[str, Found]) -> None:
-    absent = sorted(exclude - photos.keys(), key=tile_order)
-    if absent:
-        raise DatasetError(
-            f"data.exclude names tile(s) {absent} that the source does not have (its tiles: "
-            f"{', '.join(sorted(photos, key=tile_order))}): a typo? Correct or remove them"
-        )
 
 
 def _drop_strays(found: dict[str, dict[str, Found]]) -> None:
