@@ -101,6 +101,18 @@ def test_photos_of_two_resolutions_are_resized_to_the_one_asked(tmp_path):
         assert read_image(layout.resized.photo(tile)).shape == (64, 64, 3)
 
 
+def test_a_size_of_another_aspect_leaves_the_resolution_unknown(tmp_path):
+    """resize.size [h, w] that stretches one side more than the other makes pixels that are not
+    square: no one metres per pixel can be recorded for the model."""
+    write_pairs(tmp_path, {"fine": 0.1})
+    params, layout = pairs_params(pixel_size=0.2), Layout(tmp_path)  # resize_dataset is given the size below
+    download_raw(layout, params.data, params.palette, "full")
+    square = resize_dataset(layout.raw, layout.resized, params.palette, size=(64, 64), workers=1)
+    assert square["pixel_size_m"].tolist() == [0.2]
+    stretched = resize_dataset(layout.raw, layout.resized, params.palette, size=(64, 32), workers=1)
+    assert stretched["pixel_size_m"].isna().all()
+
+
 def test_a_tile_of_unknown_resolution_is_refused_at_download_and_at_resize(tmp_path):
     write_pairs(tmp_path, {"fine": 0.1}, crs=None)  # a photo that carries no resolution
     params, layout = pairs_params(pixel_size=0.2), Layout(tmp_path)

@@ -30,7 +30,7 @@ from aerialseg.data.resolution import unknown_resolution
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_dir
 from aerialseg.pipeline.paths import TileFolder
-from aerialseg.raster.georef import read_georef
+from aerialseg.raster.georef import SQUARE_TOLERANCE, read_georef
 from aerialseg.raster.pictures import read_image, read_photo, write_image
 
 
@@ -95,16 +95,24 @@ def resize_dataset(
             except BaseException:
                 pool.shutdown(cancel_futures=True)  # stop at the first bad tile instead of finishing all
                 raise
-        widths = [w for _, w in sizes]
+        heights, widths = [h for h, _ in sizes], [w for _, w in sizes]
         resized = write_manifest(
             TileFolder(staging).manifest,
             manifest.assign(
-                height=[h for h, _ in sizes],
+                height=heights,
                 width=widths,
-                pixel_size_m=pixel_size or manifest["pixel_size_m"] * manifest["width"] / widths,
+                pixel_size_m=pixel_size or _resized_pixel_size(manifest, heights, widths),
             ),
         )
     return resized
+
+
+def _resized_pixel_size(manifest: pd.DataFrame, heights: list[int], widths: list[int]) -> pd.Series:
+    """Each tile's metres per pixel after resizing by scale or size: its own, stretched as its width
+    was; unknown (NaN) where a ``resize.size`` of another aspect made the pixels no longer square."""
+    across = manifest["pixel_size_m"] * manifest["width"] / widths
+    down = manifest["pixel_size_m"] * manifest["height"] / heights
+    return across.where((across - down).abs() <= SQUARE_TOLERANCE * across)
 
 
 def _scale_of(tile: str, own: float, scale: float | None, pixel_size: float | None, raw: TileFolder) -> float | None:
