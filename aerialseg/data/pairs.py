@@ -35,7 +35,7 @@ from aerialseg.data.labels import VECTOR_SUFFIXES, LabelDecoding
 from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.data.polygons import rasterise_polygons
 from aerialseg.data.potsdam import BAND_COUNTS, BAND_ORDER, BANDS, TILE_ID, tile_order
-from aerialseg.data.tileset import Tiles, check_excluded
+from aerialseg.data.tileset import Tiles, check_excluded, few
 from aerialseg.errors import InputError
 from aerialseg.pipeline.params import DataParams, PairsSource
 from aerialseg.pipeline.paths import Layout, TileFolder
@@ -43,7 +43,6 @@ from aerialseg.raster.bands import ALIASES, canonical
 from aerialseg.raster.georef import Grid, allow_plain, read_georef
 from aerialseg.raster.pictures import read_image, read_photo, write_image
 
-SHOWN = 10  # files listed in a message; the rest are counted
 _MAGIC = re.compile(r"[*?[]")
 _TILE_ID = re.compile(TILE_ID)
 
@@ -109,12 +108,12 @@ def _check_ids(by_stem: dict[str, list[Path]]) -> None:
     if bad:
         raise PairsError(
             f"photo(s) whose name is no tile id (letters, digits, '_', '.', '-', starting with a letter or digit): "
-            f"{_few(bad)}; rename them and their labels"
+            f"{few(bad)}; rename them and their labels"
         )
     twice = [f"{stem} ({', '.join(map(str, files))})" for stem, files in by_stem.items() if len(files) > 1]
     if twice:
         raise PairsError(
-            f"photos with the same stem, which is the tile id: {_few(twice)}; rename one of each, or narrow "
+            f"photos with the same stem, which is the tile id: {few(twice)}; rename one of each, or narrow "
             "data.pairs.photos to one of them"
         )
 
@@ -124,19 +123,14 @@ def _check_partners(tiles: dict[str, Pair], orphans: set[str], labels: dict[str,
     put together wrong, which training on the rest would hide."""
     unlabelled = [f"{pair.photo} (no {pair.label})" for pair in tiles.values() if not pair.label.is_file()]
     lone = [str(labels[stem]) for stem in sorted(orphans, key=tile_order)]
-    problems = ([f"photo(s) without a label: {_few(unlabelled)}"] if unlabelled else []) + (
-        [f"label(s) without a photo: {_few(lone)}"] if lone else []
+    problems = ([f"photo(s) without a label: {few(unlabelled)}"] if unlabelled else []) + (
+        [f"label(s) without a photo: {few(lone)}"] if lone else []
     )
     if problems:
         raise PairsError(
             f"the photos (data.pairs.photos {pairs.photos!r}) and labels (data.pairs.labels {pairs.labels!r}) do not "
             f"pair up: {'; '.join(problems)}. Add the missing files, remove the extra ones, or correct the two keys"
         )
-
-
-def _few(items: list[str]) -> str:
-    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
-    return ", ".join(items[:SHOWN]) + more
 
 
 def _no_photos(root: Path, pattern: str) -> str:

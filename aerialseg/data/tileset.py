@@ -15,7 +15,7 @@ from aerialseg.data.potsdam import tile_order
 from aerialseg.errors import InputError
 from aerialseg.pipeline.paths import TileFolder
 
-SHOWN = 10  # tiles listed in a message; the rest are counted
+SHOWN = 10  # files or tiles listed in a message; the rest are counted
 
 
 class DatasetError(InputError, ValueError):
@@ -40,8 +40,14 @@ def check_excluded(exclude: Iterable[str], present: Iterable[str], source: str =
     present = sorted(set(present), key=tile_order)
     absent = sorted(set(exclude) - set(present), key=tile_order)
     if absent:
-        shown = ", ".join(present[:SHOWN]) + (f" and {len(present) - SHOWN} more" if len(present) > SHOWN else "")
         raise DatasetError(
-            f"data.exclude names tile(s) {absent} that {source} does not have (its tiles: {shown or 'none'}): "
+            f"data.exclude names tile(s) {absent} that {source} does not have (its tiles: {few(present) or 'none'}): "
             "a typo? Correct or remove them"
         )
+
+
+def few(items: list[str]) -> str:
+    """The first SHOWN of ``items``, comma-separated, and how many more: a message stays one line
+    whatever the number of files or tiles it is about."""
+    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
