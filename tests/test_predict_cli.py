@@ -309,7 +309,7 @@ def test_a_raster_truncated_midway_fails_there_and_leaves_the_older_map(tmp_path
     "pixels, message",
     [
         (photo(13, bands=2), "has bands ?, ?, but the model takes R, G, B (no R, G, B): name the photo's bands"),
-        (photo(14).astype(np.uint16), "has uint16 bands, but the model takes 8-bit ones (convert it first"),
+        (photo(14).astype(np.uint16), "has uint16 bands, but aerialseg reads 8-bit ones (convert it first"),
     ],
 )
 def test_a_raster_the_model_cannot_take_is_refused_before_any_map(tmp_path, model_file, capsys, pixels, message):

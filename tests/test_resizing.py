@@ -13,7 +13,8 @@ from aerialseg.data.potsdam import label_name, photo_name
 from aerialseg.data.resize import TileSizeError, resize_dataset, resize_label, resize_photo, target_size
 from aerialseg.data.synthetic import generate_tile
 from aerialseg.pipeline.paths import TileFolder
-from aerialseg.raster.pictures import ImageReadError, read_image, write_image
+from aerialseg.raster.opening import RasterError
+from aerialseg.raster.pictures import read_image, write_image
 
 
 def write_raw(raw: Path, tiles: dict[str, tuple[np.ndarray, np.ndarray]]) -> TileFolder:
@@ -134,7 +135,7 @@ def test_truncated_photo_is_named_and_old_output_is_kept(tmp_path):
     before = folder_bytes(resized.path)
     broken = raw.photo("2_11")
     broken.write_bytes(broken.read_bytes()[:500])
-    with pytest.raises(ImageReadError, match=photo_name("2_11")):
+    with pytest.raises(RasterError, match=photo_name("2_11")):
         resize_dataset(raw, resized, POTSDAM_PALETTE, scale=0.25, workers=2)
     assert folder_bytes(resized.path) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left

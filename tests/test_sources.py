@@ -18,7 +18,8 @@ from aerialseg.data.potsdam_tiles import TileFiles, Wanted, collect_local, colle
 from aerialseg.data.sources import prepare_raw
 from aerialseg.data.tileset import DatasetError
 from aerialseg.pipeline.paths import TileFolder
-from aerialseg.raster.pictures import ImageReadError, read_image, write_image
+from aerialseg.raster.opening import RasterError
+from aerialseg.raster.pictures import read_image, write_image
 
 
 def sha(data: bytes) -> str:
@@ -272,7 +273,7 @@ def test_prepare_raw_names_a_truncated_tif(make_potsdam_tiles, palette, tmp_path
     tiles = make_potsdam_tiles(tmp_path / "in", ["2_10"])
     photo = tiles["2_10"][0]
     photo.write_bytes(photo.read_bytes()[:5000])
-    with pytest.raises(ImageReadError, match=re.escape(str(photo))):
+    with pytest.raises(RasterError, match=re.escape(str(photo))):
         prepare_raw(potsdam(find_tiles([tmp_path / "in"]), palette), TileFolder(tmp_path / "raw"))
 
 

@@ -5,7 +5,8 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from aerialseg.raster.georef import Georeference, read_georef
-from aerialseg.raster.pictures import ImageReadError, read_image, write_image
+from aerialseg.raster.opening import RasterError
+from aerialseg.raster.pictures import read_image, write_image
 
 POTSDAM = Georeference(CRS.from_epsg(25833), Affine(0.05, 0.0, 366682.0, 0.0, -0.05, 5808338.0))
 
@@ -60,7 +61,7 @@ def test_missing_file_is_named(tmp_path):
 @pytest.mark.parametrize("name", ["corrupt.tif", "corrupt.png"])
 def test_corrupt_file_is_named(tmp_path, name):
     (tmp_path / name).write_bytes(b"this is not an image" * 10)
-    with pytest.raises(ImageReadError, match=name):
+    with pytest.raises(RasterError, match=name):
         read_image(tmp_path / name)
 
 
@@ -69,7 +70,7 @@ def test_truncated_tif_is_named(tmp_path):
     write_image(tmp_path / "full.tif", image)
     data = (tmp_path / "full.tif").read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 3])
-    with pytest.raises(ImageReadError, match="cut.tif"):
+    with pytest.raises(RasterError, match="cut.tif"):
         read_image(tmp_path / "cut.tif")
 
 
@@ -77,5 +78,5 @@ def test_a_picture_that_is_not_8_bit_is_named(tmp_path):
     profile = dict(driver="GTiff", height=4, width=4, count=1, dtype="uint16", **POTSDAM.profile())
     with rasterio.open(tmp_path / "deep.tif", "w", **profile) as out:
         out.write(np.zeros((1, 4, 4), np.uint16))
-    with pytest.raises(ImageReadError, match=r"deep\.tif: expected an 8-bit picture, got uint16"):
+    with pytest.raises(RasterError, match=r"deep\.tif: has uint16 bands, but aerialseg reads 8-bit ones"):
         read_image(tmp_path / "deep.tif")

@@ -165,3 +165,12 @@ def test_simplify_needs_vector(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         predict("--out", tmp_path, "--simplify", "0.5", "scene.tif")
     assert exit.value.code == 2 and "--simplify needs --vector" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "half", "nan"])
+def test_a_simplify_that_is_not_a_positive_number_is_refused(tmp_path, capsys, given):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(6))
+    assert predict("--out", tmp_path / "maps", "--vector", f"--simplify={given}", scene) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: --simplify {given!r}: expected the metres a polygon's edge may move, a positive number (e.g. 0.5)"
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +36,6 @@ from aerialseg.pipeline.params import Params, PredictParams, load_params
 from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
 from aerialseg.predict.model_source import ModelSource, model_source
 from aerialseg.predict.outputs import writable_folder
-from aerialseg.predict.resampling import parse_pixel_size
 from aerialseg.raster.bands import parse_bands
 from aerialseg.raster.streaming import RASTER_SUFFIXES
 from aerialseg.train.card import MissingCardError, ModelCard, card_from_params
@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="smooth", help="default: %(default)s")
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
     p.add_argument("--vector", action="store_true", help="also write <name>.gpkg, one polygon per region of a class")
-    p.add_argument("--simplify", type=_metres, metavar="METRES", help="with --vector: simplify polygons by METRES")
+    p.add_argument("--simplify", metavar="METRES", help="with --vector: simplify polygons by METRES")
     p.add_argument("--overwrite", action="store_true", help="replace maps that already exist")
     p.add_argument(
         "--params", type=Path, help="params.yaml: predict settings (and classes and window of a model without a card)"
@@ -90,11 +90,17 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _metres(text: str) -> float:
-    with contextlib.suppress(ValueError):
-        if float(text) > 0:  # also refuses nan
-            return float(text)
-    raise argparse.ArgumentTypeError(f"expected a positive number of metres, got {text!r}")
+def positive_metres(option: str, text: str | None, meaning: str, example: str) -> float | None:
+    """``option``'s value ``text`` (None: not given) in metres: a positive finite number."""
+    if text is None:
+        return None
+    try:
+        metres = float(text)
+    except ValueError:
+        metres = math.nan
+    if not (math.isfinite(metres) and metres > 0):
+        raise InputError(f"{option} {text!r}: expected {meaning}, a positive number (e.g. {example})")
+    return metres
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,9 +135,10 @@ def run(args: argparse.Namespace) -> None:
             return
         inputs = find_inputs(args.inputs)
         photos = dict(
-            photo_pixel_size_m=None if args.pixel_size is None else parse_pixel_size(args.pixel_size),
+            photo_pixel_size_m=positive_metres("--pixel-size", args.pixel_size, "the photos' metres per pixel", "0.05"),
             photo_bands=None if args.bands is None else parse_bands(args.bands),
         )
+        simplify = positive_metres("--simplify", args.simplify, "the metres a polygon's edge may move", "0.5")
         files = plan_outputs(inputs, args.out, args.probabilities, args.overwrite, args.vector)
         if args.vector:
             from aerialseg.predict import vectorise  # pyogrio imports pandas: here, so that --help answers at once
@@ -150,7 +157,7 @@ def run(args: argparse.Namespace) -> None:
             for note in mapping.photo_notes(photo, **photos):
                 print(f"note: {note}", file=sys.stderr)
         for photo, output in zip(inputs, files):
-            with row_writers(photo, output, card.palette.names, args.simplify or 0.0) as writers:
+            with row_writers(photo, output, card.palette.names, simplify or 0.0) as writers:
                 mapping.map_raster(
                     photo,
                     output.index,

@@ -35,8 +35,9 @@ from aerialseg.predict.resampling import SAME_RESOLUTION, PhotoRows, ResampledRo
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.bands import choose_bands, file_band_names
 from aerialseg.raster.georef import PixelSizeError, ground_pixel_size, read_georef, world_file_path
+from aerialseg.raster.opening import open_raster
 from aerialseg.raster.pictures import read_valid, write_image
-from aerialseg.raster.streaming import BLOCK_SIZE, RasterRows, cog_writer, fill_values, open_raster
+from aerialseg.raster.streaming import BLOCK_SIZE, RasterRows, cog_writer, fill_values
 
 INDEX_NODATA = IGNORE_INDEX  # 255: the class-index maps' empty pixels, as the predict stage's
 PROBABILITY_NODATA = 0  # the probability maps' empty pixels; predicted ones are stored 1..255
@@ -76,7 +77,7 @@ def photo_rows(
     with open_raster(path) as dataset:
         names = file_band_names(dataset.descriptions, dataset.colorinterp)
         bands = choose_bands(str(path), names, model_bands, photo_bands)
-        source = RasterRows(path, dataset, bands.indexes, fill_values(dataset, bands.indexes, path))
+        source = RasterRows(path, dataset, bands.indexes, fill_values(dataset, bands.indexes))
         size, notes = photo_resolution(source, photo_pixel_size_m, model_pixel_size_m)
         height, width = model_shape(source.shape[:2], size, model_pixel_size_m)
         rows = source if (height, width) == source.shape[:2] else ResampledRows(source, height, width)

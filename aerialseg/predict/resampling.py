@@ -23,23 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aerialseg.errors import InputError
 from aerialseg.predict.blending import FinishedRows, Rows, probabilities_to_index
 
 SAME_RESOLUTION = 0.01  # a photo within this share of the model's resolution is mapped as it is
 
 PhotoRows = tuple[int, np.ndarray, np.ndarray]  # (first photo row, probabilities (n, W, K), classes (n, W) uint8)
-
-
-def parse_pixel_size(text: str) -> float:
-    """``--pixel-size M``: metres per pixel, a positive finite number."""
-    try:
-        size = float(text)
-    except ValueError:
-        size = math.nan
-    if not (math.isfinite(size) and size > 0):
-        raise InputError(f"--pixel-size {text!r}: expected the photos' metres per pixel, a positive number (e.g. 0.05)")
-    return size
 
 
 def model_shape(photo_hw: tuple[int, int], photo_size: float | None, model_size: float | None) -> tuple[int, int]:

@@ -50,7 +50,7 @@ from rasterio.features import shapes
 from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_file
-from aerialseg.raster.streaming import open_raster
+from aerialseg.raster.opening import open_raster
 
 FIELDS = ["class", "value", "area_m2"]
 BAND_ROWS = 512  # rows polygonised together: fewer seams than the predictor's row bands, 10 MB at 20000 wide

@@ -16,27 +16,20 @@ it moves with the file through atomic renames, where a ``.msk`` beside it would 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp
-from rasterio.errors import RasterioError
 
 from aerialseg.data.palette import Palette
-from aerialseg.errors import InputError, MissingFileError, first_line
 from aerialseg.pipeline.atomic import atomic_file
 from aerialseg.raster.georef import Georeference, allow_plain, write_world_file
+from aerialseg.raster.opening import open_raster
 
 DRIVERS = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # for writing
 TIFF_SUFFIXES = {suffix for suffix, driver in DRIVERS.items() if driver == "GTiff"}
-
-
-class ImageReadError(InputError, ValueError):
-    """An image file exists but cannot be decoded (corrupt, truncated or not an image)."""
 
 
 class Photo(NamedTuple):
@@ -53,48 +46,27 @@ def read_image(path: str | Path, name: str | None = None) -> np.ndarray:
     ``name``: what errors call the file, if not its path (``archive.zip!member`` for a file unpacked
     from an archive into a work folder that is gone when the error is read).
     """
-    with _opened(path, name) as dataset:
+    with open_raster(path, name) as dataset:
         return _bands(dataset, range(1, dataset.count + 1))
 
 
 def read_photo(path: str | Path, name: str | None = None) -> Photo:
     """Read a photo's bands, less any alpha band, and its valid pixels (see the module's docstring)."""
-    with _opened(path, name) as dataset:
+    with open_raster(path, name) as dataset:
         colours = [band for band, kind in enumerate(dataset.colorinterp, 1) if kind != ColorInterp.alpha]
         return Photo(_bands(dataset, colours), dataset.dataset_mask() > 0)
 
 
 def read_valid(path: str | Path) -> np.ndarray:
     """The valid pixels of a photo (H x W bool), without reading its bands."""
-    with _opened(path) as dataset:
+    with open_raster(path) as dataset:
         return dataset.dataset_mask() > 0
-
-
-@contextlib.contextmanager
-def _opened(path: str | Path, name: str | None = None) -> Iterator[rasterio.DatasetReader]:
-    """An 8-bit picture open for reading; a missing, unreadable or other picture is an error naming it."""
-    path = Path(path)
-    name = name or str(path)
-    if not path.is_file():
-        raise MissingFileError(f"{name}: no such file")
-    try:
-        with allow_plain(), rasterio.open(path) as dataset:
-            if set(dataset.dtypes) != {"uint8"}:
-                raise ImageReadError(f"{name}: expected an 8-bit picture, got {'/'.join(sorted(set(dataset.dtypes)))}")
-            yield dataset
-    except RasterioError as error:
-        raise ImageReadError(f"{name}: cannot read image ({gdal_reason(error)})") from error
 
 
 def _bands(dataset: rasterio.DatasetReader, bands) -> np.ndarray:
     image = np.empty((dataset.height, dataset.width, len(bands)), np.uint8)
     dataset.read(list(bands), out=np.moveaxis(image, -1, 0))  # straight into H x W x bands, whatever the layout
     return image
-
-
-def gdal_reason(error: Exception) -> str:
-    """GDAL's own words: rasterio often says only 'see previous exception' and keeps them as the cause."""
-    return first_line(error.__cause__ or error)
 
 
 def read_label(path: str | Path, palette: Palette, ignore_unknown: bool = False) -> np.ndarray:

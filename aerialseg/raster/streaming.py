@@ -32,26 +32,15 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.atomic import atomic_file
 from aerialseg.raster.georef import Georeference, allow_plain
-from aerialseg.raster.pictures import gdal_reason
+from aerialseg.raster.opening import RasterError, gdal_environment, gdal_reason
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")  # looked for in folders
 BLOCK_SIZE = 512  # COG tile side (GDAL's default), also the staging tile side
-GDAL_CACHE_MB = 256  # GDAL's block cache; its default, 5 % of the machine's memory, would grow with the raster
 COG_OPTIONS = dict(driver="COG", compress="DEFLATE", bigtiff="IF_SAFER", num_threads="ALL_CPUS")
 FILL_SAMPLE = 1024  # side of the decimated view that measures a raster's fill values
 STAGING_OPTIONS = dict(driver="GTiff", tiled=True, compress="ZSTD", zstd_level=1, bigtiff="IF_SAFER")
-
-
-class RasterError(InputError, ValueError):
-    """A raster cannot be read or written; the message names the file, what is wrong and what to do."""
-
-
-def gdal_environment() -> rasterio.Env:
-    """GDAL settings for every read and write here: a capped block cache, so memory stays bounded."""
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # rasterio passes this one to GDAL in bytes
 
 
 @dataclass
@@ -104,7 +93,7 @@ class RasterRows:
             ) from error
 
 
-def fill_values(dataset: rasterio.DatasetReader, indexes: Sequence[int], path: Path) -> np.ndarray | None:
+def fill_values(dataset: rasterio.DatasetReader, indexes: Sequence[int]) -> np.ndarray | None:
     """The mean of each of bands ``indexes`` over the raster's valid pixels (0 if none), to fill
     its empty ones with; None if it has none (every band's mask flags say all valid).
 
@@ -115,41 +104,11 @@ def fill_values(dataset: rasterio.DatasetReader, indexes: Sequence[int], path: P
     if all(flags == [MaskFlags.all_valid] for flags in dataset.mask_flag_enums):
         return None
     shape = (min(dataset.height, FILL_SAMPLE), min(dataset.width, FILL_SAMPLE))
-    try:
-        pixels = dataset.read(list(indexes), out_shape=(len(indexes), *shape))
-        valid = dataset.dataset_mask(out_shape=shape) > 0
-    except RasterioError as error:
-        raise RasterError(
-            f"{path}: cannot read it: {gdal_reason(error)} (the file is truncated or corrupt: check it with "
-            "`gdalinfo -checksum`, or copy it again)"
-        ) from error
+    pixels = dataset.read(list(indexes), out_shape=(len(indexes), *shape))
+    valid = dataset.dataset_mask(out_shape=shape) > 0
     if not valid.any():
         return np.zeros(len(indexes), dtype=np.uint8)
     return np.rint(pixels[:, valid].mean(axis=1)).astype(np.uint8)
-
-
-@contextlib.contextmanager
-def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
-    """Open an 8-bit raster for reading; an error names the file, what is wrong and what to do."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: no such file (check the path)")
-    with gdal_environment():
-        try:
-            with allow_plain():
-                dataset = rasterio.open(path)
-        except RasterioError as error:
-            raise RasterError(
-                f"{path}: not a raster GDAL can read ({gdal_reason(error)}) (give a GeoTIFF, PNG, JPEG or another "
-                "GDAL raster format)"
-            ) from error
-        with dataset:
-            if set(dataset.dtypes) != {"uint8"}:
-                raise RasterError(
-                    f"{path}: has {'/'.join(sorted(set(dataset.dtypes)))} bands, but the model takes 8-bit ones "
-                    "(convert it first, e.g. `gdal_translate -ot Byte -scale IN OUT`)"
-                )
-            yield dataset
 
 
 @contextlib.contextmanager
