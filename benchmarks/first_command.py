@@ -4,12 +4,12 @@ A new user's first command is an install and then ``dvc repro``; on a 2-core mac
 alone can take as long as the whole pipeline. So this times, in one run, in fresh clones of the
 committed HEAD:
 
-- the install as the README does it (``pip install uv && uv pip install --compile-bytecode -e .``),
+- the install as the README does it (``pip install uv && uv pip install --compile-bytecode -e ".[train]"``),
   with an empty uv cache, so every package is downloaded as on a new machine. pip compiles every
   module to bytecode as it installs; uv only when asked. Without it, where Python does not write
   bytecode itself (``PYTHONDONTWRITEBYTECODE``, set on this project's machines), every stage
   would import TensorFlow from source: 24 s instead of 10 on an AVX2-only 2-core EPYC;
-- the previous install (``pip install -e .``), with pip's cache as this machine has it (when the
+- the previous install (``pip install -e ".[train]"``), with pip's cache as this machine has it (when the
   cache is warm that favours pip: its figure is a lower bound);
 - ``dvc repro`` in the first clone, from the params check to the report, with the time of every
   stage (from the moment DVC prints that it runs it).
@@ -36,8 +36,8 @@ ACTIVATE = ". .venv/bin/activate"
 VENV = f"python3 -m venv .venv && {ACTIVATE}"
 README_INSTALL, PREVIOUS_INSTALL = "uv (README)", "pip (previous)"
 INSTALLS = {
-    README_INSTALL: f"{VENV} && pip install -q uv && uv pip install -q --compile-bytecode -e .",
-    PREVIOUS_INSTALL: f"{VENV} && pip install -q -e .",
+    README_INSTALL: f"{VENV} && pip install -q uv && uv pip install -q --compile-bytecode -e '.[train]'",
+    PREVIOUS_INSTALL: f"{VENV} && pip install -q -e '.[train]'",
 }
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 

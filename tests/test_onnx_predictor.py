@@ -25,23 +25,23 @@ from aerialseg.train.model import build_unet, stock_model
 
 RUNTIMES = ("keras", "onnx")  # the folders of each model's maps, named by its suffix
 
-# Run in a fresh Python: the command on an ONNX model with TensorFlow and Keras made impossible to
-# import (as in an install without them), then which of them were imported after all, and the
+# Run in a fresh Python: the command with the train extra's heavy packages made impossible to import
+# (as in an install of aerialseg[onnx]), then which of them were imported after all, and the
 # distributions of every module imported.
-WITHOUT_TENSORFLOW = textwrap.dedent(
+WITHOUT_TRAIN_EXTRA = textwrap.dedent(
     """
     import sys
 
     class Refuse:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
+            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "mlflow", "dvc", "jax"):
                 raise ModuleNotFoundError(f"No module named {name!r} (refused by the test)", name=name)
 
     sys.meta_path.insert(0, Refuse())
     from aerialseg.predict.command import main
 
     code = main(sys.argv[1:])
-    print("imported:", sorted({"tensorflow", "keras"} & set(sys.modules)))
+    print("imported:", sorted({"tensorflow", "keras", "mlflow", "dvc", "jax"} & set(sys.modules)))
     from importlib.metadata import packages_distributions
 
     owners = packages_distributions()
@@ -82,24 +82,52 @@ def test_the_onnx_model_maps_a_photo_as_the_keras_model_does(tmp_path, models, o
     assert np.ptp(keras_bytes, axis=0).mean() > 10  # classes told apart, not ties float noise breaks
 
 
-def test_the_command_on_an_onnx_model_never_imports_tensorflow_or_keras(tmp_path, models):
-    scene = write_geotiff(tmp_path / "scene.tif", photo(21, shape=(80, 60)))
-    arguments = ["--model", models[1], "--params", PARAMS, "--out", tmp_path / "maps", scene]
-    done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, *map(str, arguments)],
+def without_train_extra(*arguments) -> subprocess.CompletedProcess:
+    """aerialseg-predict ``arguments`` in a fresh Python that cannot import the train extra's packages."""
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_TRAIN_EXTRA, *map(str, arguments)],
         cwd=REPO,
         env={**environment(), "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
     )
+
+
+def test_the_command_on_an_onnx_model_needs_only_the_onnx_install(tmp_path, models):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(21, shape=(80, 60)))
+    done = without_train_extra("--model", models[1], "--out", tmp_path / "maps", scene)
     assert done.returncode == 0, done.stderr
     imported, distributions = done.stdout.splitlines()[-2:]
     assert imported == "imported: []"
     assert files_in(tmp_path / "maps") == ["scene.tif"]
-    # the TF-free install of requirements-predict.txt: every project dependency imported, pinned as pyproject pins it
-    pinned, listed = project_requirements(), requirements(REPO / "requirements-predict.txt")
-    assert {normal(name) for name in distributions.split()[1:]} & set(pinned) <= set(listed)
-    assert {name: pinned[name] for name in listed} == listed
+    # every project requirement it imported is one that `pip install "aerialseg[onnx]"` installs
+    light, every = project_requirements("onnx"), project_requirements(*optional_dependencies())
+    assert {normal(name) for name in distributions.split()[1:]} & set(every) - {"aerialseg"} <= set(light)
+
+
+def test_a_keras_model_without_the_train_extra_is_one_line(tmp_path, models):
+    scene = write_geotiff(tmp_path / "scene.tif", photo(22, shape=(40, 40)))
+    done = without_train_extra("--model", models[0], "--params", PARAMS, "--out", tmp_path / "maps", scene)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {models[0]}: a Keras model runs on Keras and TensorFlow, which are not installed "
+        "(No module named 'keras' (refused by the test)) (pip install \"aerialseg[train]\", or map the model's "
+        "ONNX export, written by aerialseg-export)"
+    )
+
+
+def test_the_onnx_install_resolves_without_tensorflow_keras_dvc_or_mlflow():
+    """What `pip install "aerialseg[onnx]"` installs, resolved from the package index by uv."""
+    resolved = subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "compile", "--quiet", "--no-header", "--extra", "onnx", "pyproject.toml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    names = {normal(re.match(r"[\w.-]+", line)[0]) for line in resolved.stdout.splitlines() if line[:1].isalnum()}
+    assert {"onnxruntime", "rasterio", "numpy"} <= names
+    assert not names & {"tensorflow", "keras", "dvc", "mlflow", "jax", "tf2onnx"}
 
 
 def normal(name: str) -> str:
@@ -107,16 +135,14 @@ def normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirements(path: Path) -> dict[str, str]:
-    """{name: requirement line} of a requirements file, comments left out."""
-    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
-    return {normal(re.match(r"[\w.-]+", line)[0]): line for line in lines if line}
+def optional_dependencies() -> dict[str, list[str]]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 
 
-def project_requirements() -> dict[str, str]:
-    """{name: requirement} of pyproject.toml's dependencies and its onnx extra."""
+def project_requirements(*extras: str) -> dict[str, str]:
+    """{name: requirement} of pyproject.toml's dependencies and those of ``extras``."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    lines = [*project["dependencies"], *project["optional-dependencies"]["onnx"]]
+    lines = [*project["dependencies"], *(line for extra in extras for line in optional_dependencies()[extra])]
     return {normal(re.match(r"[\w.-]+", line)[0]): line for line in lines}
 
 

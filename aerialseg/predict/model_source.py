@@ -49,7 +49,13 @@ def download_model(uri: str, params: Path | None, downloads: Path) -> Path:
     """The MLflow model folder of ``uri``; a URI the store cannot resolve is one line naming it
     and the tracking URI used, as the store is the likeliest thing to be wrong. A relative store
     path is taken from the folder of the params.yaml that names it, as the pipeline does."""
-    import mlflow
+    try:
+        import mlflow
+    except ModuleNotFoundError as error:  # an install of aerialseg[onnx]
+        raise InputError(
+            f'{uri}: an MLflow model URI needs MLflow, which is not installed (pip install "aerialseg[train]", '
+            "or give the model's file)"
+        ) from error
 
     from aerialseg.pipeline import tracking
 
