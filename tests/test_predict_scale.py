@@ -21,7 +21,7 @@ from rasterio.transform import from_origin
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.predict.blending import Blending
 from aerialseg.predict.command import main
-from aerialseg.predict.mapping import map_raster
+from aerialseg.predict.mapping import map_raster, photo_rows
 from aerialseg.predict.resampling import ResampledRows, to_photo_grid
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.bands import BandError
@@ -103,6 +103,35 @@ def test_a_5_cm_photo_and_its_10_cm_version_give_maps_that_agree(tmp_path, model
     np.testing.assert_array_equal(fine_map[::2, ::2], fine_map[1::2, 1::2])  # predicted at 10 cm, in 2 x 2 blocks
     agreement = np.mean(np.repeat(np.repeat(coarse_map, 2, 0), 2, 1) == fine_map)
     assert agreement >= 0.97
+
+
+def test_pixels_of_unequal_sides_are_resampled_along_each_axis_by_its_own(tmp_path, model_file):
+    """Pixels 5 cm wide and 10 cm high: the 10 cm model sees them in pairs along the rows only."""
+    fine = scene(5, shape=(120, 200))
+    coarse = np.rint(fine.reshape(120, 100, 2, 3).mean(2)).astype(np.uint8)
+    photos = (
+        write(tmp_path / "tall.tif", fine, transform=from_origin(X, Y, 0.05, 0.1)),
+        write(tmp_path / "square.tif", coarse, pixel_size=0.1),
+    )
+    assert predict("--model", model_file, "--out", tmp_path / "maps", *CLI, *photos) == 0
+    same_grid(photos[0], tmp_path / "maps/tall.tif")
+    tall_map, square_map = read_map(tmp_path / "maps/tall.tif"), read_map(tmp_path / "maps/square.tif")
+    np.testing.assert_array_equal(tall_map[:, ::2], tall_map[:, 1::2])  # predicted in 1 x 2 blocks
+    assert set(np.unique(square_map)) == {0, 1}
+    assert np.mean(np.repeat(square_map, 2, 1) == tall_map) >= 0.97
+
+
+def test_square_pixels_in_degrees_are_measured_on_the_ground_along_each_axis(tmp_path):
+    """A photo in EPSG:4326 with square pixels in degrees at 52.5 N (gdalwarp's default): a pixel
+    is 0.61 times as wide as it is high on the ground, and is resampled so, not refused."""
+    degrees = 1e-6  # 11.1 cm high
+    transform = from_origin(13.4, 52.5, degrees, degrees)
+    photo = write(tmp_path / "wgs84.tif", scene(6, shape=(90, 150)), crs="EPSG:4326", transform=transform)
+    with photo_rows(photo, 0.1, "RGB") as taken:
+        height, width = taken.rows.shape[:2]
+    assert taken.notes == ()
+    assert height == round(90 * 0.1113 / 0.1)  # a degree of latitude: 111.3 km at 52.5 N
+    assert width == round(150 * 0.0679 / 0.1)  # of longitude: 67.9 km there
 
 
 def test_a_photo_at_the_models_resolution_takes_the_unresampled_path(tmp_path, model_file):

@@ -34,7 +34,7 @@ from aerialseg.predict.inference import Predictor, predict_map, predict_rows
 from aerialseg.predict.resampling import SAME_RESOLUTION, PhotoRows, ResampledRows, model_shape, to_photo_grid
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.bands import choose_bands, file_band_names
-from aerialseg.raster.georef import PixelSizeError, ground_pixel_size, read_georef, world_file_path
+from aerialseg.raster.georef import PixelSizeError, ground_pixel_sides, read_georef, world_file_path
 from aerialseg.raster.opening import open_raster
 from aerialseg.raster.pictures import read_valid, write_image
 from aerialseg.raster.streaming import BLOCK_SIZE, RasterRows, cog_writer, fill_values
@@ -78,35 +78,39 @@ def photo_rows(
         names = file_band_names(dataset.descriptions, dataset.colorinterp)
         bands = choose_bands(str(path), names, model_bands, photo_bands)
         source = RasterRows(path, dataset, bands.indexes, fill_values(dataset, bands.indexes))
-        size, notes = photo_resolution(source, photo_pixel_size_m, model_pixel_size_m)
-        height, width = model_shape(source.shape[:2], size, model_pixel_size_m)
+        sides, notes = photo_resolution(source, photo_pixel_size_m, model_pixel_size_m)
+        height, width = model_shape(source.shape[:2], sides, model_pixel_size_m)
         rows = source if (height, width) == source.shape[:2] else ResampledRows(source, height, width)
         yield ModelInput(source, rows, bands.notes + notes)
 
 
 def photo_resolution(
     photo: RasterRows, given: float | None, model_size: float | None
-) -> tuple[float | None, tuple[str, ...]]:
-    """The photo's metres per pixel and notes on it. Its CRS's where it gives one (a photo whose
-    georeferencing has no one size is refused unless ``given``); else ``given``; else None, with
-    a note naming the model's. Nothing is asked where the model's is unknown: nothing is resampled."""
+) -> tuple[tuple[float, float] | None, tuple[str, ...]]:
+    """The width and height of the photo's pixels in metres, and notes on them. Its CRS's where it
+    gives them (a photo whose georeferencing has no one size is refused unless ``given``); else
+    ``given`` (square pixels); else None, with a note naming the model's. Nothing is asked where
+    the model's is unknown: nothing is resampled."""
     if model_size is None:
         return None, ()
     name, advice = str(photo.path), "give its metres per pixel with --pixel-size M"
     try:
-        own = ground_pixel_size(photo.georeference, photo.shape[:2], name, instead=advice)
+        own = ground_pixel_sides(photo.georeference, photo.shape[:2], name, instead=advice)
     except PixelSizeError:
         if given is None:
             raise
-        return given, ()
+        return (given, given), ()
     if own is None and given is None:
         return None, (
             f"{name}: its ground resolution is unknown (no CRS in metres or degrees): mapped as it is, while the "
             f"model was trained at {model_size:g} m per pixel (give --pixel-size M to resample it to that)",
         )
-    if own is not None and given is not None and abs(given / own - 1) >= SAME_RESOLUTION:
-        return own, (f"{name}: its CRS gives {own:.4g} m per pixel: --pixel-size {given:g} is not used for it",)
-    return own or given, ()
+    if own is None:
+        return (given, given), ()
+    if given is not None and any(abs(given / side - 1) >= SAME_RESOLUTION for side in own):
+        shown = " x ".join(f"{side:.4g}" for side in dict.fromkeys(own))
+        return own, (f"{name}: its CRS gives {shown} m per pixel: --pixel-size {given:g} is not used for it",)
+    return own, ()
 
 
 def photo_notes(

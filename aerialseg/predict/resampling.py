@@ -30,12 +30,18 @@ SAME_RESOLUTION = 0.01  # a photo within this share of the model's resolution is
 PhotoRows = tuple[int, np.ndarray, np.ndarray]  # (first photo row, probabilities (n, W, K), classes (n, W) uint8)
 
 
-def model_shape(photo_hw: tuple[int, int], photo_size: float | None, model_size: float | None) -> tuple[int, int]:
-    """The photo's size in pixels at the model's resolution: the photo's own size where either
-    resolution is unknown or they differ by less than SAME_RESOLUTION (mapped as it is)."""
-    if photo_size is None or model_size is None or abs(photo_size / model_size - 1) < SAME_RESOLUTION:
+def model_shape(
+    photo_hw: tuple[int, int], photo_sides: tuple[float, float] | None, model_size: float | None
+) -> tuple[int, int]:
+    """The photo's size in pixels at the model's resolution, from its pixels' width and height in
+    metres (``photo_sides``): its own size where either resolution is unknown or both sides are
+    within SAME_RESOLUTION of the model's (mapped as it is)."""
+    if photo_sides is None or model_size is None:
         return photo_hw
-    return tuple(max(1, round(side * photo_size / model_size)) for side in photo_hw)
+    width, height = photo_sides
+    if all(abs(side / model_size - 1) < SAME_RESOLUTION for side in photo_sides):
+        return photo_hw
+    return max(1, round(photo_hw[0] * height / model_size)), max(1, round(photo_hw[1] * width / model_size))
 
 
 @dataclass(frozen=True)

@@ -98,14 +98,35 @@ class Grid:
 def ground_pixel_size(
     georef: Georeference, shape_hw: tuple[int, int], name: str, instead: str = RESIZE_INSTEAD
 ) -> float | None:
-    """Metres per pixel on the ground, or None where the CRS cannot tell (none, or no unit).
+    """Metres per pixel on the ground, or None where the CRS cannot tell (none, or no unit), for
+    resizing a tile to one resolution: its pixels must be square (see :func:`ground_pixel_sides`);
+    sides differing on the ground by more than SQUARE_TOLERANCE are refused, as ``instead`` names
+    the caller's other way."""
+    sides = ground_pixel_sides(georef, shape_hw, name, instead)
+    if sides is None:
+        return None
+    width, height = sides
+    if abs(width - height) > SQUARE_TOLERANCE * max(width, height):
+        raise PixelSizeError(
+            f"{name}: its pixels are {width:.4g} m wide and {height:.4g} m high on the ground ({georef.crs}), not "
+            "square: reproject it to square pixels in metres (gdalwarp -t_srs <a projected CRS> -tr <size> <size>), "
+            f"or {instead}"
+        )
+    return width
 
-    A projected CRS gives it in its linear unit (metres, or feet converted by the CRS's own
+
+def ground_pixel_sides(
+    georef: Georeference, shape_hw: tuple[int, int], name: str, instead: str = RESIZE_INSTEAD
+) -> tuple[float, float] | None:
+    """A pixel's width and height in metres on the ground, or None where the CRS cannot tell (none,
+    or no unit).
+
+    A projected CRS gives them in its linear unit (metres, or feet converted by the CRS's own
     factor); a geographic one in degrees, which PROJ measures at the photo's centre
-    (:func:`_geographic_sides`). Resampling to a resolution needs one size per pixel, so a rotated
-    transform, a pixel whose sides differ on the ground by more than SQUARE_TOLERANCE, or a photo
-    in degrees reaching within 90 - POLAR_LATITUDE degrees of a pole (where a degree of longitude
-    shrinks to nothing across the photo) is refused; ``instead`` is the caller's other way, for the message.
+    (:func:`_geographic_sides`): a photo with square pixels in degrees has narrower pixels than
+    high ones away from the equator. A rotated transform, or a photo in degrees reaching within
+    90 - POLAR_LATITUDE degrees of a pole (where a degree of longitude shrinks to nothing across
+    the photo), has no one pixel size and is refused; ``instead`` is the caller's other way, for the message.
     """
     crs = georef.crs
     transform = georef.transform
@@ -118,17 +139,9 @@ def ground_pixel_size(
         )
     if crs.is_projected:
         metres = crs.linear_units_factor[1]
-        width, height = abs(transform.a) * metres, abs(transform.e) * metres
-    else:
-        _refuse_polar(crs, transform, shape_hw, name, instead)
-        width, height = _geographic_sides(crs, transform, shape_hw)
-    if abs(width - height) > SQUARE_TOLERANCE * max(width, height):
-        raise PixelSizeError(
-            f"{name}: its pixels are {width:.4g} m wide and {height:.4g} m high on the ground ({crs}), not square: "
-            "reproject it to square pixels in metres (gdalwarp -t_srs <a projected CRS> -tr <size> <size>), "
-            f"or {instead}"
-        )
-    return width
+        return abs(transform.a) * metres, abs(transform.e) * metres
+    _refuse_polar(crs, transform, shape_hw, name, instead)
+    return _geographic_sides(crs, transform, shape_hw)
 
 
 def _refuse_polar(crs: CRS, transform: Affine, shape_hw: tuple[int, int], name: str, instead: str) -> None:
