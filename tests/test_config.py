@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import repo_params
+from pipeline_helpers import REPO
 
 from aerialseg.pipeline import choices
 from aerialseg.pipeline.params import ParamsError, load_params, parse_params
@@ -320,3 +322,11 @@ def test_more_subdivisions_than_window_pixels_are_refused_by_their_keys(raw):
     raw["predict"]["subdivisions"] = 100
     with pytest.raises(ParamsError, match=r"predict.subdivisions 100 is more than patches.patch_size 64"):
         parse_params(raw)
+
+
+def test_the_readmes_own_data_example_is_valid_params():
+    readme = (REPO / "README.md").read_text()
+    example = yaml.safe_load(readme.split("## Your own data")[1].split("```yaml")[1].split("```")[0])
+    params = repo_params(example)
+    assert params.data.layout == "pairs" and params.evaluate.labels == "full"
+    assert (params.data.pairs.label_encoding, params.data.pairs.ignore_value) == ("index", 255)
