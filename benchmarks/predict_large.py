@@ -11,6 +11,10 @@ Run from the repository root:  python benchmarks/predict_large.py  (about 10 min
 cores in plain mode; the raster is kept in benchmarks/results/predict_large/ for reruns).
 Smooth mode costs 4 (tta none) to 32 (tta d4) times the forward passes:
 python benchmarks/predict_large.py --mode smooth --tta none
+A model whose card says it was trained at 10 cm has the 5 cm raster resampled to its resolution
+and the map back onto the raster's grid, inside the same windowed path; --vector adds the
+polygons, vectorised band by band (the whole command's memory, both at once):
+python benchmarks/predict_large.py --model-pixel-size 0.1 --vector
 """
 
 from __future__ import annotations
@@ -61,14 +65,15 @@ def write_large_raster(path: Path, size: int) -> None:
     partial.rename(path)
 
 
-def default_model(path: Path) -> None:
-    """The U-Net of params.yaml's ``train`` section, saved as the train stage saves its model (with its card)."""
+def default_model(path: Path, pixel_size_m: float | None) -> None:
+    """The U-Net of params.yaml's ``train`` section, saved as the train stage saves its model (with
+    its card, saying it was trained at ``pixel_size_m`` metres per pixel: None, unknown)."""
     from aerialseg.train.card import card_from_params, write_card
     from aerialseg.train.model import build_model, stock_model
 
     params = load_params(REPO / "params.yaml")
     stock_model(build_model(params.train, params.palette.num_classes, bands=3)).save(path)  # the raster's RGB
-    write_card(path, card_from_params(params, pixel_size_m=None))
+    write_card(path, card_from_params(params, pixel_size_m=pixel_size_m))
 
 
 def run_command(arguments: list[str]) -> tuple[float, float]:
@@ -85,6 +90,18 @@ def run_command(arguments: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
+def polygon_count(path: Path) -> int:
+    import pyogrio
+
+    return pyogrio.read_info(path)["features"]
+
+
+def ways(args: argparse.Namespace) -> list[str]:
+    """What this run adds to plain or smooth mapping, for the results table."""
+    resampled = [f"(model at {args.model_pixel_size:g} m)"] if args.model_pixel_size else []
+    return resampled + (["+ vector"] if args.vector else [])
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -98,18 +115,20 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a trained model (default: the untrained U-Net of params.yaml)")
     parser.add_argument("--mode", choices=("plain", "smooth"), default="plain")
     parser.add_argument("--tta", choices=("none", "flips", "d4"), help="smooth mode's TTA (default: params.yaml)")
+    parser.add_argument("--model-pixel-size", type=float, help="the untrained model's card: trained at M m per pixel")
+    parser.add_argument("--vector", action="store_true", help="also write the polygons (aerialseg-predict --vector)")
     args = parser.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)
     raster = WORK / f"scene_{args.size}.tif"
     if not raster.exists():
         write_large_raster(raster, args.size)
-    model = args.model or WORK / "unet.keras"
+    model = args.model or WORK / f"unet_{args.model_pixel_size or 'unknown'}.keras"
     if not model.exists():
-        default_model(model)
+        default_model(model, args.model_pixel_size)
     out = WORK / "maps"
     arguments = ["--model", str(model), "--params", str(REPO / "params.yaml"), "--out", str(out), "--mode", args.mode]
-    arguments += ["--overwrite", str(raster)]
+    arguments += ["--overwrite", *(["--vector"] if args.vector else []), str(raster)]
     wall, peak_mb = run_command(arguments + (["--tta", args.tta] if args.tta else []))
 
     with rasterio.open(raster) as source, rasterio.open(out / raster.name) as mapped:
@@ -118,7 +137,7 @@ def main() -> None:
         result = {
             "date": time.strftime("%Y-%m-%d"),
             "size": args.size,
-            "mode": args.mode,
+            "mode": " ".join([args.mode, *ways(args)]),
             "tta": args.tta or load_params(REPO / "params.yaml").predict.tta,
             "window": load_params(REPO / "params.yaml").patches.patch_size,
             "wall_s": round(wall, 1),
@@ -128,6 +147,7 @@ def main() -> None:
             "input_mb": round(raster.stat().st_size / 2**20),
             "map_mb": round((out / raster.name).stat().st_size / 2**20, 1),
             "overviews": mapped.overviews(1),
+            "polygons": polygon_count(out / f"{raster.stem}.gpkg") if args.vector else None,
             "cpu": f"{cpu_model()}, {os.cpu_count()} cores",
         }
     print(json.dumps(result, indent=2))
@@ -137,7 +157,7 @@ def main() -> None:
             table.write("|---|---|---|---|---:|---:|---:|---:|---:|---|\n")
         tta = result["tta"] if args.mode == "smooth" else "-"
         table.write(
-            f"| {result['date']} | {args.size} x {args.size} | {args.mode} | {tta} | {result['wall_s']} "
+            f"| {result['date']} | {args.size} x {args.size} | {result['mode']} | {tta} | {result['wall_s']} "
             f"| {result['megapixels_per_s']} | {result['peak_rss_mb']} | {result['input_mb']} | {result['map_mb']} "
             f"| {result['cpu']} |\n"
         )
