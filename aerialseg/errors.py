@@ -6,6 +6,9 @@ do). The stages print such an error as ``error: <message>`` without a traceback;
 exception is a bug and keeps its traceback.
 """
 
+import contextlib
+from collections.abc import Iterator
+
 
 class InputError(Exception):
     """Bad input: a missing or wrong file, folder or parameter, named in the message."""
@@ -23,3 +26,19 @@ def first_line(error: BaseException) -> str:
     """The first line of an error raised by a library (its name if it says nothing): what a
     one-line message quotes of an error whose text may run over many lines."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class MissingExtraError(InputError, ModuleNotFoundError):
+    """What was asked needs an optional extra's packages (train: Keras, TensorFlow, MLflow; onnx:
+    onnxruntime) that this install lacks."""
+
+
+@contextlib.contextmanager
+def needing_extra(extra: str, subject: str, needs: str, instead: str = "") -> Iterator[None]:
+    """Imports inside are of the optional ``extra``: where one is missing, say in one line that
+    ``subject`` ``needs`` it, and how to install it (or do ``instead``)."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        advice = f'pip install "aerialseg[{extra}]"' + (f", or {instead}" if instead else "")
+        raise MissingExtraError(f"{subject}: {needs}, not installed here ({first_line(error)}) ({advice})") from error

@@ -18,6 +18,7 @@ from conftest import POTSDAM_PALETTE
 from pipeline_helpers import REPO, environment
 from test_predict_cli import PARAMS, WINDOW, error_line, files_in, photo, predict, write_geotiff
 
+from aerialseg.errors import MissingExtraError
 from aerialseg.predict.export import export_model
 from aerialseg.predict.onnx_predictor import OnnxPredictor
 from aerialseg.predict.runtimes import load_predictor
@@ -110,9 +111,18 @@ def test_a_keras_model_without_the_train_extra_is_one_line(tmp_path, models):
     done = without_train_extra("--model", models[0], "--params", PARAMS, "--out", tmp_path / "maps", scene)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        f"error: {models[0]}: a Keras model runs on Keras and TensorFlow, which are not installed "
-        "(No module named 'keras' (refused by the test)) (pip install \"aerialseg[train]\", or map the model's "
-        "ONNX export, written by aerialseg-export)"
+        f"error: {models[0]}: a Keras model runs on Keras and TensorFlow, not installed here "
+        "(No module named 'keras' (refused by the test)) (pip install \"aerialseg[train]\", or map its ONNX export, "
+        "written by aerialseg-export)"
+    )
+
+
+def test_an_mlflow_uri_without_the_train_extra_is_one_line():
+    done = without_train_extra("--describe", "--model", "models:/aerialseg/1")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: models:/aerialseg/1: an MLflow model URI needs MLflow, not installed here (No module named "
+        "'mlflow' (refused by the test)) (pip install \"aerialseg[train]\", or give the model's file)"
     )
 
 
@@ -209,5 +219,8 @@ def test_an_onnx_file_that_cannot_map_is_named_in_one_line(tmp_path, capsys, mod
 
 def test_an_onnx_model_without_onnxruntime_says_how_to_get_it(tmp_path, monkeypatch, models):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails, as if not installed
-    with pytest.raises(ValueError, match=r"model.onnx: an ONNX model runs on onnxruntime, which is not installed"):
+    expected = (
+        r'model.onnx: an ONNX model runs on onnxruntime, not installed here \(.+\) \(pip install "aerialseg\[onnx\]"\)$'
+    )
+    with pytest.raises(MissingExtraError, match=expected):
         load_predictor(models[1], POTSDAM_PALETTE.num_classes, WINDOW)

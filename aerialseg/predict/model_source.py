@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from aerialseg.errors import InputError, first_line
+from aerialseg.errors import InputError, first_line, needing_extra
 from aerialseg.pipeline.params import MlflowParams, load_params
 from aerialseg.train.card import ModelCard, read_card
 
@@ -49,13 +49,8 @@ def download_model(uri: str, params: Path | None, downloads: Path) -> Path:
     """The MLflow model folder of ``uri``; a URI the store cannot resolve is one line naming it
     and the tracking URI used, as the store is the likeliest thing to be wrong. A relative store
     path is taken from the folder of the params.yaml that names it, as the pipeline does."""
-    try:
+    with needing_extra("train", uri, "an MLflow model URI needs MLflow", "give the model's file"):
         import mlflow
-    except ModuleNotFoundError as error:  # an install of aerialseg[onnx]
-        raise InputError(
-            f'{uri}: an MLflow model URI needs MLflow, which is not installed (pip install "aerialseg[train]", '
-            "or give the model's file)"
-        ) from error
 
     from aerialseg.pipeline import tracking
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aerialseg.errors import first_line
+from aerialseg.errors import first_line, needing_extra
 from aerialseg.predict.inference import (
     SEGMENTATION,
     ModelError,
@@ -89,13 +89,8 @@ def load_onnx_predictor(path: Path, num_classes: int) -> OnnxPredictor:
 def onnx_session(path: Path):
     """An onnxruntime session of ``path`` on the best device this onnxruntime has. onnxruntime is
     imported here: an install without it (it is the ``onnx`` extra) is told how to get it."""
-    try:
+    with needing_extra("onnx", str(path), "an ONNX model runs on onnxruntime"):
         import onnxruntime
-    except ModuleNotFoundError as error:
-        raise ModelError(
-            f"{path}: an ONNX model runs on onnxruntime, which is not installed (pip install onnxruntime, or "
-            "aerialseg[onnx])"
-        ) from error
     providers = [provider for provider in PROVIDERS if provider in onnxruntime.get_available_providers()]
     try:
         return onnxruntime.InferenceSession(path, providers=providers)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aerialseg.errors import first_line
+from aerialseg.errors import first_line, needing_extra
 from aerialseg.predict.inference import SEGMENTATION, ModelError, Predictor, model_file
 
 
@@ -29,13 +29,9 @@ def load_predictor(path: str | Path, num_classes: int, window: int) -> Predictor
     if path.suffix.lower() == ".onnx":
         from aerialseg.predict.onnx_predictor import load_onnx_predictor as load
     else:
-        try:
+        needs = "a Keras model runs on Keras and TensorFlow"
+        with needing_extra("train", str(path), needs, "map its ONNX export, written by aerialseg-export"):
             from aerialseg.predict.keras_predictor import load_keras_predictor as load
-        except ModuleNotFoundError as error:  # an install of aerialseg[onnx]
-            raise ModelError(
-                f"{path}: a Keras model runs on Keras and TensorFlow, which are not installed ({first_line(error)}) "
-                '(pip install "aerialseg[train]", or map the model\'s ONNX export, written by aerialseg-export)'
-            ) from error
     return tried(path, load(path, num_classes), window)
 
 
