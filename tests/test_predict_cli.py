@@ -384,6 +384,46 @@ def test_describe_prints_the_card_one_field_a_line(model_file, capsys):
     assert [line.split(":")[0] for line in lines[7:]] == ["params_hash", "data_version", "git_commit", "card_version"]
 
 
+def test_describe_of_a_model_without_a_card_prints_the_card_of_params(tmp_path, capsys):
+    old = save_classifier(tmp_path / "old.keras")  # saved before cards: it carries none
+    assert predict("--describe", "--model", old) == 1
+    assert error_line(capsys).startswith(f"error: {old}: the model carries no model card, so ")
+    assert predict("--describe", "--model", old, "--params", PARAMS) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"model: {old} (it carries no card: this one is built from --params {PARAMS})"
+    assert lines[1:] == card_from_params(repo_params(), pixel_size_m=None).describe().splitlines()
+
+
+CARD_SETTINGS = {"subdivisions": 4, "window_function": "hann", "tta": "flips", "batch_size": 4}
+
+
+@pytest.mark.parametrize(
+    "params_predict, expected",
+    [
+        (None, CARD_SETTINGS),  # no predict section: the card's settings, not the defaults
+        ({"tta": "none"}, {**CARD_SETTINGS, "tta": "none"}),  # only the key it sets
+    ],
+)
+def test_params_change_only_the_predict_settings_they_set(tmp_path, model_file, params_predict, expected):
+    """The card's settings are not params.yaml's defaults; --params changes those its predict
+    section names, and an option on the command line (--batch-size) wins over both."""
+    model = tmp_path / "model.keras"
+    shutil.copy(model_file, model)
+    card = card_from_params(repo_params({"patches": {"patch_size": WINDOW}, "predict": CARD_SETTINGS}), 0.05)
+    write_card(model, card)
+    params = yaml.safe_load(PARAMS.read_text())
+    del params["predict"]
+    if params_predict is not None:
+        params["predict"] = params_predict
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    scene = write_geotiff(tmp_path / "scene.tif", photo(26, shape=(40, 40)))
+    arguments = ["--model", model, "--params", tmp_path / "params.yaml", "--batch-size", 8]
+    assert predict(*arguments, "--out", tmp_path / "maps", scene) == 0
+    with rasterio.open(tmp_path / "maps/scene.tif") as index_map:
+        used = json.loads(index_map.tags()["PREDICTION"])
+    assert used == {"mode": "smooth", "window": WINDOW, **expected, "batch_size": 8}
+
+
 def test_params_with_other_classes_are_refused(tmp_path, model_file, capsys):
     params = yaml.safe_load(PARAMS.read_text())
     params["classes"] = {"water": [0, 0, 255], "land": [0, 255, 0]}
