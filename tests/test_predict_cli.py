@@ -21,6 +21,7 @@ import tomllib
 import yaml
 from affine import Affine
 from conftest import POTSDAM_PALETTE, repo_params
+from mlflow import MlflowClient
 from output_helpers import Writer, kill
 from pipeline_helpers import REPO, environment
 from rasterio.enums import ColorInterp
@@ -464,12 +465,17 @@ def test_mlflow_model_uris_map_with_the_registered_card(tmp_path, model_file, re
     monkeypatch.chdir(tmp_path)
     scene = write_geotiff(tmp_path / "scene.tif", photo(21, shape=(40, 30)))
     expected = in_memory(model_file, photo(21, shape=(40, 30))).argmax(-1)
-    for uri in ("models:/aerialseg/1", f"runs:/{registered[1]}/model"):
-        assert predict("--model", uri, "--out", tmp_path / uri[:4], *OPTIONS, scene) == 0
-        with rasterio.open(tmp_path / uri[:4] / "scene.tif") as index_map:
+    MlflowClient(registered[0]).set_registered_model_alias("aerialseg", "champion", "1")
+    uris = ("models:/aerialseg/1", "models:/aerialseg@champion", f"runs:/{registered[1]}/model")
+    for number, uri in enumerate(uris):
+        assert predict("--model", uri, "--out", tmp_path / f"maps{number}", *OPTIONS, scene) == 0
+        with rasterio.open(tmp_path / f"maps{number}/scene.tif") as index_map:
             np.testing.assert_array_equal(index_map.read(1), expected)
-    assert predict("--describe", "--model", "models:/aerialseg/1") == 0
-    assert "window: 32" in capsys.readouterr().out.splitlines()
+    capsys.readouterr()
+    for uri in uris[:2]:
+        assert predict("--describe", "--model", uri) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"model: {uri}" and "window: 32" in lines
 
 
 def test_an_unresolvable_model_uri_names_the_tracking_store(tmp_path, registered, capsys):
