@@ -32,6 +32,7 @@ from aerialseg.pipeline import tracking
 from aerialseg.pipeline.atomic import PARTIAL
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
 from aerialseg.predict.blending import Blending, predict_probabilities
 from aerialseg.predict.command import find_inputs, main
 from aerialseg.predict.keras_predictor import KerasPredictor
@@ -39,6 +40,7 @@ from aerialseg.predict.mapping import map_raster, predict_test_tiles, probabilit
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.pictures import read_image, write_image
 from aerialseg.train.card import card_from_params, read_card, write_card
+from stages import predict as predict_stage
 
 PARAMS = REPO / "params.yaml"
 WINDOW = 32
@@ -191,22 +193,57 @@ def test_extra_bands_are_dropped_with_a_note(tmp_path, model_file, capsys):
         np.testing.assert_array_equal(index_map.read(1), in_memory(model_file, rgb).argmax(-1))
 
 
-def test_the_stage_and_the_command_make_the_same_map(tmp_path, model_file):
-    project = tmp_path / "project"
-    tile_photo = write_geotiff(project / "data/resized/images" / photo_name("2_10"), photo(6, shape=(90, 70)))
-    (project / "data/patches").mkdir(parents=True)
-    (project / "data/patches/splits.json").write_text(json.dumps({"train": [], "val": [], "test": ["2_10"]}))
-    (project / "models").mkdir()
-    shutil.copy(model_file, project / "models/model.keras")
-    predict_test_tiles(Layout(project), POTSDAM_PALETTE, WINDOW, FLIPS)
+def stage_project(folder: Path, model: Path, params: dict) -> Path:
+    """A project holding a resized test photo, its splits.json, ``model`` and ``params`` as params.yaml."""
+    write_geotiff(folder / "data/resized/images" / photo_name("2_10"), photo(6, shape=(90, 70)))
+    (folder / "data/patches").mkdir(parents=True)
+    (folder / "data/patches/splits.json").write_text(json.dumps({"train": [], "val": [], "test": ["2_10"]}))
+    (folder / "models").mkdir()
+    shutil.copy(model, folder / "models/model.keras")
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder
+
+
+def test_the_stage_and_the_command_make_the_same_map_with_the_cards_window(tmp_path, model_file, monkeypatch):
+    """The predict stage, run as DVC runs it (in the project, with its params.yaml), maps with the
+    card's WINDOW, not params.yaml's patches.patch_size, as the command does: the model's
+    zero-padded 3 x 3 convolution gives another map with another window."""
+    params = yaml.safe_load(PARAMS.read_text())
+    assert params["patches"]["patch_size"] != WINDOW == read_card(model_file).window
+    project = stage_project(tmp_path / "project", model_file, params)
+    monkeypatch.chdir(project)
+    predict_stage.main()
+    tile_photo = project / "data/resized/images" / photo_name("2_10")
+    stage_maps = {}
     for mode in ("plain", "smooth"):
         out = tmp_path / mode
-        assert (
-            predict("--model", model_file, "--params", PARAMS, "--out", out, *OPTIONS, "--mode", mode, tile_photo) == 0
-        )
-        stage_map = read_image(project / f"data/predictions/{mode}/top_potsdam_2_10_pred.tif")[..., 0]
+        assert predict("--model", model_file, "--params", PARAMS, "--out", out, "--mode", mode, tile_photo) == 0
+        stage_maps[mode] = read_image(project / f"data/predictions/{mode}/top_potsdam_2_10_pred.tif")[..., 0]
         with rasterio.open(out / "top_potsdam_2_10_RGB.tif") as command_map:
-            np.testing.assert_array_equal(command_map.read(1), stage_map)
+            np.testing.assert_array_equal(command_map.read(1), stage_maps[mode])
+    predict_test_tiles(Layout(project), POTSDAM_PALETTE, params["patches"]["patch_size"], PredictParams())
+    other = read_image(project / "data/predictions/plain/top_potsdam_2_10_pred.tif")[..., 0]
+    assert (other != stage_maps["plain"]).any()
+
+
+def test_the_stage_refuses_params_whose_classes_are_not_the_cards_in_one_line(
+    tmp_path, model_file, monkeypatch, capsys
+):
+    params = yaml.safe_load(PARAMS.read_text())
+    params["classes"] = {"water": [0, 0, 255], "land": [0, 255, 0]}
+    params["evaluate"]["without_classes"] = []
+    monkeypatch.chdir(stage_project(tmp_path / "project", model_file, params))
+    with pytest.raises(SystemExit) as exit:
+        run_stage(predict_stage.main)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: params.yaml: its classes [water [0, 0, 255], land [0, 255, 0]] are not the classes of model "
+        "models/model.keras, [impervious_surfaces [255, 255, 255], building [0, 0, 255], low_vegetation [0, 255, "
+        "255], tree [0, 255, 0], car [255, 255, 0], clutter [255, 0, 0]] (run `dvc repro`, which trains the model "
+        "again on these classes, or put back the classes it was trained on)",
+        "note: outputs already written are kept; nothing half-written was left",
+    ]
+    assert not Path("data/predictions").exists()
 
 
 # --- inputs and outputs -----------------------------------------------------------------------
