@@ -10,6 +10,7 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from conftest import repo_params
 from pipeline_helpers import REPO
 
@@ -69,10 +70,33 @@ def test_the_card_says_classes_bands_scale_resolution_window_settings_and_origin
     assert (CARD.data_version, CARD.git_commit, CARD.card_version) == ("61eca3cd.dir", "abc123", 1)
 
 
+def lock_entry(path: str, md5: str) -> dict:
+    return {"path": path, "hash": "md5", "md5": md5, "size": 1}
+
+
 def test_data_version_is_the_patches_md5_in_dvc_lock(tmp_path):
+    """A dvc.lock as DVC writes it, where every other md5 differs: the patches stage's other
+    outputs (listed first), the resize stage's output, and the train stage's record of
+    data/patches as a dependency, stale here (as before the train stage reruns)."""
     assert data_version(tmp_path) is None
-    (tmp_path / "dvc.lock").write_bytes((REPO / "dvc.lock").read_bytes())
-    assert data_version(tmp_path) == "61eca3cd04565e25624b94e13ffbda47.dir"
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "resize": {"cmd": "python -m stages.resize", "outs": [lock_entry("data/resized", "aaaa.dir")]},
+            "patches": {
+                "cmd": "python -m stages.patches",
+                "deps": [lock_entry("data/resized", "aaaa.dir")],
+                "outs": [
+                    lock_entry("metrics/class_distribution.json", "bbbb"),
+                    lock_entry("data/patches", "cccc.dir"),
+                    lock_entry("metrics/class_distribution.png", "dddd"),
+                ],
+            },
+            "train": {"cmd": "python -m stages.train", "deps": [lock_entry("data/patches", "eeee.dir")]},
+        },
+    }
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    assert data_version(tmp_path) == "cccc.dir"
 
 
 def test_a_keras_file_keeps_its_card_and_still_loads(tmp_path, keras_file):

@@ -21,6 +21,7 @@ import tomllib
 import yaml
 from affine import Affine
 from conftest import POTSDAM_PALETTE, repo_params
+from mlflow import MlflowClient
 from output_helpers import Writer, kill
 from pipeline_helpers import REPO, environment
 from rasterio.enums import ColorInterp
@@ -31,6 +32,7 @@ from aerialseg.pipeline import tracking
 from aerialseg.pipeline.atomic import PARTIAL
 from aerialseg.pipeline.params import PredictParams
 from aerialseg.pipeline.paths import Layout
+from aerialseg.pipeline.stage import run_stage
 from aerialseg.predict.blending import Blending, predict_probabilities
 from aerialseg.predict.command import find_inputs, main
 from aerialseg.predict.keras_predictor import KerasPredictor
@@ -38,6 +40,7 @@ from aerialseg.predict.mapping import map_raster, predict_test_tiles, probabilit
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.pictures import read_image, write_image
 from aerialseg.train.card import card_from_params, read_card, write_card
+from stages import predict as predict_stage
 
 PARAMS = REPO / "params.yaml"
 WINDOW = 32
@@ -190,22 +193,57 @@ def test_extra_bands_are_dropped_with_a_note(tmp_path, model_file, capsys):
         np.testing.assert_array_equal(index_map.read(1), in_memory(model_file, rgb).argmax(-1))
 
 
-def test_the_stage_and_the_command_make_the_same_map(tmp_path, model_file):
-    project = tmp_path / "project"
-    tile_photo = write_geotiff(project / "data/resized/images" / photo_name("2_10"), photo(6, shape=(90, 70)))
-    (project / "data/patches").mkdir(parents=True)
-    (project / "data/patches/splits.json").write_text(json.dumps({"train": [], "val": [], "test": ["2_10"]}))
-    (project / "models").mkdir()
-    shutil.copy(model_file, project / "models/model.keras")
-    predict_test_tiles(Layout(project), POTSDAM_PALETTE, WINDOW, FLIPS)
+def stage_project(folder: Path, model: Path, params: dict) -> Path:
+    """A project holding a resized test photo, its splits.json, ``model`` and ``params`` as params.yaml."""
+    write_geotiff(folder / "data/resized/images" / photo_name("2_10"), photo(6, shape=(90, 70)))
+    (folder / "data/patches").mkdir(parents=True)
+    (folder / "data/patches/splits.json").write_text(json.dumps({"train": [], "val": [], "test": ["2_10"]}))
+    (folder / "models").mkdir()
+    shutil.copy(model, folder / "models/model.keras")
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder
+
+
+def test_the_stage_and_the_command_make_the_same_map_with_the_cards_window(tmp_path, model_file, monkeypatch):
+    """The predict stage, run as DVC runs it (in the project, with its params.yaml), maps with the
+    card's WINDOW, not params.yaml's patches.patch_size, as the command does: the model's
+    zero-padded 3 x 3 convolution gives another map with another window."""
+    params = yaml.safe_load(PARAMS.read_text())
+    assert params["patches"]["patch_size"] != WINDOW == read_card(model_file).window
+    project = stage_project(tmp_path / "project", model_file, params)
+    monkeypatch.chdir(project)
+    predict_stage.main()
+    tile_photo = project / "data/resized/images" / photo_name("2_10")
+    stage_maps = {}
     for mode in ("plain", "smooth"):
         out = tmp_path / mode
-        assert (
-            predict("--model", model_file, "--params", PARAMS, "--out", out, *OPTIONS, "--mode", mode, tile_photo) == 0
-        )
-        stage_map = read_image(project / f"data/predictions/{mode}/top_potsdam_2_10_pred.tif")[..., 0]
+        assert predict("--model", model_file, "--params", PARAMS, "--out", out, "--mode", mode, tile_photo) == 0
+        stage_maps[mode] = read_image(project / f"data/predictions/{mode}/top_potsdam_2_10_pred.tif")[..., 0]
         with rasterio.open(out / "top_potsdam_2_10_RGB.tif") as command_map:
-            np.testing.assert_array_equal(command_map.read(1), stage_map)
+            np.testing.assert_array_equal(command_map.read(1), stage_maps[mode])
+    predict_test_tiles(Layout(project), POTSDAM_PALETTE, params["patches"]["patch_size"], PredictParams())
+    other = read_image(project / "data/predictions/plain/top_potsdam_2_10_pred.tif")[..., 0]
+    assert (other != stage_maps["plain"]).any()
+
+
+def test_the_stage_refuses_params_whose_classes_are_not_the_cards_in_one_line(
+    tmp_path, model_file, monkeypatch, capsys
+):
+    params = yaml.safe_load(PARAMS.read_text())
+    params["classes"] = {"water": [0, 0, 255], "land": [0, 255, 0]}
+    params["evaluate"]["without_classes"] = []
+    monkeypatch.chdir(stage_project(tmp_path / "project", model_file, params))
+    with pytest.raises(SystemExit) as exit:
+        run_stage(predict_stage.main)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: params.yaml: its classes [water [0, 0, 255], land [0, 255, 0]] are not the classes of model "
+        "models/model.keras, [impervious_surfaces [255, 255, 255], building [0, 0, 255], low_vegetation [0, 255, "
+        "255], tree [0, 255, 0], car [255, 255, 0], clutter [255, 0, 0]] (run `dvc repro`, which trains the model "
+        "again on these classes, or put back the classes it was trained on)",
+        "note: outputs already written are kept; nothing half-written was left",
+    ]
+    assert not Path("data/predictions").exists()
 
 
 # --- inputs and outputs -----------------------------------------------------------------------
@@ -384,6 +422,46 @@ def test_describe_prints_the_card_one_field_a_line(model_file, capsys):
     assert [line.split(":")[0] for line in lines[7:]] == ["params_hash", "data_version", "git_commit", "card_version"]
 
 
+def test_describe_of_a_model_without_a_card_prints_the_card_of_params(tmp_path, capsys):
+    old = save_classifier(tmp_path / "old.keras")  # saved before cards: it carries none
+    assert predict("--describe", "--model", old) == 1
+    assert error_line(capsys).startswith(f"error: {old}: the model carries no model card, so ")
+    assert predict("--describe", "--model", old, "--params", PARAMS) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"model: {old} (it carries no card: this one is built from --params {PARAMS})"
+    assert lines[1:] == card_from_params(repo_params(), pixel_size_m=None).describe().splitlines()
+
+
+CARD_SETTINGS = {"subdivisions": 4, "window_function": "hann", "tta": "flips", "batch_size": 4}
+
+
+@pytest.mark.parametrize(
+    "params_predict, expected",
+    [
+        (None, CARD_SETTINGS),  # no predict section: the card's settings, not the defaults
+        ({"tta": "none"}, {**CARD_SETTINGS, "tta": "none"}),  # only the key it sets
+    ],
+)
+def test_params_change_only_the_predict_settings_they_set(tmp_path, model_file, params_predict, expected):
+    """The card's settings are not params.yaml's defaults; --params changes those its predict
+    section names, and an option on the command line (--batch-size) wins over both."""
+    model = tmp_path / "model.keras"
+    shutil.copy(model_file, model)
+    card = card_from_params(repo_params({"patches": {"patch_size": WINDOW}, "predict": CARD_SETTINGS}), 0.05)
+    write_card(model, card)
+    params = yaml.safe_load(PARAMS.read_text())
+    del params["predict"]
+    if params_predict is not None:
+        params["predict"] = params_predict
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    scene = write_geotiff(tmp_path / "scene.tif", photo(26, shape=(40, 40)))
+    arguments = ["--model", model, "--params", tmp_path / "params.yaml", "--batch-size", 8]
+    assert predict(*arguments, "--out", tmp_path / "maps", scene) == 0
+    with rasterio.open(tmp_path / "maps/scene.tif") as index_map:
+        used = json.loads(index_map.tags()["PREDICTION"])
+    assert used == {"mode": "smooth", "window": WINDOW, **expected, "batch_size": 8}
+
+
 def test_params_with_other_classes_are_refused(tmp_path, model_file, capsys):
     params = yaml.safe_load(PARAMS.read_text())
     params["classes"] = {"water": [0, 0, 255], "land": [0, 255, 0]}
@@ -424,12 +502,17 @@ def test_mlflow_model_uris_map_with_the_registered_card(tmp_path, model_file, re
     monkeypatch.chdir(tmp_path)
     scene = write_geotiff(tmp_path / "scene.tif", photo(21, shape=(40, 30)))
     expected = in_memory(model_file, photo(21, shape=(40, 30))).argmax(-1)
-    for uri in ("models:/aerialseg/1", f"runs:/{registered[1]}/model"):
-        assert predict("--model", uri, "--out", tmp_path / uri[:4], *OPTIONS, scene) == 0
-        with rasterio.open(tmp_path / uri[:4] / "scene.tif") as index_map:
+    MlflowClient(registered[0]).set_registered_model_alias("aerialseg", "champion", "1")
+    uris = ("models:/aerialseg/1", "models:/aerialseg@champion", f"runs:/{registered[1]}/model")
+    for number, uri in enumerate(uris):
+        assert predict("--model", uri, "--out", tmp_path / f"maps{number}", *OPTIONS, scene) == 0
+        with rasterio.open(tmp_path / f"maps{number}/scene.tif") as index_map:
             np.testing.assert_array_equal(index_map.read(1), expected)
-    assert predict("--describe", "--model", "models:/aerialseg/1") == 0
-    assert "window: 32" in capsys.readouterr().out.splitlines()
+    capsys.readouterr()
+    for uri in uris[:2]:
+        assert predict("--describe", "--model", uri) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"model: {uri}" and "window: 32" in lines
 
 
 def test_an_unresolvable_model_uri_names_the_tracking_store(tmp_path, registered, capsys):

@@ -3,18 +3,19 @@
     aerialseg-predict [--model models/model.keras|model.onnx|models:/aerialseg/3] --out DIR
                       [--mode plain|smooth] [--probabilities] [--vector [--simplify METRES]]
                       [--overwrite] [--pixel-size M] [--bands IR,R,G] INPUT...
-    aerialseg-predict --describe [--model ...]
+    aerialseg-predict --describe [--model ...] [--params params.yaml]
 
 Each INPUT (a raster file, a folder of them, or a glob) becomes DIR/<input name>.tif, a
 Cloud-Optimized GeoTIFF of class indices on the input's grid and in its CRS, coloured by the
 class colours; ``--probabilities`` adds DIR/<input name>_probabilities.tif, and ``--vector``
 DIR/<input name>.gpkg, one polygon per region of a class (aerialseg.predict.vectorise). The
 classes, bands, ground resolution, window and ``predict`` settings come from the model's card
-(aerialseg.train.card); ``--params`` and the options here may change the settings only (a model
-without a card takes all from ``--params``). ``--model`` may be an MLflow model URI
-(aerialseg.predict.model_source). Everything that can be checked is checked before the first
-photo is started (inputs, outputs, params, model, every photo's bands); an error is one line,
-``error: <file>: <what is wrong> (<what to do>)``, and a non-zero exit.
+(aerialseg.train.card); the settings that ``--params``' ``predict`` section sets, and then the
+options here, may change the settings only (a model without a card takes all from ``--params``).
+``--model`` may be an MLflow model URI (aerialseg.predict.model_source). Everything that can be
+checked is checked before the first photo is started (inputs, outputs, params, model, every
+photo's bands); an error is one line, ``error: <file>: <what is wrong> (<what to do>)``, and a
+non-zero exit.
 """
 
 from __future__ import annotations
@@ -28,17 +29,17 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from pydantic import ValidationError
-
 from aerialseg.d4 import TTA_SETS
 from aerialseg.errors import InputError, MissingFileError
 from aerialseg.pipeline.params import Params, PredictParams, load_params
 from aerialseg.predict.blending import MODES, WINDOW_FUNCTIONS, Blending
-from aerialseg.predict.model_source import ModelSource, model_source
+from aerialseg.predict.model_source import ModelSource, model_card, model_source, prediction_settings
 from aerialseg.predict.outputs import writable_folder
 from aerialseg.raster.bands import parse_bands
 from aerialseg.raster.streaming import RASTER_SUFFIXES
-from aerialseg.train.card import MissingCardError, ModelCard, card_from_params
+from aerialseg.train.card import ModelCard
+
+PARAMS_ADVICE = "leave out --params, or pass the params.yaml the model was trained with"  # classes that differ
 
 
 class MapFiles(NamedTuple):
@@ -73,12 +74,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--simplify", metavar="METRES", help="with --vector: simplify polygons by METRES")
     p.add_argument("--overwrite", action="store_true", help="replace maps that already exist")
     p.add_argument(
-        "--params", type=Path, help="params.yaml: predict settings (and classes and window of a model without a card)"
+        "--params",
+        type=Path,
+        help="params.yaml: the predict settings it sets (and classes and window of a model without a card)",
     )
-    p.add_argument("--subdivisions", type=_positive, help="smooth window overlap, 2 = 50%% (default: params)")
-    p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: params)")
-    p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: params)")
-    p.add_argument("--batch-size", type=_positive, help="windows per forward pass (default: params)")
+    p.add_argument("--subdivisions", type=_positive, help="smooth window overlap, 2 = 50%% (default: the card's)")
+    p.add_argument("--window-function", choices=WINDOW_FUNCTIONS, help="smooth blending weights (default: the card's)")
+    p.add_argument("--tta", choices=tuple(TTA_SETS), help="test-time augmentation of smooth mode (default: the card's)")
+    p.add_argument("--batch-size", type=_positive, help="windows per forward pass (default: the card's)")
     p.add_argument("--pixel-size", metavar="M", help="metres per pixel of inputs whose georeferencing does not say")
     p.add_argument("--bands", metavar="IR,R,G", help="the inputs' bands in file order (default: the files' names)")
     return p
@@ -130,8 +133,7 @@ def run(args: argparse.Namespace) -> None:
     """Check everything that can be checked cheaply, then load the model, then map each input."""
     with tempfile.TemporaryDirectory(prefix="aerialseg-model-") as downloads:
         if args.describe:
-            source = model_source(args.model, args.params, Path(downloads))
-            print(f"model: {args.model}\n{source.card().describe()}")
+            print(describe(args.model, args.params, Path(downloads)))
             return
         inputs = find_inputs(args.inputs)
         photos = dict(
@@ -145,9 +147,9 @@ def run(args: argparse.Namespace) -> None:
 
             for photo in inputs:  # a photo without a projected CRS has no areas in square metres
                 vectorise.photo_grid(photo)
-        params = read_params(args.params) if args.params else None  # validating params loads Keras
+        params = read_params(args.params) if args.params else None
         source = model_source(args.model, args.params, Path(downloads))
-        card = model_card(source, params, args.params)
+        card = model_card(source, params, args.params, PARAMS_ADVICE).card
         blending = blending_of(card, params, args)
         from aerialseg.predict import mapping  # rasterio and the runtimes: here, so that --help answers at once
 
@@ -171,6 +173,15 @@ def run(args: argparse.Namespace) -> None:
             print(f"{photo} -> {', '.join(str(path) for path in output.paths())}")
 
 
+def describe(model: str, params_path: Path | None, downloads: Path) -> str:
+    """``--describe``: the model's card, one field a line; for a model without a card, the card
+    ``--params`` gives it, said so on the first line (it is not the model's own)."""
+    params = read_params(params_path) if params_path else None
+    known = model_card(model_source(model, params_path, downloads), params, params_path, PARAMS_ADVICE)
+    origin = f" (it carries no card: this one is built from --params {params_path})" if known.from_params else ""
+    return f"model: {model}{origin}\n{known.card.describe()}"
+
+
 def model_input(card: ModelCard, source: ModelSource, channels: int) -> dict:
     """The bands and ground resolution the model was trained on, from its card; a card whose bands
     are not the model's input is refused (a card copied onto another model)."""
@@ -182,41 +193,12 @@ def model_input(card: ModelCard, source: ModelSource, channels: int) -> dict:
     return dict(model_pixel_size_m=card.pixel_size_m, model_bands=card.bands)
 
 
-def model_card(source: ModelSource, params: Params | None, params_path: Path | None) -> ModelCard:
-    """The model's card, whose classes ``--params`` must not contradict; for a model without a card
-    (saved before cards), the card ``--params`` gives it, or MissingCardError if there is none."""
-    try:
-        card = source.card()
-    except MissingCardError:
-        if params is None:
-            raise
-        return card_from_params(params, pixel_size_m=None)
-    if params is not None and params.palette != card.palette:
-        raise InputError(
-            f"{params_path}: its classes {_classes(params.palette)} are not the classes of model {source.name}, "
-            f"{_classes(card.palette)} (leave out --params, or pass the params.yaml the model was trained with)"
-        )
-    return card
-
-
-def _classes(palette) -> str:
-    return "[" + ", ".join(f"{name} {list(colour)}" for name, colour in zip(palette.names, palette.colours)) + "]"
-
-
-def prediction_settings(card: ModelCard, params: Params | None, args: argparse.Namespace) -> PredictParams:
-    """The card's ``predict`` settings, changed by ``--params``' and by the options given here."""
-    from_params = params.predict.model_dump() if params else {}
-    try:
-        return PredictParams(**{**card.predict, **from_params, **_given(args, PredictParams.model_fields)})
-    except ValidationError as error:  # a card written by another version, or edited
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise InputError(f"{args.model}: its card's predict settings are not valid ({problems})") from error
-
-
 def blending_of(card: ModelCard, params: Params | None, args: argparse.Namespace) -> Blending:
-    """How the windows are blended: the settings above, on the card's window, in ``--mode``."""
+    """How the windows are blended: the card's settings changed by ``--params`` and the options, on
+    the card's window, in ``--mode``."""
+    settings = prediction_settings(card, params, _given(args, PredictParams.model_fields), args.model)
     try:
-        return Blending.from_params(prediction_settings(card, params, args), card.window, args.mode)
+        return Blending.from_params(settings, card.window, args.mode)
     except ValueError as error:  # settings that do not fit the window, e.g. more subdivisions than pixels
         raise InputError(f"{args.model}: {error} (the model's window is {card.window} px)") from error
 

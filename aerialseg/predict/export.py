@@ -29,10 +29,10 @@ import keras
 
 from aerialseg.errors import InputError
 from aerialseg.pipeline.atomic import atomic_dir
-from aerialseg.predict.command import model_card, one_line, read_params
+from aerialseg.predict.command import PARAMS_ADVICE, one_line, read_params
 from aerialseg.predict.inference import ModelError, ModelMismatchError
 from aerialseg.predict.keras_predictor import load_model, segmentation_shape
-from aerialseg.predict.model_source import ModelSource
+from aerialseg.predict.model_source import ModelSource, model_card
 from aerialseg.predict.outputs import writable_folder
 from aerialseg.train.card import write_card
 
@@ -46,8 +46,8 @@ def export_model(
     ``params``: the params.yaml a model without a card was trained with, for the exports' card."""
     out = Path(out)
     check_out(out, overwrite)
-    source = ModelSource(Path(model_path), Path(model_path), str(model_path))
-    card = model_card(source, read_params(params) if params else None, params)  # first: it answers at once
+    source = ModelSource.of_file(model_path)
+    card = model_card(source, read_params(params) if params else None, params, PARAMS_ADVICE).card  # answers at once
     model = load_model(model_path)
     try:
         channels, _ = segmentation_shape(model)
