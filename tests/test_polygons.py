@@ -61,7 +61,7 @@ def centres_inside(polygon, west: float = WEST, north: float = NORTH) -> np.ndar
 
 
 def burn(vector: Path, photo: Path, background: int | None = 0, **options) -> np.ndarray:
-    return rasterise_polygons(vector, read_georef(photo), SHAPE, CLASSES, "class", background, **options)
+    return rasterise_polygons(vector, photo, read_georef(photo), SHAPE, CLASSES, "class", background, **options)
 
 
 def test_pixel_aligned_rectangles_are_burnt_exactly(tmp_path):
@@ -156,12 +156,12 @@ def test_a_file_without_a_crs_is_named(tmp_path):
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_a_photo_without_georeference_takes_no_polygons(tmp_path):
     vector = write_vector(tmp_path / "labels.gpkg", [pixel_box(0, 0, 10, 10)], ["car"])
-    with pytest.raises(UnlocatedPhotoError, match=r"^labels\.gpkg: the photo it should label has no georeference"):
-        burn(vector, write_photo(tmp_path / "photo.tif", crs=None))
+    photo = write_photo(tmp_path / "photo.tif", crs=None)
+    with pytest.raises(UnlocatedPhotoError, match=rf"^labels\.gpkg: photo {photo}, which it should label, has no geo"):
+        burn(vector, photo)
     with pytest.raises(UnlocatedPhotoError):  # placed, but on no CRS
-        rasterise_polygons(
-            vector, Georeference(None, from_origin(WEST, NORTH, PIXEL, PIXEL)), SHAPE, CLASSES, "class", 0
-        )
+        placed = Georeference(None, from_origin(WEST, NORTH, PIXEL, PIXEL))
+        rasterise_polygons(vector, photo, placed, SHAPE, CLASSES, "class", 0)
 
 
 def test_a_missing_class_field_lists_the_fields(tmp_path):
@@ -173,10 +173,14 @@ def test_a_missing_class_field_lists_the_fields(tmp_path):
 def test_unknown_class_names_are_counted_with_the_valid_ones(tmp_path):
     shapes = [pixel_box(0, 0, 10, 10), pixel_box(10, 10, 20, 20), pixel_box(20, 20, 30, 30), pixel_box(0, 40, 9, 49)]
     vector = write_vector(tmp_path / "osm.geojson", shapes, ["forest", "car", "forest", "lake"], field="class")
+    photo = write_photo(tmp_path / "photo.tif")
     with pytest.raises(UnknownClassError) as raised:
-        burn(vector, write_photo(tmp_path / "photo.tif"))
+        burn(vector, photo)
     message = str(raised.value)
-    assert message.startswith("osm.geojson: field 'class' holds class name(s) that the params do not name")
+    assert message.startswith(
+        f"osm.geojson: field 'class' holds class name(s) that the params do not name, on features that touch photo "
+        f"{photo}: "
+    )
     assert "'forest' (2 feature(s)), 'lake' (1 feature(s))" in message
     assert "Valid: 'impervious', 'building', 'low_vegetation', 'tree', 'car', 'clutter'." in message
     assert "\n" not in message
@@ -192,11 +196,13 @@ def test_unknown_class_values_are_counted_with_the_valid_ones(tmp_path):
 
 def test_polygons_that_miss_the_photo_give_both_extents(tmp_path):
     vector = write_vector(tmp_path / "labels.gpkg", [pixel_box(0, 0, 10, 10, west=WEST + 1000)], ["car"])
+    photo = write_photo(tmp_path / "photo.tif")
     with pytest.raises(PolygonsMissPhotoError) as raised:
-        burn(vector, write_photo(tmp_path / "photo.tif"))
+        burn(vector, photo)
     assert str(raised.value) == (
-        "labels.gpkg: no polygon touches the photo: the file lies at (367682.00, 5808337.50, 367682.50, 5808338.00), "
-        "the photo at (366682.00, 5808332.00, 366690.00, 5808338.00) (west, south, east, north in EPSG:25833). "
+        f"labels.gpkg: no polygon touches photo {photo}: the file lies at "
+        "(367682.00, 5808337.50, 367682.50, 5808338.00), the photo at (366682.00, 5808332.00, 366690.00, 5808338.00) "
+        "(west, south, east, north in EPSG:25833). "
         "Check that the file covers this photo and that its CRS is right."
     )
 
@@ -214,5 +220,5 @@ def test_an_empty_file_is_said_to_hold_no_features(tmp_path):
     vector = tmp_path / "labels.gpkg"
     nothing = np.array([], dtype=object)
     raw.write(vector, nothing, [nothing], ["class"], geometry_type="Polygon", crs=CRS, driver="GPKG")
-    with pytest.raises(PolygonsMissPhotoError, match=r"^labels\.gpkg: no polygon touches the photo: the file holds no"):
+    with pytest.raises(PolygonsMissPhotoError, match=r"^labels\.gpkg: no polygon touches photo .*: the file holds no"):
         burn(vector, write_photo(tmp_path / "photo.tif"))
