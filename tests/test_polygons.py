@@ -16,6 +16,7 @@ from rasterio.warp import transform_geom
 from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.data.polygons import (
     ClassFieldError,
+    GeometryTypeError,
     PolygonsMissPhotoError,
     UnknownClassError,
     UnlocatedPhotoError,
@@ -39,13 +40,15 @@ def write_photo(path: Path, west: float = WEST, north: float = NORTH, crs: str |
     return path
 
 
-def write_vector(path: Path, geometries, classes, crs: str | None = CRS, field: str = "class") -> Path:
-    """A vector file (GeoPackage or GeoJSON, by its suffix) of polygons with one class attribute."""
+def write_vector(
+    path: Path, geometries, classes, crs: str | None = CRS, field: str = "class", geometry_type: str = "Polygon"
+) -> Path:
+    """A vector file (GeoPackage or GeoJSON, by its suffix) of polygons (or of ``geometry_type``, "Unknown"
+    for a layer of mixed kinds) with one class attribute."""
     driver = {".gpkg": "GPKG", ".geojson": "GeoJSON"}[path.suffix]
     values = np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)
-    raw.write(
-        path, shapely.to_wkb(np.asarray(geometries)), [values], [field], geometry_type="Polygon", crs=crs, driver=driver
-    )
+    wkb = shapely.to_wkb(np.asarray(geometries, dtype=object))
+    raw.write(path, wkb, [values], [field], geometry_type=geometry_type, crs=crs, driver=driver)
     return path
 
 
@@ -144,6 +147,39 @@ def test_one_file_labels_two_photos_with_the_features_of_each(tmp_path):
     assert (left[:60] == CLASSES.index("building")).all() and (left[60:] == IGNORE_INDEX).all()
     assert set(np.unique(right)) == {CLASSES.index("tree"), IGNORE_INDEX}
     assert (right[:, :80] == CLASSES.index("tree")).all() and (right[:, 80:] == IGNORE_INDEX).all()
+
+
+def test_multipolygons_and_collections_of_polygons_are_burnt_as_their_polygons(tmp_path):
+    parts = [pixel_box(0, 0, 20, 20), pixel_box(40, 40, 60, 60)]
+    shapes = [shapely.MultiPolygon(parts), shapely.GeometryCollection([pixel_box(100, 100, 120, 160)])]
+    vector = write_vector(tmp_path / "labels.gpkg", shapes, ["building", "tree"], geometry_type="Unknown")
+    labels = burn(vector, write_photo(tmp_path / "photo.tif"))
+    assert (labels == CLASSES.index("building")).sum() == 2 * 20 * 20
+    assert (labels[100:, 100:] == CLASSES.index("tree")).all() and (labels == CLASSES.index("tree")).sum() == 20 * 60
+
+
+def test_lines_and_points_are_refused_counted_by_kind(tmp_path):
+    """An OSM export's roads as lines and trees as points: burnt, they would be 1-pixel labels."""
+    road = shapely.LineString([(WEST, NORTH - 1), (WEST + 8, NORTH - 1)])
+    shapes = [
+        pixel_box(0, 0, 60, 80),
+        road,
+        shapely.affinity.translate(road, yoff=-2),
+        shapely.Point(WEST + 4, NORTH - 3),
+        shapely.GeometryCollection([pixel_box(0, 100, 10, 110), road]),
+        shapely.LineString([(WEST + 1000, NORTH), (WEST + 1001, NORTH)]),  # far off this photo: not read
+    ]
+    vector = write_vector(tmp_path / "osm.gpkg", shapes, ["building", "impervious", "impervious", "tree", "car", "x"],
+                          geometry_type="Unknown")  # fmt: skip
+    photo = write_photo(tmp_path / "photo.tif")
+    with pytest.raises(GeometryTypeError) as raised:
+        burn(vector, photo)
+    message = str(raised.value)
+    assert message.startswith(
+        f"osm.gpkg: 4 feature(s) that touch photo {photo} are not polygons: 2 LineString, 1 Point, "
+        "1 GeometryCollection (with LineString). Only polygons label pixels"
+    )
+    assert "buffer lines and points into polygons" in message and "\n" not in message
 
 
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")

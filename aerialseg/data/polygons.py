@@ -7,9 +7,12 @@ Shapefile with a class attribute. One such file usually covers many photos, in i
 one photo's own grid: it reads only the features that can touch the photo (pyogrio, a
 maintained reader over GDAL's vector drivers), moves them into the photo's CRS and burns them in
 with GDAL's rasteriser (rasterio), which takes a pixel when its centre lies inside a polygon.
-Everything that can go wrong with such a file (no CRS, no class field, a class the params do not
-name, polygons that miss the photo, a file GDAL cannot read) stops with a one-line
-:class:`PolygonLabelError` that names the file and says what to do.
+Only polygons label pixels: an OpenStreetMap export's roads as lines or trees as points would
+be burnt as one-pixel streaks and dots, so they are refused, not drawn.
+Everything that can go wrong with such a file (no CRS, no class field, features that are no
+polygons, a class the params do not name, polygons that miss the photo, a file GDAL cannot read)
+stops with a one-line :class:`PolygonLabelError` that names the file (and the photo, where one
+file labels many) and says what to do.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from aerialseg.errors import InputError
 from aerialseg.raster.georef import Georeference
 
 Bounds = tuple[float, float, float, float]  # west, south, east, north
+POLYGONAL = frozenset({"Polygon", "MultiPolygon"})  # the geometries that cover an area, so label pixels
 
 
 class PolygonLabelError(InputError, ValueError):
@@ -54,6 +58,10 @@ class UnlocatedPhotoError(PolygonLabelError):
 
 class ClassFieldError(PolygonLabelError):
     """The vector file has no attribute of the name the params give for the class."""
+
+
+class GeometryTypeError(PolygonLabelError):
+    """Features that touch the photo are lines, points or other geometries, which cover no area."""
 
 
 class UnknownClassError(PolygonLabelError):
@@ -104,6 +112,7 @@ def rasterise_polygons(
     touching = shapely.intersects(geometries, shapely.box(*photo_bounds))
     if not touching.any():
         raise PolygonsMissPhotoError(_miss_message(vector, shown, photo, file_crs, grid.crs, photo_bounds))
+    _check_polygons(geometries[touching], shown, photo)
     indices = _class_indices(values[touching], classes, label_values, class_field, shown, photo)
     fill = IGNORE_INDEX if background is None else background
     return rasterize(
@@ -167,6 +176,32 @@ def _reproject(geometries: np.ndarray, source: CRS, target: CRS) -> np.ndarray:
             shapely.geometry.shape(geometry) for geometry in transform_geom(source, target, list(geometries[present]))
         ]
     return moved
+
+
+def _check_polygons(geometries: np.ndarray, shown: str, photo: Path) -> None:
+    """Refuse features that are not polygons, counted by kind: GDAL would burn a line as a
+    one-pixel streak and a point as one pixel, labels nobody drew."""
+    kinds = Counter(kind for kind in map(_not_polygon, geometries) if kind)
+    if kinds:
+        listed = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+        raise GeometryTypeError(
+            f"{shown}: {kinds.total()} feature(s) that touch photo {photo} are not polygons: {listed}. Only polygons "
+            "label pixels (a line or point would be burnt as a 1-pixel label): buffer lines and points into "
+            "polygons (QGIS: Vector > Geoprocessing Tools > Buffer) or drop them, and keep Polygon and "
+            "MultiPolygon features only."
+        )
+
+
+def _not_polygon(geometry) -> str | None:
+    """None for a polygon, a multipolygon, or a geometry collection of nothing else (burnt as its
+    polygons); else what the geometry is, for the message."""
+    kind = geometry.geom_type
+    if kind in POLYGONAL:
+        return None
+    if kind == "GeometryCollection":
+        inside = sorted({part for part in map(_not_polygon, shapely.get_parts(geometry)) if part})
+        return f"GeometryCollection (with {', '.join(inside)})" if inside else None
+    return kind
 
 
 def _class_indices(
