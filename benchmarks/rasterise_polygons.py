@@ -70,7 +70,8 @@ def timed(function, *args, **kwargs):
 def one_round(vector: Path) -> dict:
     """In this (fresh) process: the whole call and the resident size it peaks at, the call again under
     tracemalloc (which slows it, so it is timed the first time), then its read and burn steps alone."""
-    call = (rasterise_polygons, vector, GRID, (SIDE, SIDE), CLASSES, "class", None)
+    photo = Path("photo.tif")  # named in messages only: GRID is where it lies
+    call = (rasterise_polygons, vector, photo, GRID, (SIDE, SIDE), CLASSES, "class", None)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     labels, total = timed(*call)
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -211,6 +211,51 @@ def test_a_georeferenced_label_off_its_photo_is_refused(tmp_path, shifted, fragm
         download(tmp_path, labels="masks/{stem}.tif")
 
 
+DEGREE = 1e-6  # a pixel of about 7 cm x 11 cm at this latitude
+IN_DEGREES = Affine(DEGREE, 0, 13.06, 0, -DEGREE, 52.4)  # Potsdam, in EPSG:4326
+
+
+def in_degrees(path, pixels: np.ndarray, transform: Affine) -> None:
+    """A GeoTIFF of ``pixels`` in EPSG:4326 with ``transform``."""
+    bands = pixels.reshape(*pixels.shape[:2], -1)
+    profile = dict(driver="GTiff", height=bands.shape[0], width=bands.shape[1], count=bands.shape[2], dtype="uint8")
+    with rasterio.open(path, "w", crs=CRS.from_epsg(4326), transform=transform, **profile) as out:
+        out.write(np.moveaxis(bands, -1, 0))
+
+
+def degree_pair(root, label_transform: Affine) -> None:
+    """A pair in degrees, the photo at IN_DEGREES, its label (masks/a.tif) at ``label_transform``."""
+    write_pairs_folder(root, ["a"], SIZE)
+    in_degrees(root / "images/a.tif", read_image(root / "images/a.tif"), IN_DEGREES)
+    in_degrees(root / "masks/a.tif", read_image(root / "masks/a.png"), label_transform)
+    (root / "masks/a.png").unlink()
+
+
+@pytest.mark.parametrize(
+    "label_transform, apart",
+    [
+        (IN_DEGREES @ Affine.translation(8, 0), "up to 8 px apart"),  # shifted by 8 pixels: 8e-6 degrees
+        (IN_DEGREES @ Affine.scale(2), "up to 67.9 px apart"),  # as large, at twice the pixel size
+    ],
+)
+def test_a_label_off_its_photo_in_degrees_is_refused_in_one_line(tmp_path, label_transform, apart):
+    """Pixels of 1e-6 degrees lie within Affine.almost_equals' 1e-5: the grids are compared in pixels."""
+    degree_pair(tmp_path, label_transform)
+    with pytest.raises(PairsError) as error:
+        download(tmp_path, labels="masks/{stem}.tif")
+    message = str(error.value)
+    assert message.startswith(f"label {tmp_path}/masks/a.tif does not lie on its photo {tmp_path}/images/a.tif: ")
+    assert apart in message and "\n" not in message
+    assert not (tmp_path / "data/raw").exists()
+
+
+def test_a_label_on_its_photo_in_degrees_is_taken(tmp_path):
+    """The same grid, within rounding (a thousandth of a pixel), is the photo's."""
+    degree_pair(tmp_path, IN_DEGREES @ Affine.translation(0.001, -0.001))
+    download(tmp_path, labels="masks/{stem}.tif")
+    assert read_georef(Layout(tmp_path).raw.label("a")).transform == IN_DEGREES
+
+
 def test_a_plain_label_of_the_right_size_fits_a_georeferenced_photo(tmp_path):
     write_pairs_folder(tmp_path, ["a"], SIZE, georeferenced=True)
     download(tmp_path)

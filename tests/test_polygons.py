@@ -16,6 +16,7 @@ from rasterio.warp import transform_geom
 from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.data.polygons import (
     ClassFieldError,
+    GeometryTypeError,
     PolygonsMissPhotoError,
     UnknownClassError,
     UnlocatedPhotoError,
@@ -39,13 +40,15 @@ def write_photo(path: Path, west: float = WEST, north: float = NORTH, crs: str |
     return path
 
 
-def write_vector(path: Path, geometries, classes, crs: str | None = CRS, field: str = "class") -> Path:
-    """A vector file (GeoPackage or GeoJSON, by its suffix) of polygons with one class attribute."""
+def write_vector(
+    path: Path, geometries, classes, crs: str | None = CRS, field: str = "class", geometry_type: str = "Polygon"
+) -> Path:
+    """A vector file (GeoPackage or GeoJSON, by its suffix) of polygons (or of ``geometry_type``, "Unknown"
+    for a layer of mixed kinds) with one class attribute."""
     driver = {".gpkg": "GPKG", ".geojson": "GeoJSON"}[path.suffix]
     values = np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)
-    raw.write(
-        path, shapely.to_wkb(np.asarray(geometries)), [values], [field], geometry_type="Polygon", crs=crs, driver=driver
-    )
+    wkb = shapely.to_wkb(np.asarray(geometries, dtype=object))
+    raw.write(path, wkb, [values], [field], geometry_type=geometry_type, crs=crs, driver=driver)
     return path
 
 
@@ -61,7 +64,7 @@ def centres_inside(polygon, west: float = WEST, north: float = NORTH) -> np.ndar
 
 
 def burn(vector: Path, photo: Path, background: int | None = 0, **options) -> np.ndarray:
-    return rasterise_polygons(vector, read_georef(photo), SHAPE, CLASSES, "class", background, **options)
+    return rasterise_polygons(vector, photo, read_georef(photo), SHAPE, CLASSES, "class", background, **options)
 
 
 def test_pixel_aligned_rectangles_are_burnt_exactly(tmp_path):
@@ -146,6 +149,39 @@ def test_one_file_labels_two_photos_with_the_features_of_each(tmp_path):
     assert (right[:, :80] == CLASSES.index("tree")).all() and (right[:, 80:] == IGNORE_INDEX).all()
 
 
+def test_multipolygons_and_collections_of_polygons_are_burnt_as_their_polygons(tmp_path):
+    parts = [pixel_box(0, 0, 20, 20), pixel_box(40, 40, 60, 60)]
+    shapes = [shapely.MultiPolygon(parts), shapely.GeometryCollection([pixel_box(100, 100, 120, 160)])]
+    vector = write_vector(tmp_path / "labels.gpkg", shapes, ["building", "tree"], geometry_type="Unknown")
+    labels = burn(vector, write_photo(tmp_path / "photo.tif"))
+    assert (labels == CLASSES.index("building")).sum() == 2 * 20 * 20
+    assert (labels[100:, 100:] == CLASSES.index("tree")).all() and (labels == CLASSES.index("tree")).sum() == 20 * 60
+
+
+def test_lines_and_points_are_refused_counted_by_kind(tmp_path):
+    """An OSM export's roads as lines and trees as points: burnt, they would be 1-pixel labels."""
+    road = shapely.LineString([(WEST, NORTH - 1), (WEST + 8, NORTH - 1)])
+    shapes = [
+        pixel_box(0, 0, 60, 80),
+        road,
+        shapely.affinity.translate(road, yoff=-2),
+        shapely.Point(WEST + 4, NORTH - 3),
+        shapely.GeometryCollection([pixel_box(0, 100, 10, 110), road]),
+        shapely.LineString([(WEST + 1000, NORTH), (WEST + 1001, NORTH)]),  # far off this photo: not read
+    ]
+    vector = write_vector(tmp_path / "osm.gpkg", shapes, ["building", "impervious", "impervious", "tree", "car", "x"],
+                          geometry_type="Unknown")  # fmt: skip
+    photo = write_photo(tmp_path / "photo.tif")
+    with pytest.raises(GeometryTypeError) as raised:
+        burn(vector, photo)
+    message = str(raised.value)
+    assert message.startswith(
+        f"osm.gpkg: 4 feature(s) that touch photo {photo} are not polygons: 2 LineString, 1 Point, "
+        "1 GeometryCollection (with LineString). Only polygons label pixels"
+    )
+    assert "buffer lines and points into polygons" in message and "\n" not in message
+
+
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")
 def test_a_file_without_a_crs_is_named(tmp_path):
     vector = write_vector(tmp_path / "labels.gpkg", [pixel_box(0, 0, 10, 10)], ["car"], crs=None)
@@ -156,12 +192,12 @@ def test_a_file_without_a_crs_is_named(tmp_path):
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_a_photo_without_georeference_takes_no_polygons(tmp_path):
     vector = write_vector(tmp_path / "labels.gpkg", [pixel_box(0, 0, 10, 10)], ["car"])
-    with pytest.raises(UnlocatedPhotoError, match=r"^labels\.gpkg: the photo it should label has no georeference"):
-        burn(vector, write_photo(tmp_path / "photo.tif", crs=None))
+    photo = write_photo(tmp_path / "photo.tif", crs=None)
+    with pytest.raises(UnlocatedPhotoError, match=rf"^labels\.gpkg: photo {photo}, which it should label, has no geo"):
+        burn(vector, photo)
     with pytest.raises(UnlocatedPhotoError):  # placed, but on no CRS
-        rasterise_polygons(
-            vector, Georeference(None, from_origin(WEST, NORTH, PIXEL, PIXEL)), SHAPE, CLASSES, "class", 0
-        )
+        placed = Georeference(None, from_origin(WEST, NORTH, PIXEL, PIXEL))
+        rasterise_polygons(vector, photo, placed, SHAPE, CLASSES, "class", 0)
 
 
 def test_a_missing_class_field_lists_the_fields(tmp_path):
@@ -173,10 +209,14 @@ def test_a_missing_class_field_lists_the_fields(tmp_path):
 def test_unknown_class_names_are_counted_with_the_valid_ones(tmp_path):
     shapes = [pixel_box(0, 0, 10, 10), pixel_box(10, 10, 20, 20), pixel_box(20, 20, 30, 30), pixel_box(0, 40, 9, 49)]
     vector = write_vector(tmp_path / "osm.geojson", shapes, ["forest", "car", "forest", "lake"], field="class")
+    photo = write_photo(tmp_path / "photo.tif")
     with pytest.raises(UnknownClassError) as raised:
-        burn(vector, write_photo(tmp_path / "photo.tif"))
+        burn(vector, photo)
     message = str(raised.value)
-    assert message.startswith("osm.geojson: field 'class' holds class name(s) that the params do not name")
+    assert message.startswith(
+        f"osm.geojson: field 'class' holds class name(s) that the params do not name, on features that touch photo "
+        f"{photo}: "
+    )
     assert "'forest' (2 feature(s)), 'lake' (1 feature(s))" in message
     assert "Valid: 'impervious', 'building', 'low_vegetation', 'tree', 'car', 'clutter'." in message
     assert "\n" not in message
@@ -192,11 +232,13 @@ def test_unknown_class_values_are_counted_with_the_valid_ones(tmp_path):
 
 def test_polygons_that_miss_the_photo_give_both_extents(tmp_path):
     vector = write_vector(tmp_path / "labels.gpkg", [pixel_box(0, 0, 10, 10, west=WEST + 1000)], ["car"])
+    photo = write_photo(tmp_path / "photo.tif")
     with pytest.raises(PolygonsMissPhotoError) as raised:
-        burn(vector, write_photo(tmp_path / "photo.tif"))
+        burn(vector, photo)
     assert str(raised.value) == (
-        "labels.gpkg: no polygon touches the photo: the file lies at (367682.00, 5808337.50, 367682.50, 5808338.00), "
-        "the photo at (366682.00, 5808332.00, 366690.00, 5808338.00) (west, south, east, north in EPSG:25833). "
+        f"labels.gpkg: no polygon touches photo {photo}: the file lies at "
+        "(367682.00, 5808337.50, 367682.50, 5808338.00), the photo at (366682.00, 5808332.00, 366690.00, 5808338.00) "
+        "(west, south, east, north in EPSG:25833). "
         "Check that the file covers this photo and that its CRS is right."
     )
 
@@ -214,5 +256,5 @@ def test_an_empty_file_is_said_to_hold_no_features(tmp_path):
     vector = tmp_path / "labels.gpkg"
     nothing = np.array([], dtype=object)
     raw.write(vector, nothing, [nothing], ["class"], geometry_type="Polygon", crs=CRS, driver="GPKG")
-    with pytest.raises(PolygonsMissPhotoError, match=r"^labels\.gpkg: no polygon touches the photo: the file holds no"):
+    with pytest.raises(PolygonsMissPhotoError, match=r"^labels\.gpkg: no polygon touches photo .*: the file holds no"):
         burn(vector, write_photo(tmp_path / "photo.tif"))

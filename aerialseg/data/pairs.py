@@ -212,6 +212,7 @@ def _read_polygon_label(label: Path, photo: Path, grid: Grid, decoding: LabelDec
         )
     return rasterise_polygons(
         label,
+        photo,
         grid.georef,
         (grid.height, grid.width),
         decoding.palette.names,

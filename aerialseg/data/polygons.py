@@ -7,9 +7,12 @@ Shapefile with a class attribute. One such file usually covers many photos, in i
 one photo's own grid: it reads only the features that can touch the photo (pyogrio, a
 maintained reader over GDAL's vector drivers), moves them into the photo's CRS and burns them in
 with GDAL's rasteriser (rasterio), which takes a pixel when its centre lies inside a polygon.
-Everything that can go wrong with such a file (no CRS, no class field, a class the params do not
-name, polygons that miss the photo, a file GDAL cannot read) stops with a one-line
-:class:`PolygonLabelError` that names the file and says what to do.
+Only polygons label pixels: an OpenStreetMap export's roads as lines or trees as points would
+be burnt as one-pixel streaks and dots, so they are refused, not drawn.
+Everything that can go wrong with such a file (no CRS, no class field, features that are no
+polygons, a class the params do not name, polygons that miss the photo, a file GDAL cannot read)
+stops with a one-line :class:`PolygonLabelError` that names the file (and the photo, where one
+file labels many) and says what to do.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from aerialseg.errors import InputError
 from aerialseg.raster.georef import Georeference
 
 Bounds = tuple[float, float, float, float]  # west, south, east, north
+POLYGONAL = frozenset({"Polygon", "MultiPolygon"})  # the geometries that cover an area, so label pixels
 
 
 class PolygonLabelError(InputError, ValueError):
@@ -56,6 +60,10 @@ class ClassFieldError(PolygonLabelError):
     """The vector file has no attribute of the name the params give for the class."""
 
 
+class GeometryTypeError(PolygonLabelError):
+    """Features that touch the photo are lines, points or other geometries, which cover no area."""
+
+
 class UnknownClassError(PolygonLabelError):
     """Features name classes (or class values) that the params do not have."""
 
@@ -66,6 +74,7 @@ class PolygonsMissPhotoError(PolygonLabelError):
 
 def rasterise_polygons(
     vector: Path,
+    photo: Path,
     grid: Georeference,
     shape: tuple[int, int],
     classes: Sequence[str],
@@ -76,10 +85,11 @@ def rasterise_polygons(
 ) -> np.ndarray:
     """The uint8 (H, W) class-index map that the polygons of ``vector`` draw on a photo.
 
-    ``grid`` and ``shape`` are the photo's georeference (:func:`aerialseg.raster.georef.read_georef`)
-    and its (height, width). Each feature's class is its ``class_field`` attribute: a class name
-    (one of ``classes``) or, in an integer field, a class value (the class whose entry in
-    ``label_values``, 0..K-1 by default, it equals). A pixel is a polygon's when its centre lies
+    ``grid`` and ``shape`` are the georeference (:func:`aerialseg.raster.georef.read_georef`) and
+    (height, width) of ``photo``, which the messages name: one file may label many photos. Each
+    feature's class is its ``class_field`` attribute: a class name (one of ``classes``) or, in an
+    integer field, a class value (the class whose entry in ``label_values``, 0..K-1 by default, it
+    equals). A pixel is a polygon's when its centre lies
     inside it (GDAL's rule, not all-touched); where polygons overlap, the later feature in the
     file wins. Pixels no polygon covers get ``background``, or IGNORE_INDEX (255) when it is None
     (unlabelled, not a class). ``name`` is how messages call the file (default: its file name).
@@ -88,9 +98,9 @@ def rasterise_polygons(
     shown = name or Path(vector).name
     if not grid.located or grid.crs is None:
         raise UnlocatedPhotoError(
-            f"{shown}: the photo it should label has no georeference (CRS and transform), so polygons cannot be "
-            "placed on it. Give the photo GeoTIFF tags, or a world file and a .prj beside it, or label it with "
-            "a label picture instead."
+            f"{shown}: photo {photo}, which it should label, has no georeference (CRS and transform), so polygons "
+            "cannot be placed on it. Give the photo GeoTIFF tags, or a world file and a .prj beside it, or label it "
+            "with a label picture instead."
         )
     photo_bounds = array_bounds(shape[0], shape[1], grid.transform)
     info = _info(vector, shown)
@@ -101,8 +111,9 @@ def rasterise_polygons(
         geometries = _reproject(geometries, file_crs, grid.crs)
     touching = shapely.intersects(geometries, shapely.box(*photo_bounds))
     if not touching.any():
-        raise PolygonsMissPhotoError(_miss_message(vector, shown, file_crs, grid.crs, photo_bounds))
-    indices = _class_indices(values[touching], classes, label_values, class_field, shown)
+        raise PolygonsMissPhotoError(_miss_message(vector, shown, photo, file_crs, grid.crs, photo_bounds))
+    _check_polygons(geometries[touching], shown, photo)
+    indices = _class_indices(values[touching], classes, label_values, class_field, shown, photo)
     fill = IGNORE_INDEX if background is None else background
     return rasterize(
         zip(geometries[touching], indices.tolist()),
@@ -167,8 +178,39 @@ def _reproject(geometries: np.ndarray, source: CRS, target: CRS) -> np.ndarray:
     return moved
 
 
+def _check_polygons(geometries: np.ndarray, shown: str, photo: Path) -> None:
+    """Refuse features that are not polygons, counted by kind: GDAL would burn a line as a
+    one-pixel streak and a point as one pixel, labels nobody drew."""
+    kinds = Counter(kind for kind in map(_not_polygon, geometries) if kind)
+    if kinds:
+        listed = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+        raise GeometryTypeError(
+            f"{shown}: {kinds.total()} feature(s) that touch photo {photo} are not polygons: {listed}. Only polygons "
+            "label pixels (a line or point would be burnt as a 1-pixel label): buffer lines and points into "
+            "polygons (QGIS: Vector > Geoprocessing Tools > Buffer) or drop them, and keep Polygon and "
+            "MultiPolygon features only."
+        )
+
+
+def _not_polygon(geometry) -> str | None:
+    """None for a polygon, a multipolygon, or a geometry collection of nothing else (burnt as its
+    polygons); else what the geometry is, for the message."""
+    kind = geometry.geom_type
+    if kind in POLYGONAL:
+        return None
+    if kind == "GeometryCollection":
+        inside = sorted({part for part in map(_not_polygon, shapely.get_parts(geometry)) if part})
+        return f"GeometryCollection (with {', '.join(inside)})" if inside else None
+    return kind
+
+
 def _class_indices(
-    values: np.ndarray, classes: Sequence[str], label_values: Sequence[int] | None, class_field: str, shown: str
+    values: np.ndarray,
+    classes: Sequence[str],
+    label_values: Sequence[int] | None,
+    class_field: str,
+    shown: str,
+    photo: Path,
 ) -> np.ndarray:
     """Each feature's class index: by value in an integer (or integral float) field, by name otherwise;
     every attribute that names no class is listed in one error."""
@@ -180,7 +222,7 @@ def _class_indices(
     indices = [lookup.get(_as_key(value, by_value)) for value in values]
     unknown = Counter(_as_key(value, by_value) for value, index in zip(values, indices) if index is None)
     if unknown:
-        raise UnknownClassError(_unknown_message(shown, class_field, unknown, classes, label_values, by_value))
+        raise UnknownClassError(_unknown_message(shown, photo, class_field, unknown, classes, label_values, by_value))
     return np.asarray(indices, dtype=np.uint8)
 
 
@@ -199,6 +241,7 @@ def _as_key(value, by_value: bool):
 
 def _unknown_message(
     shown: str,
+    photo: Path,
     class_field: str,
     unknown: Counter,
     classes: Sequence[str],
@@ -213,12 +256,12 @@ def _unknown_message(
         valid = ", ".join(map(repr, classes))
         kind = "class name(s)"
     return (
-        f"{shown}: field {class_field!r} holds {kind} that the params do not name, on features that touch the photo: "
-        f"{listed}. Valid: {valid}. Fix those features, or add the classes to the params."
+        f"{shown}: field {class_field!r} holds {kind} that the params do not name, on features that touch photo "
+        f"{photo}: {listed}. Valid: {valid}. Fix those features, or add the classes to the params."
     )
 
 
-def _miss_message(vector: Path, shown: str, file_crs: CRS, photo_crs: CRS, photo_bounds: Bounds) -> str:
+def _miss_message(vector: Path, shown: str, photo: Path, file_crs: CRS, photo_crs: CRS, photo_bounds: Bounds) -> str:
     """Both extents in the photo's CRS, so a swapped axis order or wrong CRS shows at a glance (the
     file's extent is only asked for here: a Shapefile or GeoJSON must be read through for it)."""
     file_bounds = pyogrio.read_info(vector, force_total_bounds=True)["total_bounds"]
@@ -227,7 +270,7 @@ def _miss_message(vector: Path, shown: str, file_crs: CRS, photo_crs: CRS, photo
     else:
         where = f"lies at {_format_bounds(transform_bounds(file_crs, photo_crs, *file_bounds))}"
     return (
-        f"{shown}: no polygon touches the photo: the file {where}, the photo at {_format_bounds(photo_bounds)} "
+        f"{shown}: no polygon touches photo {photo}: the file {where}, the photo at {_format_bounds(photo_bounds)} "
         f"(west, south, east, north in {photo_crs.to_string()}). Check that the file covers this photo and that "
         "its CRS is right."
     )

@@ -38,7 +38,7 @@ from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import BOUNDARY_FREE, FULL, TILE_ID, label_name, photo_name, tile_order
 from aerialseg.data.potsdam_tiles import Found, TileFiles, potsdam
 from aerialseg.data.synthetic_vaihingen import write_vaihingen_zips
-from aerialseg.data.tileset import DatasetError, Tiles, check_excluded
+from aerialseg.data.tileset import DatasetError, Tiles, check_excluded, few
 from aerialseg.errors import MissingFileError
 from aerialseg.pipeline.params import DataParams
 from aerialseg.pipeline.paths import Layout
@@ -183,23 +183,32 @@ def _drop_strays(found: dict[str, dict[str, Found]]) -> None:
 
 
 def _check_pairs(found: dict[str, dict[str, Found]]) -> None:
-    """Every photo with its label (and boundary-free label, if there are any), every label with its photo."""
+    """Every photo with its label (and boundary-free label, if there are any), every label with its
+    photo: refused in one line, a few of each listed, with the tiles to leave out."""
     photos = found[PHOTOS]
-    problems = [
-        f"{photos[tile].name}: photo without its label (no {_member_name(part, tile)} in {ARCHIVES[part]}): add it, "
-        f'or leave the tile out with data.exclude: ["{tile}"]'
+    unlabelled = [
+        (tile, f"{photos[tile].name} (no {_member_name(part, tile)} in {ARCHIVES[part]})")
         for part in (FULL, BOUNDARY_FREE)
         if part in found
         for tile in sorted(photos.keys() - found[part].keys(), key=tile_order)
-    ] + [
-        f"{file.name}: label without its photo (no {_member_name(PHOTOS, tile)} in {ARCHIVES[PHOTOS]}): add it, "
-        f'or leave the tile out with data.exclude: ["{tile}"]'
+    ]
+    lone = [
+        (tile, f"{file.name} (no {_member_name(PHOTOS, tile)} in {ARCHIVES[PHOTOS]})")
         for part in (FULL, BOUNDARY_FREE)
         for tile, file in sorted(found.get(part, {}).items(), key=lambda item: tile_order(item[0]))
         if tile not in photos
     ]
+    problems = [
+        f"{kind}: {few([problem for _, problem in listed])}"
+        for kind, listed in (("photo(s) without their label", unlabelled), ("label(s) without their photo", lone))
+        if listed
+    ]
     if problems:
-        raise DatasetError("Vaihingen's tiles do not pair up:\n  " + "\n  ".join(problems))
+        tiles = [f'"{tile}"' for tile in sorted({tile for tile, _ in unlabelled + lone}, key=tile_order)]
+        raise DatasetError(
+            f"Vaihingen's tiles do not pair up: {'; '.join(problems)}. Add the missing files, or leave the tiles out "
+            f"with data.exclude: [{few(tiles)}]"
+        )
 
 
 def _member_name(part: str, tile: str) -> str:

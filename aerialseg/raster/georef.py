@@ -38,6 +38,7 @@ CENTRE = Affine.translation(0.5, 0.5)  # from the corner to the centre of a pixe
 SQUARE_TOLERANCE = 0.01  # pixel sides on the ground differing by more than this share: not square
 POLAR_LATITUDE = 85.0  # photos in degrees reaching beyond it have no one ground pixel size
 RESIZE_INSTEAD = "set resize.scale or resize.size instead of resize.pixel_size"  # the resize stage's other way
+ALIGNED_PX = 0.01  # a label's pixel corners within this share of a photo pixel of the photo's: on its grid
 
 
 class WorldFileError(InputError, ValueError):
@@ -83,16 +84,37 @@ class Grid:
     georef: Georeference
 
     def differences(self, other: Grid) -> list[str]:
-        """How ``other`` does not lie on this grid: size, and where both are located, CRS and transform."""
+        """How ``other`` does not lie on this grid: size, and where both are located, CRS and transform
+        (a transform whose pixels lie more than ALIGNED_PX of a pixel off this grid's)."""
         found = []
         if (self.height, self.width) != (other.height, other.width):
             found.append(f"{other.width}x{other.height} px against {self.width}x{self.height} px")
         if self.georef.located and other.georef.located:
             if self.georef.crs != other.georef.crs:
                 found.append(f"CRS {other.georef.crs} against {self.georef.crs}")
-            if not self.georef.transform.almost_equals(other.georef.transform):
-                found.append(f"transform {_numbers(other.georef.transform)} against {_numbers(self.georef.transform)}")
+            off = self._pixels_off(other)
+            if off > ALIGNED_PX:
+                found.append(
+                    f"transform {_numbers(other.georef.transform)} against {_numbers(self.georef.transform)}, "
+                    f"up to {off:.3g} px apart"
+                )
         return found
+
+    def _pixels_off(self, other: Grid) -> float:
+        """How far, in this grid's pixels, a corner of ``other``'s pixels lies from the same corner of
+        this grid's, at worst over this grid's four corners.
+
+        Measured in pixels, not in the CRS's units: an absolute tolerance (Affine.almost_equals'
+        1e-5) is a ten-thousandth of a 10 cm pixel but ten pixels of 1e-6 degrees. Shifted origins
+        and pixel sizes that differ both show here, the latter growing across the grid as they do
+        on the ground.
+        """
+        mine, theirs = self.georef.transform, other.georef.transform
+        if mine.is_degenerate:  # no pixel to measure in: only the very same transform lies on it
+            return 0.0 if mine == theirs else math.inf
+        relative = ~mine @ theirs  # other's pixel coordinates to this grid's
+        corners = [(0, 0), (self.width, 0), (0, self.height), (self.width, self.height)]
+        return max(math.dist(relative @ corner, corner) for corner in corners)
 
 
 def ground_pixel_size(
