@@ -160,6 +160,7 @@ def test_the_train_stage_writes_the_card_into_its_model_and_every_snapshot(tmp_p
     params, layout = repo_params({"train": {"snapshot_modes": ["plain"]}}), Layout(tmp_path)
     model = training_model(tiny_model())  # as the train stage holds it
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("card")  # in this store: an experiment another test made active is in another
     with mlflow.start_run() as run:
         snapshot = snapshot_writer(layout.snapshots, params, np.zeros((64, 64, 3), np.uint8), ONE_DEVICE, CARD)
         snapshot(model, 2)

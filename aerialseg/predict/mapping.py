@@ -27,10 +27,11 @@ from aerialseg.data.palette import IGNORE_INDEX, Palette
 from aerialseg.data.potsdam import BAND_ORDER, parse_tile_name
 from aerialseg.data.splits import read_split
 from aerialseg.pipeline.atomic import atomic_dir
-from aerialseg.pipeline.params import PredictParams
+from aerialseg.pipeline.params import Params, PredictParams
 from aerialseg.pipeline.paths import Layout, PredictionFolder
 from aerialseg.predict.blending import MODES, Blending, FinishedRows, Rows, probabilities_to_index
 from aerialseg.predict.inference import Predictor, predict_map, predict_rows
+from aerialseg.predict.model_source import ModelSource, model_card, prediction_settings
 from aerialseg.predict.resampling import SAME_RESOLUTION, PhotoRows, ResampledRows, model_shape, to_photo_grid
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.raster.bands import choose_bands, file_band_names
@@ -246,6 +247,17 @@ def write_tile_predictions(
             index[empty] = IGNORE_INDEX
             write_image(out.map(blending.mode, tile, ".png"), palette.index_to_rgb(index), georef)
             write_image(out.map(blending.mode, tile, ".tif"), index, georef)
+
+
+def predict_as_the_card_says(layout: Layout, params: Params, params_name: str = "params.yaml") -> None:
+    """The predict stage: :func:`predict_test_tiles` with the classes, window and ``predict``
+    settings of the model's card, as aerialseg-predict takes them (aerialseg.predict.model_source):
+    ``params`` (read from ``params_name``) changes the settings it sets, and classes other than
+    the card's are refused in one line."""
+    advice = "run `dvc repro`, which trains the model again on these classes, or put back the classes it was trained on"
+    card = model_card(ModelSource.of_file(layout.model), params, Path(params_name), advice).card
+    options = prediction_settings(card, params, {}, str(layout.model))
+    predict_test_tiles(layout, card.palette, window=card.window, options=options)
 
 
 def predict_test_tiles(layout: Layout, palette: Palette, window: int, options: PredictParams) -> None:
