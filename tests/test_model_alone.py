@@ -16,7 +16,7 @@ from conftest import POTSDAM_PALETTE
 from pipeline_helpers import REPO, copy_repository, environment, run
 from pyogrio import raw
 from rasterio.features import rasterize
-from test_onnx_predictor import WITHOUT_TENSORFLOW
+from test_onnx_predictor import WITHOUT_TRAIN_EXTRA
 
 from aerialseg.data.synthetic import generate_tile
 from aerialseg.train.card import read_card
@@ -109,6 +109,6 @@ def test_the_onnx_export_maps_as_the_model_does_without_tensorflow(alone):
     run(["aerialseg-export", "--model", folder / "model.keras", "--out", folder / "export"], folder)
     env = {**environment(), "PYTHONPATH": str(REPO)}
     arguments = ["--model", folder / "export/model.onnx", "--out", folder / "onnx_maps", "--mode", "plain"]
-    done = predict(folder, *arguments, *photos.values(), env=env, script=WITHOUT_TENSORFLOW)
+    done = predict(folder, *arguments, *photos.values(), env=env, script=WITHOUT_TRAIN_EXTRA)
     assert done.stdout.splitlines()[-2] == "imported: []"
     assert_maps_agree(folder / "onnx_maps")
