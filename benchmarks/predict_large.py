@@ -96,10 +96,13 @@ def polygon_count(path: Path) -> int:
     return pyogrio.read_info(path)["features"]
 
 
-def ways(args: argparse.Namespace) -> list[str]:
-    """What this run adds to plain or smooth mapping, for the results table."""
-    resampled = [f"(model at {args.model_pixel_size:g} m)"] if args.model_pixel_size else []
-    return resampled + (["+ vector"] if args.vector else [])
+def ways(model: Path, vector: bool) -> list[str]:
+    """What this run adds to plain or smooth mapping, for the results table: the resolution the
+    model's card gives (the raster is resampled to it unless it is 5 cm or unknown), polygons."""
+    from aerialseg.train.card import read_card
+
+    size = read_card(model).pixel_size_m
+    return ([f"(model at {size:g} m)"] if size else []) + (["+ vector"] if vector else [])
 
 
 def cpu_model() -> str:
@@ -137,7 +140,7 @@ def main() -> None:
         result = {
             "date": time.strftime("%Y-%m-%d"),
             "size": args.size,
-            "mode": " ".join([args.mode, *ways(args)]),
+            "mode": " ".join([args.mode, *ways(model, args.vector)]),
             "tta": args.tta or load_params(REPO / "params.yaml").predict.tta,
             "window": load_params(REPO / "params.yaml").patches.patch_size,
             "wall_s": round(wall, 1),
