@@ -49,6 +49,19 @@ def test_repro_writes_every_output(project):
     assert snapshots["test_miou_plain"].between(0, 1).all()  # evaluate.snapshot_modes: [plain] by default
 
 
+def test_the_registered_model_carries_its_card_and_test_scores(project):
+    """The train stage registers the model with its card's tags; the evaluate stage adds the test scores."""
+    run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (version,) = client.search_model_versions(f"run_id = '{run_id}'")
+    scores = json.loads((project / "metrics/evaluate.json").read_text())
+    assert version.tags["aerialseg.window"] == str(
+        yaml.safe_load((project / "params.yaml").read_text())["patches"]["patch_size"]
+    )
+    for mode in ("plain", "smooth"):
+        assert float(version.tags[f"test.{mode}.miou"]) == pytest.approx(scores[mode]["miou"])
+
+
 def test_second_repro_does_nothing(project):
     output = run(["dvc", "repro"], project).stdout
     assert "Data and pipelines are up to date" in output, output
