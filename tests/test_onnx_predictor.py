@@ -24,8 +24,6 @@ from aerialseg.predict.onnx_predictor import OnnxPredictor
 from aerialseg.predict.runtimes import load_predictor
 from aerialseg.train.model import build_unet, stock_model
 
-pytestmark = pytest.mark.xdist_group(__name__)  # its tests share costly module fixtures: one worker builds them once
-
 RUNTIMES = ("keras", "onnx")  # the folders of each model's maps, named by its suffix
 
 # Run in a fresh Python: the command with the train extra's heavy packages made impossible to import

@@ -10,8 +10,6 @@ from pipeline_helpers import altered, make_project, run_stage
 from aerialseg.data.potsdam import photo_name
 from aerialseg.raster.pictures import read_image
 
-pytestmark = pytest.mark.xdist_group(__name__)  # its tests share costly module fixtures: one worker builds them once
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):

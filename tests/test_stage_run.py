@@ -12,8 +12,6 @@ from aerialseg.pipeline.stage import persistent_outputs, restore_outputs
 
 WRITER = """
 import pathlib, sys
-
-pytestmark = pytest.mark.xdist_group(__name__)  # its tests share costly module fixtures: one worker builds them once
 out = pathlib.Path("out"); out.mkdir(exist_ok=True)
 (out / "a.txt").write_text("first"); (out / "deep").mkdir(exist_ok=True); (out / "deep" / "b.txt").write_text("second")
 pathlib.Path("score.json").write_text('{"score": 1}'); pathlib.Path("kept.txt").write_text("persistent")

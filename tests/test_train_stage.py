@@ -18,8 +18,7 @@ from pipeline_helpers import TINY, altered, deep_update, environment, make_proje
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 from aerialseg.train.card import read_card
 
-# runs the train stage in subprocesses, killed and resumed; one worker builds the module fixtures once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]
+pytestmark = pytest.mark.slow  # runs the train stage in subprocesses, killed and resumed
 
 EPOCHS = 4
 CHANGES = deep_update(
