@@ -37,8 +37,8 @@ def gdal_reason(error: Exception) -> str:
 
 @contextlib.contextmanager
 def open_raster(path: str | Path, name: str | None = None) -> Iterator[rasterio.DatasetReader]:
-    """An 8-bit raster open for reading; a missing, unreadable or deeper one, or one whose pixels
-    cannot be read in the ``with`` body (truncated, corrupt), is an error naming it.
+    """An 8-bit raster open for reading; a missing, unreadable or deeper one is an error naming it.
+    Reading its pixels may still fail (a truncated file): wrap the reads in :func:`reading`.
 
     ``name``: what errors call the file, if not its path (``archive.zip!member`` for a file unpacked
     from an archive into a work folder that is gone when the error is read).
@@ -62,10 +62,17 @@ def open_raster(path: str | Path, name: str | None = None) -> Iterator[rasterio.
                     f"{name}: has {'/'.join(sorted(set(dataset.dtypes)))} bands, but aerialseg reads 8-bit ones "
                     "(convert it first, e.g. `gdal_translate -ot Byte -scale IN OUT`)"
                 )
-            try:
-                yield dataset
-            except RasterioError as error:
-                raise RasterError(
-                    f"{name}: cannot read it: {gdal_reason(error)} (the file is truncated or corrupt: check it with "
-                    "`gdalinfo -checksum`, or copy it again)"
-                ) from error
+            yield dataset
+
+
+@contextlib.contextmanager
+def reading(name: str | Path) -> Iterator[None]:
+    """Pixels read inside: GDAL failing to read them (a truncated or corrupt file) is an error
+    naming ``name``. Only the reads: a failure elsewhere (writing a map beside) is not the file's."""
+    try:
+        yield
+    except RasterioError as error:
+        raise RasterError(
+            f"{name}: cannot read it: {gdal_reason(error)} (the file is truncated or corrupt: check it with "
+            "`gdalinfo -checksum`, or copy it again)"
+        ) from error

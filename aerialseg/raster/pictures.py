@@ -26,7 +26,7 @@ from rasterio.enums import ColorInterp
 from aerialseg.data.palette import Palette
 from aerialseg.pipeline.atomic import atomic_file
 from aerialseg.raster.georef import Georeference, allow_plain, write_world_file
-from aerialseg.raster.opening import open_raster
+from aerialseg.raster.opening import open_raster, reading
 
 DRIVERS = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # for writing
 TIFF_SUFFIXES = {suffix for suffix, driver in DRIVERS.items() if driver == "GTiff"}
@@ -46,20 +46,20 @@ def read_image(path: str | Path, name: str | None = None) -> np.ndarray:
     ``name``: what errors call the file, if not its path (``archive.zip!member`` for a file unpacked
     from an archive into a work folder that is gone when the error is read).
     """
-    with open_raster(path, name) as dataset:
+    with open_raster(path, name) as dataset, reading(name or path):
         return _bands(dataset, range(1, dataset.count + 1))
 
 
 def read_photo(path: str | Path, name: str | None = None) -> Photo:
     """Read a photo's bands, less any alpha band, and its valid pixels (see the module's docstring)."""
-    with open_raster(path, name) as dataset:
+    with open_raster(path, name) as dataset, reading(name or path):
         colours = [band for band, kind in enumerate(dataset.colorinterp, 1) if kind != ColorInterp.alpha]
         return Photo(_bands(dataset, colours), dataset.dataset_mask() > 0)
 
 
 def read_valid(path: str | Path) -> np.ndarray:
     """The valid pixels of a photo (H x W bool), without reading its bands."""
-    with open_raster(path) as dataset:
+    with open_raster(path) as dataset, reading(path):
         return dataset.dataset_mask() > 0
 
 

@@ -34,7 +34,7 @@ from rasterio.windows import Window
 
 from aerialseg.pipeline.atomic import atomic_file
 from aerialseg.raster.georef import Georeference, allow_plain
-from aerialseg.raster.opening import RasterError, gdal_environment, gdal_reason
+from aerialseg.raster.opening import RasterError, gdal_environment, gdal_reason, reading
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")  # looked for in folders
 BLOCK_SIZE = 512  # COG tile side (GDAL's default), also the staging tile side
@@ -104,8 +104,9 @@ def fill_values(dataset: rasterio.DatasetReader, indexes: Sequence[int]) -> np.n
     if all(flags == [MaskFlags.all_valid] for flags in dataset.mask_flag_enums):
         return None
     shape = (min(dataset.height, FILL_SAMPLE), min(dataset.width, FILL_SAMPLE))
-    pixels = dataset.read(list(indexes), out_shape=(len(indexes), *shape))
-    valid = dataset.dataset_mask(out_shape=shape) > 0
+    with reading(dataset.name):
+        pixels = dataset.read(list(indexes), out_shape=(len(indexes), *shape))
+        valid = dataset.dataset_mask(out_shape=shape) > 0
     if not valid.any():
         return np.zeros(len(indexes), dtype=np.uint8)
     return np.rint(pixels[:, valid].mean(axis=1)).astype(np.uint8)
