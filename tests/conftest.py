@@ -103,6 +103,13 @@ def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) 
         time.sleep(chunk / bytes_per_second)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first. pytest-xdist hands out tests (and whole xdist groups) in this order, so
+    the long end-to-end runs start at once and the many short tests fill the workers' gaps at the
+    end, instead of one pipeline starting last while the other worker idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory) -> Path:
     """The tiny project after `dvc repro`, committed as a user commits a run (dvc.lock and the

@@ -28,7 +28,7 @@ from pipeline_helpers import TINY, deep_update, environment, make_project, run_s
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 
-pytestmark = pytest.mark.slow  # trains in several processes and on several devices
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]  # one worker trains the fixtures once
 
 RTOL_JAX = 1e-4
 RTOL_TF = 3e-2

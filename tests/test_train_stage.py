@@ -18,7 +18,7 @@ from pipeline_helpers import TINY, altered, deep_update, environment, make_proje
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 from aerialseg.train.card import read_card
 
-pytestmark = pytest.mark.slow  # runs the train stage in subprocesses, killed and resumed
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]  # one worker trains the fixture once
 
 EPOCHS = 4
 CHANGES = deep_update(
