@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import repo_params
-from pipeline_helpers import REPO
+from pipeline_helpers import REPO, deep_update
 
 from aerialseg.pipeline import choices
 from aerialseg.pipeline.params import ParamsError, load_params, parse_params
@@ -62,10 +62,26 @@ def test_resize_takes_exactly_one_of_scale_size_and_pixel_size(raw, resize, name
     assert parse_params(raw).resize.pixel_size == 0.2
 
 
-def test_unknown_section_is_refused(raw):
-    raw["trian"] = {"epochs": 3}
-    with pytest.raises(ParamsError, match="trian"):
-        parse_params(raw)
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"classes": {"tree": [0, 300, 0]}}, "classes"),
+        ({"data": {"sorce": "url"}}, "data.sorce"),
+        ({"resize": {"scael": 0.5}}, "resize.scael"),
+        ({"patches": {"split": {"tset": []}}}, "patches.split.tset"),
+        ({"train": {"epoch": 3}}, "train.epoch"),
+        ({"mlflow": {"experimnet": "x"}}, "mlflow.experimnet"),
+        ({"predict": {"tta": "d8"}}, "predict.tta"),
+        ({"evaluate": {"erode": 1}}, "evaluate.erode"),
+        ({"report": {"video_fps": 0}}, "report.video_fps"),
+        ({"trian": {"epochs": 3}}, "trian"),
+    ],
+)
+def test_a_typo_in_any_section_is_named_by_its_key(raw, changes, key):
+    """The message the validate stage prints when `dvc repro` meets the typo (test_pipeline)."""
+    with pytest.raises(ParamsError) as refused:
+        parse_params(deep_update(raw, changes))
+    assert str(refused.value).startswith(f"params.yaml: {key}:")
 
 
 def test_snapshot_interval_larger_than_epochs(raw):

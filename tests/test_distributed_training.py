@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import TINY, deep_update, environment, make_project, run_stage
+from pipeline_helpers import TINY, deep_update, environment, make_project, run_stages
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 
@@ -58,8 +58,7 @@ DRIVER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def patches(tmp_path_factory):
     folder = make_project(tmp_path_factory.mktemp("distributed") / "patches", CHANGES, git=False)
-    for stage in ("download", "resize", "patches"):
-        run_stage(stage, folder)
+    run_stages(["download", "resize", "patches"], folder)
     return folder
 
 

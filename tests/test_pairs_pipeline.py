@@ -1,6 +1,7 @@
-"""The whole pipeline on folders of photo/label pairs: index labels with an ignore value, and colour
-labels of another palette, each from download to report with the tiny settings. The ignored pixels
-must be left out of every score."""
+"""The whole pipeline on folders of photo/label pairs, each from download to report with the tiny
+settings: index labels with an ignore value; colour labels of another palette; polygon labels of
+photos with empty corners, resized to a pixel size. The ignored and the empty pixels must be left
+out of every score."""
 
 import json
 
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from pipeline_helpers import TINY, deep_update, make_project, run_stage
+from pipeline_helpers import TINY, deep_update, make_project, run_stage, run_stages
 
 from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.pipeline.params import load_params
@@ -34,8 +35,9 @@ OTHER_CLASSES = {  # another palette, with other names, in the synthetic classes
 }
 
 
-def pairs_project(folder, pairs: dict, classes: dict | None = None, without: list[str] | None = None):
-    """A tiny project of the pairs layout; ``classes`` replaces params.yaml's (the helpers merge)."""
+def pairs_project(folder, pairs: dict, classes: dict | None = None, without: list[str] | None = None, resize=None):
+    """A tiny project of the pairs layout; ``classes`` and ``resize`` replace params.yaml's (the
+    helpers merge)."""
     changes = deep_update(
         json.loads(json.dumps(TINY)),
         {
@@ -45,16 +47,17 @@ def pairs_project(folder, pairs: dict, classes: dict | None = None, without: lis
         },
     )
     project = make_project(folder, changes, git=False)
+    params = yaml.safe_load((project / "params.yaml").read_text())
     if classes:
-        params = yaml.safe_load((project / "params.yaml").read_text())
         params["classes"], params["evaluate"]["without_classes"] = classes, without
-        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if resize:
+        params["resize"] = resize
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 
 
 def run_pipeline(project) -> None:
-    for stage in STAGES:
-        run_stage(stage, project)
+    run_stages(STAGES, project)
 
 
 def labelled_test_pixels(project) -> int:
@@ -65,7 +68,8 @@ def labelled_test_pixels(project) -> int:
     return int((label != IGNORE_INDEX).sum())
 
 
-def assert_scored_on_labelled_pixels_only(project) -> None:
+def assert_scored_on_labelled_pixels_only(project, train_pixels: int = 2 * 128 * (128 - IGNORED_ROWS // 2)) -> None:
+    """Scores, the test and the training class counts take only the labelled (and not empty) pixels."""
     labelled = labelled_test_pixels(project)
     assert 0 < labelled < 128 * 128
     for mode in ("plain", "smooth"):
@@ -73,7 +77,7 @@ def assert_scored_on_labelled_pixels_only(project) -> None:
         assert len(rows) == labelled
     distribution = json.loads((project / "metrics/class_distribution.json").read_text())
     assert sum(distribution["test"].values()) == labelled
-    assert sum(distribution["train"].values()) == 2 * 128 * (128 - IGNORED_ROWS // 2)
+    assert sum(distribution["train"].values()) == train_pixels
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     assert 0 <= evaluation["plain"]["miou"] <= 1
 
@@ -121,46 +125,40 @@ def test_colour_labels_of_another_palette_train_and_score(tmp_path):
     assert (stored[:IGNORED_ROWS] == 0).all()  # unlabelled pixels are stored black
 
 
-def test_polygon_labels_train_and_give_the_labels_of_the_pictures_they_were_drawn_from(tmp_path):
-    """One GeoPackage of classed polygons labels every photo (burnt onto each one's grid): the
-    pipeline runs on it, and data/raw holds the labels a run on the label pictures holds."""
+def with_empty_corners(project) -> None:
+    """The test tile's corner empty by nodata 0, a training tile's by an alpha band."""
+    empty_corner(project / "images/image_11.tif", EMPTY_CORNER, "nodata")
+    empty_corner(project / "images/image_1.tif", EMPTY_CORNER, "alpha")
+
+
+def test_polygon_labels_on_photos_with_empty_corners_train_at_the_pixel_size_asked(tmp_path):
+    """One GeoPackage of classed polygons labels every photo (burnt onto each one's grid). The
+    photos, at 0.1 m, have an empty corner and are resized to resize.pixel_size 0.2. data/raw holds
+    the labels a run on the label pictures holds; the corner is neither trained on nor mapped (255,
+    black); only labelled pixels are scored; and the model's resolution is 0.2 m."""
     pairs = {"labels": "labels.gpkg", "class_field": "cover"}
-    project = pairs_project(tmp_path / "polygons", pairs)
+    project = pairs_project(tmp_path / "polygons", pairs, resize={"scale": None, "size": None, "pixel_size": 0.2})
     params = load_params(project / "params.yaml")
     truths = write_pairs_folder(project, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
     write_polygon_labels(project / "labels.gpkg", truths, params.palette.names, field="cover")
+    with_empty_corners(project)
     run_pipeline(project)
     assert_outputs(project)
-    assert_scored_on_labelled_pixels_only(project)
-
-    pictures = pairs_project(tmp_path / "pictures", {"label_encoding": "index", "ignore_value": 255})
-    write_pairs_folder(pictures, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
-    run_stage("download", pictures)
-    for stem in STEMS:
-        burnt = read_image(Layout(project).raw.label(stem))
-        painted = read_image(Layout(pictures).raw.label(stem))
-        assert np.all(burnt == painted, axis=-1).mean() >= 0.99, stem
-
-
-def test_empty_photo_pixels_are_mapped_empty_and_the_model_records_its_resolution(tmp_path):
-    """Photos at 0.1 m with an empty corner (nodata 0 in the test tile, an alpha band in a training
-    tile) resized to resize.pixel_size 0.2: the corner is neither trained on nor mapped (255, black),
-    and the model's resolution is 0.2 m."""
-    project = pairs_project(tmp_path / "nodata", {"label_encoding": "index", "ignore_value": 255})
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["resize"] = {"scale": None, "size": None, "pixel_size": 0.2}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    write_pairs_folder(project, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
-    empty_corner(project / "images/image_11.tif", EMPTY_CORNER, "nodata")
-    empty_corner(project / "images/image_1.tif", EMPTY_CORNER, "alpha")
-    run_pipeline(project)
     layout, corner = Layout(project), EMPTY_CORNER // 2
+    assert_scored_on_labelled_pixels_only(project, train_pixels=2 * 128 * (128 - IGNORED_ROWS // 2) - corner * corner)
     for mode in ("plain", "smooth"):
         index = read_image(layout.predictions.map(mode, "image_11", ".tif"))[..., 0]
         assert (index[-corner:, -corner:] == IGNORE_INDEX).all() and (index[:-corner] != IGNORE_INDEX).all()
         assert (read_image(layout.predictions.map(mode, "image_11", ".png"))[-corner:, -corner:] == 0).all()
-    distribution = json.loads((project / "metrics/class_distribution.json").read_text())
-    assert sum(distribution["train"].values()) == 2 * 128 * (128 - IGNORED_ROWS // 2) - corner * corner
     assert json.loads((project / "metrics/train.json").read_text())["pixel_size_m"] == 0.2
     card = read_card(layout.model)
     assert card.pixel_size_m == 0.2 and card.bands == ("R", "G", "B")
+
+    pictures = pairs_project(tmp_path / "pictures", {"label_encoding": "index", "ignore_value": 255})
+    write_pairs_folder(pictures, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
+    with_empty_corners(pictures)
+    run_stage("download", pictures)
+    for stem in STEMS:
+        burnt = read_image(layout.raw.label(stem))
+        painted = read_image(Layout(pictures).raw.label(stem))
+        assert np.all(burnt == painted, axis=-1).mean() >= 0.99, stem

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from pipeline_helpers import altered, make_project, run_stage
+from pipeline_helpers import altered, make_project, run_stage, run_stages
 
 from aerialseg.data.potsdam import photo_name
 from aerialseg.raster.pictures import read_image
@@ -14,8 +14,7 @@ from aerialseg.raster.pictures import read_image
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     folder = make_project(tmp_path_factory.mktemp("patches"), git=False)
-    for stage in ("download", "resize", "patches"):
-        run_stage(stage, folder)
+    run_stages(["download", "resize", "patches"], folder)
     return folder
 
 

@@ -103,16 +103,8 @@ def params_with(project: Path, changes: dict) -> bytes:
 @pytest.mark.parametrize(
     "changes, key",
     [
-        ({"classes": {"tree": [0, 300, 0]}}, "classes"),
-        ({"data": {"sorce": "url"}}, "data.sorce"),
-        ({"resize": {"scael": 0.5}}, "resize.scael"),
-        ({"patches": {"split": {"tset": []}}}, "patches.split.tset"),
-        ({"train": {"epoch": 3}}, "train.epoch"),
-        ({"mlflow": {"experimnet": "x"}}, "mlflow.experimnet"),
-        ({"predict": {"tta": "d8"}}, "predict.tta"),
-        ({"evaluate": {"erode": 1}}, "evaluate.erode"),
-        ({"report": {"video_fps": 0}}, "report.video_fps"),
-        ({"trian": {"epochs": 3}}, "trian"),
+        ({"train": {"epoch": 3}}, "train.epoch"),  # a change the train stage would rerun for
+        ({"trian": {"epochs": 3}}, "trian"),  # test_config names the typo of every section
     ],
 )
 def test_a_typo_in_any_section_stops_the_pipeline_before_any_stage_runs(project, changes, key):

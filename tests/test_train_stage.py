@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import TINY, altered, deep_update, environment, make_project, run_stage
+from pipeline_helpers import TINY, altered, deep_update, environment, make_project, run_stage, run_stages
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 from aerialseg.train.card import read_card
@@ -33,8 +33,7 @@ CHANGES = deep_update(
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     folder = make_project(tmp_path_factory.mktemp("train"), CHANGES, git=False)
-    for stage in ("download", "resize", "patches"):
-        run_stage(stage, folder)
+    run_stages(["download", "resize", "patches"], folder)
     return folder
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import POTSDAM_PALETTE, repo_params, without_members
-from pipeline_helpers import REPO, TINY, deep_update, make_project, run_stage
+from pipeline_helpers import REPO, TINY, deep_update, make_project, run_stages
 from rasterio.io import MemoryFile
 
 from aerialseg.data.sources import download_raw
@@ -272,8 +272,7 @@ def test_the_preset_scaled_down_runs_from_the_archives_to_the_report(tmp_path):
     preset = yaml.safe_load((REPO / "params-vaihingen.yaml").read_text())
     project = make_project(tmp_path / "vaihingen", deep_update(preset, SCALED_DOWN), git=False)
     write_vaihingen_zips(project, PIPELINE_AREAS, 256, POTSDAM_PALETTE)  # named as the preset lists them
-    for stage in STAGES:
-        run_stage(stage, project)
+    run_stages(STAGES, project)
 
     layout = Layout(project)
     table = manifest(layout.raw.path)
