@@ -80,7 +80,10 @@ def store(patches) -> str:
 def backend_env(backend: str, devices: int = 2, **extra) -> dict:
     env = dict(environment(), KERAS_BACKEND=backend, **extra)
     if backend == "jax":
-        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        # LLVM unoptimised: these tiny trainings spend most of their time compiling (a quarter less
+        # time a training), and the runs compared are compiled alike.
+        flags = f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
     return env
 
 
