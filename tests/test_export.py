@@ -102,6 +102,7 @@ def tree_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+@pytest.mark.slow
 def test_an_export_killed_between_its_two_writes_leaves_the_earlier_pair(unet, tmp_path):
     """SIGKILL once the new SavedModel is written and the ONNX file not yet: the old SavedModel
     and ONNX file stay, byte for byte; the next export removes the killed one's temporary."""

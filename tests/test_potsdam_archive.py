@@ -23,7 +23,7 @@ from aerialseg.raster.pictures import read_image, read_label
 from aerialseg.testing.potsdam_zip import write_potsdam_zip
 from aerialseg.train.training import train
 
-pytestmark = pytest.mark.xdist_group(__name__)  # one worker runs the pipeline of the module fixture
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]  # one worker runs the pipeline once
 
 TILES = ["2_10", "2_11", "2_12", "2_13", "4_12", "7_10"]
 SIDE = 256  # px of a generated tile; halved by the resize stage

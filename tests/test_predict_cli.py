@@ -548,6 +548,7 @@ def wait_for_temporary(folder: Path, process: subprocess.Popen) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_at_once_both_finish_with_whole_maps(tmp_path, model_file):
     """The second run starts while the first writes scene.tif, and maps a scene.tif too: neither
     removes the other's temporaries, both finish, and every map is a whole COG."""

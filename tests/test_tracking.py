@@ -252,6 +252,7 @@ with tracking.start_run(uri, "aerialseg") as run:
 """
 
 
+@pytest.mark.slow
 def test_two_trainings_can_make_a_fresh_store_at_once(tmp_path):
     """`dvc queue start -j 2` on a fresh clone: two trainings find no mlflow.db and make it at
     the same moment. MLflow building one file's tables from two processes fails in one of them
