@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import TINY, deep_update, environment, make_project, run_stages
+from pipeline_helpers import TINY, deep_update, environment, jax_environment, make_project, run_stages
 
 import aerialseg.train.model  # noqa: F401  registers the encoder preprocessing layer of saved models
 
@@ -78,13 +78,8 @@ def store(patches) -> str:
 
 
 def backend_env(backend: str, devices: int = 2, **extra) -> dict:
-    env = dict(environment(), KERAS_BACKEND=backend, **extra)
-    if backend == "jax":
-        # LLVM unoptimised: these tiny trainings spend most of their time compiling (a quarter less
-        # time a training), and the runs compared are compiled alike.
-        flags = f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
-        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
-    return env
+    base = jax_environment(devices) if backend == "jax" else dict(environment(), KERAS_BACKEND=backend)
+    return dict(base, **extra)
 
 
 def train_in_one_process(backend: str, *folders) -> str:

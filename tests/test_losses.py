@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from pipeline_helpers import jax_environment
 
 from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.train.losses import DiceFocalLoss, MaskedCrossEntropy, class_weights_from_counts, make_loss
@@ -214,9 +214,8 @@ def test_the_loss_trains_a_unet_on_the_jax_backend():
         assert np.isfinite(loss), loss
         print("jax loss", loss)
     """)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     run = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240
+        [sys.executable, "-c", code], env=jax_environment(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=240
     )
 
     assert run.returncode == 0, run.stderr[-3000:]
