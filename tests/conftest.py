@@ -104,9 +104,9 @@ def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first. pytest-xdist hands out tests (and whole xdist groups) in this order, so
-    the long end-to-end runs start at once and the many short tests fill the workers' gaps at the
-    end, instead of one pipeline starting last while the other worker idles."""
+    """Slow tests first. pytest-xdist hands out the xdist groups first, largest first, then the
+    other tests in this order: the long end-to-end runs start early and the many short tests fill
+    the workers' gaps at the end, instead of one pipeline starting last while the other idles."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

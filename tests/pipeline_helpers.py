@@ -87,10 +87,20 @@ def run_stage(name: str, cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 
 # The stages' own main functions, in order: what `python -m stages.<name>` runs, less its error
-# wrapper (a failure here is a traceback, which a test wants to see anyway).
-STAGES_IN_ONE_PROCESS = (
-    "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(f'stages.{name}').main()"
-)
+# wrapper (a failure here is a traceback, which a test wants to see anyway). Between stages the
+# environment is put back (MLflow exports the tracking URI it is given) and Keras' state cleared,
+# as the next stage's own process would start.
+STAGES_IN_ONE_PROCESS = """
+import importlib, os, sys
+for name in sys.argv[1:]:
+    environment = dict(os.environ)
+    importlib.import_module(f"stages.{name}").main()
+    os.environ.clear()
+    os.environ.update(environment)
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+        sys.modules["keras"].config.set_dtype_policy("float32")
+"""
 
 
 def run_stages(names: list[str] | tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess:

@@ -77,8 +77,8 @@ def test_resize_takes_exactly_one_of_scale_size_and_pixel_size(raw, resize, name
         ({"trian": {"epochs": 3}}, "trian"),
     ],
 )
-def test_a_typo_in_any_section_is_named_by_its_key(raw, changes, key):
-    """The message the validate stage prints when `dvc repro` meets the typo (test_pipeline)."""
+def test_a_typo_or_bad_value_in_any_section_is_named_by_its_key(raw, changes, key):
+    """The message the validate stage prints when `dvc repro` meets it (test_pipeline)."""
     with pytest.raises(ParamsError) as refused:
         parse_params(deep_update(raw, changes))
     assert str(refused.value).startswith(f"params.yaml: {key}:")

@@ -107,7 +107,7 @@ def params_with(project: Path, changes: dict) -> bytes:
         ({"trian": {"epochs": 3}}, "trian"),  # test_config names the typo of every section
     ],
 )
-def test_a_typo_in_any_section_stops_the_pipeline_before_any_stage_runs(project, changes, key):
+def test_a_typo_stops_the_pipeline_before_any_stage_runs(project, changes, key):
     before = output_checksums(project)
     params = project / "params.yaml"
     with altered(params, params_with(project, changes)):
