@@ -104,8 +104,8 @@ for name in sys.argv[1:]:
 
 
 def run_stages(names: list[str] | tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess:
-    """Run the stages ``names`` in order in one fresh Python process in ``cwd``, which imports
-    TensorFlow once instead of once per stage, which halves the time of a tiny pipeline. For tests
+    """Run the stages ``names`` in order in one fresh Python process in ``cwd``: TensorFlow is
+    imported once instead of once per stage, which halves the time of a tiny pipeline. For tests
     of what flows from stage to stage; each stage as its own process under DVC is test_pipeline's."""
     return run([sys.executable, "-c", STAGES_IN_ONE_PROCESS, *names], cwd)
 
