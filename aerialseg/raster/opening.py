@@ -66,13 +66,14 @@ def open_raster(path: str | Path, name: str | None = None) -> Iterator[rasterio.
 
 
 @contextlib.contextmanager
-def reading(name: str | Path) -> Iterator[None]:
+def reading(name: str | Path, what: str = "it") -> Iterator[None]:
     """Pixels read inside: GDAL failing to read them (a truncated or corrupt file) is an error
-    naming ``name``. Only the reads: a failure elsewhere (writing a map beside) is not the file's."""
+    naming ``name`` and ``what`` of it was read. Only the reads: a failure elsewhere (writing a map
+    beside) is not the file's."""
     try:
         yield
     except RasterioError as error:
         raise RasterError(
-            f"{name}: cannot read it: {gdal_reason(error)} (the file is truncated or corrupt: check it with "
+            f"{name}: cannot read {what}: {gdal_reason(error)} (the file is truncated or corrupt: check it with "
             "`gdalinfo -checksum`, or copy it again)"
         ) from error

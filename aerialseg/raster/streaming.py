@@ -82,15 +82,8 @@ class RasterRows:
         with self._reading(first, first + count - 1):
             return self.dataset.dataset_mask(window=Window(0, first, self.dataset.width, count)) > 0
 
-    @contextlib.contextmanager
     def _reading(self, first: int, last: int):
-        try:
-            yield
-        except RasterioError as error:
-            raise RasterError(
-                f"{self.path}: cannot read rows {first} to {last} of {self.dataset.height}: {gdal_reason(error)} "
-                "(the file is truncated or corrupt: check it with `gdalinfo -checksum`, or copy it again)"
-            ) from error
+        return reading(self.path, f"rows {first} to {last} of {self.dataset.height}")
 
 
 def fill_values(dataset: rasterio.DatasetReader, indexes: Sequence[int]) -> np.ndarray | None:
