@@ -36,23 +36,22 @@ OTHER_CLASSES = {  # another palette, with other names, in the synthetic classes
 
 
 def pairs_project(folder, pairs: dict, classes: dict | None = None, without: list[str] | None = None, resize=None):
-    """A tiny project of the pairs layout; ``classes`` and ``resize`` replace params.yaml's (the
-    helpers merge)."""
+    """A tiny project of the pairs layout; ``classes`` replaces params.yaml's (the helpers merge),
+    ``resize`` is merged in."""
     changes = deep_update(
         json.loads(json.dumps(TINY)),
         {
             "data": {"layout": "pairs", "source": "local", "pairs": pairs},
             "patches": {"split": SPLIT},
             "evaluate": {"labels": "full"},
+            "resize": resize or {},
         },
     )
     project = make_project(folder, changes, git=False)
-    params = yaml.safe_load((project / "params.yaml").read_text())
     if classes:
+        params = yaml.safe_load((project / "params.yaml").read_text())
         params["classes"], params["evaluate"]["without_classes"] = classes, without
-    if resize:
-        params["resize"] = resize
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 
 
