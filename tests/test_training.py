@@ -79,12 +79,17 @@ def test_a_pretrained_encoder_is_frozen_first_then_fine_tuned(tmp_path, mlflow_r
 
 
 @pytest.mark.slow
-def test_a_resumed_fit_trains_only_the_missing_epochs():
+def test_a_resumed_fit_trains_only_the_missing_epochs_and_traces_the_step_once():
+    """Once: the optimizer's slots are made before the first step, which TensorFlow would
+    otherwise trace a second time (training.compile_model)."""
     params = repo_params(TINY_TRAIN)
     batches = patch_batches()
     model = fresh_model(params, None, len(batches))
+    traces, train_step = [], model.train_step
+    model.train_step = lambda data: traces.append(data) or train_step(data)  # Python runs once per trace
     fit(model, batches, patch_batches(4), TrainingState(epoch=2), [], params.train, 6, None)
     assert model.optimizer.iterations.numpy() == len(batches)  # one epoch of steps, the third
+    assert len(traces) == 1
 
 
 def test_final_summary_is_the_last_epoch_with_the_median_speed():

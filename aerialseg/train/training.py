@@ -208,7 +208,11 @@ def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epoc
     instead of hopping between minima, so the model written at the end is a good one.
 
     ``cfg.jit_compile``: XLA for the training step. Keras' ``auto`` turns it on on a GPU and off on
-    a CPU, where it pays only on some CPUs and for long trainings (README, Performance)."""
+    a CPU, where it pays only on some CPUs and for long trainings (README, Performance).
+
+    The optimizer's slots are made here, not in the first training step as Keras leaves them:
+    under TensorFlow a step that makes variables is traced twice, the second time without them
+    (benchmarks/first_step.py)."""
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, epochs * steps_per_epoch, alpha=0.01)
     model.compile(
         optimizer=Adam(schedule),
@@ -216,6 +220,7 @@ def compile_model(model, cfg: TrainParams, num_classes: int, class_weights, epoc
         metrics=training_metrics(num_classes),
         jit_compile=cfg.jit_compile,
     )
+    model.optimizer.build(model.trainable_variables)
 
 
 def fresh_model(params: Params, class_weights, steps_per_epoch: int, bands: int = 3):
