@@ -166,11 +166,8 @@ def test_experiment_reruns_only_training_onwards_and_logs_to_the_main_store(proj
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("aerialseg")
     runs_before = len(client.search_runs([experiment.experiment_id]))
-    changes = [
-        "train.epochs=3",
-        "train.snapshot_every=3",
-        "train.snapshot_modes=[plain,smooth]",
-    ]  # one snapshot, both maps
+    # three epochs, one snapshot (the third) with both its maps
+    changes = ["train.epochs=3", "train.snapshot_every=3", "train.snapshot_modes=[plain,smooth]"]
     output = run(
         ["dvc", "exp", "run", "--temp", *(arg for change in changes for arg in ("-S", change))], project
     ).stdout
