@@ -105,7 +105,7 @@ def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) 
         time.sleep(chunk / bytes_per_second)
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: pytest -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` starts one worker more than pytest-xdist would (a worker per core). The end-to-end tests
     spend part of their time waiting (on DVC, MLflow's store, processes starting up), and the
