@@ -3,7 +3,6 @@ Potsdam-layout data sets."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 import yaml
 from pipeline_helpers import REPO, deep_update, make_project, run
-from xdist.plugin import pytest_xdist_auto_num_workers as xdist_default_workers
 
 from aerialseg.data.palette import Palette
 from aerialseg.data.potsdam import label_name, photo_name
@@ -103,17 +101,6 @@ def _send_slowly(stream, body: bytes, bytes_per_second: int, chunk: int = 1024) 
         except (BrokenPipeError, ConnectionResetError):  # the client was killed: what the test wants
             return
         time.sleep(chunk / bytes_per_second)
-
-
-@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: pytest -p no:xdist
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto` starts one worker more than pytest-xdist would (a worker per core). The end-to-end tests
-    spend part of their time waiting (on DVC, MLflow's store, processes starting up), and the
-    spare worker keeps the cores busy meanwhile: on 2 cores, 8.4 and 8.5 minutes against 9.3
-    (docs/performance.md). PYTEST_XDIST_AUTO_NUM_WORKERS, when set, still decides (pytest-xdist)."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None
-    return xdist_default_workers(config) + 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
