@@ -16,7 +16,6 @@ from contextlib import closing, contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
 
-import keras
 import mlflow
 import numpy as np
 from mlflow.models import ModelSignature
@@ -226,6 +225,8 @@ def log_model(model, registered_name: str, card: ModelCard) -> None:
     of models/model.keras), and its main fields become tags of the registered version, for the
     registry's search and UI.
     """
+    import keras  # here, not above: opening a store and logging metrics need no TensorFlow
+
     channels, classes = model.input_shape[-1], model.output_shape[-1]
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, channels))]),
