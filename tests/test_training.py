@@ -98,7 +98,10 @@ def test_final_summary_is_the_last_epoch_with_the_median_speed():
 
 
 @pytest.mark.slow
-def test_train_jit_compile_true_trains_the_step_with_xla():
+def test_train_jit_compile_true_trains_the_step_with_xla(monkeypatch):
+    """XLA compiles the step unoptimised, as in the JAX tests (pipeline_helpers.jax_environment):
+    the flag is read at the first XLA compile of this process, and most of the test is compiling."""
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
     params = repo_params({**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "jit_compile": True}})
     batches = patch_batches()
     model = fresh_model(params, None, len(batches))
