@@ -13,12 +13,13 @@ import rasterio
 import shapely
 from affine import Affine
 from conftest import POTSDAM_PALETTE
-from pipeline_helpers import REPO, copy_repository, environment, run
+from pipeline_helpers import REPO, copy_repository, environment
 from pyogrio import raw
 from rasterio.features import rasterize
 from test_onnx_predictor import WITHOUT_TRAIN_EXTRA
 
 from aerialseg.data.synthetic import generate_tile
+from aerialseg.predict.export import main as export
 from aerialseg.train.card import read_card
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduced_project")]  # one worker builds it once
@@ -106,7 +107,7 @@ def test_an_mlflow_uri_maps_as_the_file_does(alone):
 
 def test_the_onnx_export_maps_as_the_model_does_without_tensorflow(alone):
     project, folder, photos = alone
-    run(["aerialseg-export", "--model", folder / "model.keras", "--out", folder / "export"], folder)
+    assert export(["--model", str(folder / "model.keras"), "--out", str(folder / "export")]) == 0  # TensorFlow's part
     env = {**environment(), "PYTHONPATH": str(REPO)}
     arguments = ["--model", folder / "export/model.onnx", "--out", folder / "onnx_maps", "--mode", "plain"]
     done = predict(folder, *arguments, *photos.values(), env=env, script=WITHOUT_TRAIN_EXTRA)
