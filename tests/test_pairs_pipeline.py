@@ -1,7 +1,7 @@
 """The whole pipeline on folders of photo/label pairs, each from download to report with the tiny
 settings: index labels with an ignore value; colour labels of another palette; polygon labels of
 photos with empty corners, resized to a pixel size. The ignored and the empty pixels must be left
-out of every score."""
+out of every score. One process builds the three projects, loading TensorFlow once."""
 
 import json
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from pipeline_helpers import TINY, deep_update, make_project, run_stage, run_stages
+from pipeline_helpers import TINY, deep_update, make_project, run_projects
 
 from aerialseg.data.palette import IGNORE_INDEX
 from aerialseg.pipeline.params import load_params
@@ -18,7 +18,7 @@ from aerialseg.raster.pictures import read_image, read_label
 from aerialseg.testing.pairs_folder import empty_corner, write_pairs_folder, write_polygon_labels
 from aerialseg.train.card import read_card
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]  # one worker builds the projects once
 
 STAGES = ("validate", "download", "resize", "patches", "train", "predict", "evaluate", "report")
 STEMS = ["image_1", "image_2", "image_10", "image_11"]
@@ -55,10 +55,6 @@ def pairs_project(folder, pairs: dict, classes: dict | None = None, without: lis
     return project
 
 
-def run_pipeline(project) -> None:
-    run_stages(STAGES, project)
-
-
 def labelled_test_pixels(project) -> int:
     """Pixels of the test tile's (resized) label that are a class, not ignored."""
     params = load_params(project / "params.yaml")
@@ -91,20 +87,17 @@ def assert_outputs(project) -> None:
     assert list(manifest["tile"]) == STEMS  # natural order: image_2 before image_10
 
 
-def test_index_labels_with_an_ignore_value_train_and_score(tmp_path):
-    project = pairs_project(
-        tmp_path / "index", {"label_encoding": "index", "label_values": [1, 2, 3, 4, 5, 6], "ignore_value": 0}
-    )
+def index_project(folder):
+    """Index labels 1..6 with 0 as the ignore value."""
+    project = pairs_project(folder, {"label_encoding": "index", "label_values": [1, 2, 3, 4, 5, 6], "ignore_value": 0})
     write_pairs_folder(project, STEMS, 256, label_values=[1, 2, 3, 4, 5, 6], ignore_value=0, ignore_rows=IGNORED_ROWS)
-    run_pipeline(project)
-    assert_outputs(project)
-    assert_scored_on_labelled_pixels_only(project)
-    assert (project / "metrics/figures/image_11_comparison.png").is_file()  # ignored pixels drawn black there
+    return project
 
 
-def test_colour_labels_of_another_palette_train_and_score(tmp_path):
+def colour_project(folder):
+    """Colour labels of another palette, magenta ignored, the class junk left out of the scores."""
     pairs = {"label_encoding": "colour", "label_values": None, "ignore_value": [255, 0, 255]}
-    project = pairs_project(tmp_path / "colour", pairs, OTHER_CLASSES, ["junk"])
+    project = pairs_project(folder, pairs, OTHER_CLASSES, ["junk"])
     params = load_params(project / "params.yaml")
     write_pairs_folder(
         project,
@@ -116,12 +109,7 @@ def test_colour_labels_of_another_palette_train_and_score(tmp_path):
         georeferenced=True,
         compress=True,
     )
-    run_pipeline(project)
-    assert_outputs(project)
-    assert_scored_on_labelled_pixels_only(project)
-    assert set(json.loads((project / "metrics/class_distribution.json").read_text())["test"]) == set(OTHER_CLASSES)
-    stored = read_image(Layout(project).raw.label("image_11"))
-    assert (stored[:IGNORED_ROWS] == 0).all()  # unlabelled pixels are stored black
+    return project
 
 
 def with_empty_corners(project) -> None:
@@ -130,18 +118,58 @@ def with_empty_corners(project) -> None:
     empty_corner(project / "images/image_1.tif", EMPTY_CORNER, "alpha")
 
 
-def test_polygon_labels_on_photos_with_empty_corners_train_at_the_pixel_size_asked(tmp_path):
-    """One GeoPackage of classed polygons labels every photo (burnt onto each one's grid). The
-    photos, at 0.1 m, have an empty corner and are resized to resize.pixel_size 0.2. data/raw holds
-    the labels a run on the label pictures holds; the corner is neither trained on nor mapped (255,
-    black); only labelled pixels are scored; and the model's resolution is 0.2 m."""
+def polygon_project(folder):
+    """One GeoPackage of classed polygons labels every photo; the photos, at 0.1 m, have an empty
+    corner and are resized to resize.pixel_size 0.2."""
     pairs = {"labels": "labels.gpkg", "class_field": "cover"}
-    project = pairs_project(tmp_path / "polygons", pairs, resize={"scale": None, "size": None, "pixel_size": 0.2})
+    project = pairs_project(folder, pairs, resize={"scale": None, "size": None, "pixel_size": 0.2})
     params = load_params(project / "params.yaml")
     truths = write_pairs_folder(project, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
     write_polygon_labels(project / "labels.gpkg", truths, params.palette.names, field="cover")
     with_empty_corners(project)
-    run_pipeline(project)
+    return project
+
+
+def pictures_project(folder):
+    """The polygon project's photos with its labels as pictures (index, 255 ignored)."""
+    project = pairs_project(folder, {"label_encoding": "index", "ignore_value": 255})
+    write_pairs_folder(project, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
+    with_empty_corners(project)
+    return project
+
+
+PROJECTS = {"index": index_project, "colour": colour_project, "polygons": polygon_project, "pictures": pictures_project}
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """The three pipelines run to the report, and the label pictures' project downloaded."""
+    root = tmp_path_factory.mktemp("pairs")
+    built = {name: make(root / name) for name, make in PROJECTS.items()}
+    run_projects({project: ["download"] if name == "pictures" else STAGES for name, project in built.items()})
+    return built
+
+
+def test_index_labels_with_an_ignore_value_train_and_score(projects):
+    project = projects["index"]
+    assert_outputs(project)
+    assert_scored_on_labelled_pixels_only(project)
+    assert (project / "metrics/figures/image_11_comparison.png").is_file()  # ignored pixels drawn black there
+
+
+def test_colour_labels_of_another_palette_train_and_score(projects):
+    project = projects["colour"]
+    assert_outputs(project)
+    assert_scored_on_labelled_pixels_only(project)
+    assert set(json.loads((project / "metrics/class_distribution.json").read_text())["test"]) == set(OTHER_CLASSES)
+    stored = read_image(Layout(project).raw.label("image_11"))
+    assert (stored[:IGNORED_ROWS] == 0).all()  # unlabelled pixels are stored black
+
+
+def test_polygon_labels_on_photos_with_empty_corners_train_at_the_pixel_size_asked(projects):
+    """data/raw holds the labels a run on the label pictures holds; the corner is neither trained
+    on nor mapped (255, black); only labelled pixels are scored; and the model's resolution is 0.2 m."""
+    project = projects["polygons"]
     assert_outputs(project)
     layout, corner = Layout(project), EMPTY_CORNER // 2
     assert_scored_on_labelled_pixels_only(project, empty_train_pixels=corner * corner)
@@ -153,11 +181,7 @@ def test_polygon_labels_on_photos_with_empty_corners_train_at_the_pixel_size_ask
     card = read_card(layout.model)
     assert card.pixel_size_m == 0.2 and card.bands == ("R", "G", "B")
 
-    pictures = pairs_project(tmp_path / "pictures", {"label_encoding": "index", "ignore_value": 255})
-    write_pairs_folder(pictures, STEMS, 256, ignore_rows=IGNORED_ROWS, georeferenced=True, ignore_value=255)
-    with_empty_corners(pictures)
-    run_stage("download", pictures)
     for stem in STEMS:
         burnt = read_image(layout.raw.label(stem))
-        painted = read_image(Layout(pictures).raw.label(stem))
+        painted = read_image(Layout(projects["pictures"]).raw.label(stem))
         assert np.all(burnt == painted, axis=-1).mean() >= 0.99, stem
