@@ -107,7 +107,7 @@ def test_an_mlflow_uri_maps_as_the_file_does(alone):
 
 def test_the_onnx_export_maps_as_the_model_does_without_tensorflow(alone):
     project, folder, photos = alone
-    assert export(["--model", str(folder / "model.keras"), "--out", str(folder / "export")]) == 0  # TensorFlow's part
+    assert export(["--model", str(folder / "model.keras"), "--out", str(folder / "export")]) == 0  # needs TensorFlow
     env = {**environment(), "PYTHONPATH": str(REPO)}
     arguments = ["--model", folder / "export/model.onnx", "--out", folder / "onnx_maps", "--mode", "plain"]
     done = predict(folder, *arguments, *photos.values(), env=env, script=WITHOUT_TRAIN_EXTRA)
